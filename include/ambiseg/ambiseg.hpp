@@ -11,3 +11,4 @@
 #include "ambiseg/core/parallel.hpp"
 #include "ambiseg/core/workspace.hpp"
 #include "ambiseg/core/config.hpp"
+#include "ambiseg/core/parameters.hpp"
