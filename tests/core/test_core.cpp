@@ -75,3 +75,46 @@ TEST_CASE("rng is reproducible and has the right moments", "[core]") {
   CHECK(g.normal() == x);
   for (int i = 0; i < 1000; ++i) REQUIRE(g.below(3) < 3);
 }
+
+#include <ambiseg/io/atomic_file.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+TEST_CASE("parameter_store lays parameters out in one aligned flat buffer", "[core]") {
+  parameter_store<float> store;
+  store.add("a.weight", {3, 2});
+  store.add("a.bias", {3});
+  CHECK_THROWS_WITH(store.add("a.bias", {1}), Catch::Contains("duplicate") && Catch::Contains("a.bias"));
+  CHECK_THROWS_WITH(store.value(0), Catch::Contains("before allocate"));
+  store.allocate();
+  CHECK(store.count() == 9);
+  CHECK(store.value("a.weight").shape() == shape{3, 2});
+  CHECK(reinterpret_cast<std::uintptr_t>(store.value(1).data()) % 64 == 0);
+  store.value("a.bias")[2] = 5.0f;
+  store.grad("a.weight")[0] = 1.0f;
+  const auto flat = store.flat_values();
+  CHECK(flat[store.info(1).offset + 2] == 5.0f);
+  store.zero_grad();
+  CHECK(store.grad("a.weight")[0] == 0.0f);
+  CHECK_THROWS_WITH(store.index_of("nope"), Catch::Contains("nope"));
+}
+
+TEST_CASE("atomic writes publish whole files or nothing", "[core][io]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "ambiseg_atomic_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path target = dir / "out.txt";
+  io::write_file_atomically(target, "first");
+  {
+    io::atomic_file_writer w(target);
+    w.write("second, never committed");
+  }  // abandoned: the old content survives and no temporary file is left
+  std::ifstream in(target);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(content == "first");
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
+  CHECK_THROWS_AS(io::write_file_atomically(dir / "missing_dir" / "x", "y"), io_error);
+  fs::remove_all(dir);
+}
