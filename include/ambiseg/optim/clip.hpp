@@ -1,0 +1,76 @@
+// ambiseg/optim/clip.hpp — global L2 gradient-norm clipping (torch.nn.utils.clip_grad_norm_).
+//
+//   norm  = √(Σ g²) over every gradient of the model (accumulated in double)
+//   scale = min(1, max_norm / (norm + 1e-6)),  g ← g · scale
+// Exactly PyTorch's rule, which also scales (by a factor within 1e-6 of 1) when norm lies in
+// (max_norm − 1e-6, max_norm]. Returns the norm before clipping.
+//
+// The sum is taken over a fixed split of the buffer into chunks, so the norm, and hence a
+// training run, is bit-for-bit the same for any number of threads.
+// A NaN or infinite norm throws value_error by default (PyTorch 1.13 would silently fill
+// the gradients with NaN); with nonfinite_policy::report the gradients are left untouched
+// and the non-finite norm is returned, so the caller can skip the step.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/parameters.hpp"
+#include "ambiseg/core/tensor.hpp"
+
+namespace ambiseg::optim {
+
+enum class nonfinite_policy { throw_error, report };
+
+template <class T>
+double global_grad_norm(tensor_view<const T, cpu> grads) {
+  constexpr std::int64_t chunks = 256;
+  const std::int64_t n = grads.numel();
+  const std::int64_t chunk = (n + chunks - 1) / chunks;
+  const T* g = grads.data();
+  std::array<double, chunks> partial{};
+#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t first = c * chunk, last = std::min(n, first + chunk);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t i = first; i < last; ++i) sum += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+    partial[c] = sum;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return std::sqrt(total);
+}
+
+template <class T>
+double clip_grad_norm(tensor_view<T, cpu> grads, double max_norm,
+                      nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
+  throw_if<value_error>(!(max_norm >= 0.0), "clip_grad_norm: max_norm must be >= 0, got ", max_norm);
+  const double norm = global_grad_norm<T>(grads);
+  if (!std::isfinite(norm)) {
+    throw_if<value_error>(on_nonfinite == nonfinite_policy::throw_error,
+                          "clip_grad_norm: the total gradient norm is ", norm,
+                          " (a gradient holds NaN or infinity)");
+    return norm;
+  }
+  const double scale = std::min(1.0, max_norm / (norm + 1e-6));
+  if (scale < 1.0) {
+    const T s = static_cast<T>(scale);
+    T* g = grads.data();
+    const std::int64_t n = grads.numel();
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
+    for (std::int64_t i = 0; i < n; ++i) g[i] *= s;
+  }
+  return norm;
+}
+
+template <class T>
+double clip_grad_norm(parameter_store<T, cpu>& params, double max_norm,
+                      nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
+  return clip_grad_norm<T>(params.flat_grads(), max_norm, on_nonfinite);
+}
+
+}  // namespace ambiseg::optim

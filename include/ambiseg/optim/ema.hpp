@@ -1,0 +1,72 @@
+// ambiseg/optim/ema.hpp — exponential moving average of the weights.
+//
+//   shadow ← decay · shadow + (1 − decay) · value      (per flat element, after each step)
+// the update of the usual diffusion training loops (guided-diffusion's update_ema). The
+// shadow starts as a copy of the weights and shares the parameter_store's flat layout, so
+// it is saved, loaded and swapped in by parameter name like the weights themselves.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/parameters.hpp"
+#include "ambiseg/core/tensor.hpp"
+
+namespace ambiseg::optim {
+
+template <class T>
+class ema {
+ public:
+  ema(const parameter_store<T, cpu>& params, double decay) : decay_(decay) {
+    throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), "ema: decay must lie in [0, 1], got ", decay);
+    shadow_ = tensor<T, cpu>(params.flat_values().shape());
+    shadow_.copy_from(params.flat_values());
+  }
+
+  void update(const parameter_store<T, cpu>& params) {
+    const auto values = params.flat_values();
+    throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::update: the store has ", values.numel(),
+                          " flat elements, the average ", shadow_.numel());
+    const T keep = static_cast<T>(decay_), take = static_cast<T>(1.0 - decay_);
+    T* s = shadow_.data();
+    const T* v = values.data();
+    const std::int64_t n = shadow_.numel();
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
+    for (std::int64_t i = 0; i < n; ++i) s[i] = s[i] * keep + take * v[i];
+    ++updates_;
+  }
+
+  // Evaluating with the averaged weights: swap in, evaluate, swap back.
+  void swap_with(parameter_store<T, cpu>& params) {
+    auto values = params.flat_values();
+    throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::swap_with: size mismatch (",
+                          values.numel(), " vs ", shadow_.numel(), ")");
+    T* s = shadow_.data();
+    T* v = values.data();
+    for (std::int64_t i = 0; i < shadow_.numel(); ++i) std::swap(s[i], v[i]);
+  }
+  void copy_to(parameter_store<T, cpu>& params) const {
+    auto values = params.flat_values();
+    throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::copy_to: size mismatch (",
+                          values.numel(), " vs ", shadow_.numel(), ")");
+    std::copy(shadow_.data(), shadow_.data() + shadow_.numel(), values.data());
+  }
+
+  double decay() const { return decay_; }
+  std::int64_t updates() const { return updates_; }
+  void set_updates(std::int64_t n) {
+    throw_if<value_error>(n < 0, "ema::set_updates: negative count ", n);
+    updates_ = n;
+  }
+  // Laid out like parameter_store::flat_values().
+  tensor_view<T, cpu> shadow() { return shadow_.view(); }
+  tensor_view<const T, cpu> shadow() const { return shadow_.view(); }
+
+ private:
+  double decay_;
+  tensor<T, cpu> shadow_;
+  std::int64_t updates_ = 0;
+};
+
+}  // namespace ambiseg::optim
