@@ -1,0 +1,59 @@
+// ambiseg/ops/attention.hpp — multi-head self-attention in the reference's legacy layout.
+//
+//   qkv [B, 3C, T] is viewed as [B·heads, 3·ch, T] (ch = C/heads) and each head's rows are
+//   split into q, k, v [ch, T] — heads first, then q|k|v, as in QKVAttentionLegacy.
+//   probs [B·heads, T, T] = softmax over keys of (q·s)ᵀ(k·s), s = ch^(−1/4)
+//   y [B, C, T] = v·probsᵀ (per head)
+// probs is saved by the forward for the backward; dqkv [B, 3C, T] is assigned.
+#pragma once
+
+#include "ambiseg/ops/common.hpp"
+#include "ambiseg/ops/cpu/attention.hpp"
+
+namespace ambiseg::ops {
+
+namespace detail {
+struct attention_dims {
+  std::int64_t b, c, t, bh, ch;
+};
+inline attention_dims attention_check(const char* op, const shape& qkv, int heads) {
+  throw_if<shape_error>(qkv.rank() != 3, op, ": qkv must have rank 3 [B, 3C, T], got ", qkv);
+  throw_if<value_error>(heads < 1, op, ": heads must be positive, got ", heads);
+  throw_if<shape_error>(qkv[1] % (3 * heads) != 0, op, ": qkv ", qkv, " has ", qkv[1],
+                        " rows, not divisible by 3·heads = ", 3 * heads);
+  const std::int64_t c = qkv[1] / 3;
+  return {qkv[0], c, qkv[2], qkv[0] * heads, c / heads};
+}
+}  // namespace detail
+
+template <op_scalar T, class D>
+void attention_forward(in_view<T, D> qkv, int heads, tensor_view<T, D> y, out_view<T, D> probs,
+                       workspace<D>& ws) {
+  const char* op = "attention_forward";
+  const auto d = detail::attention_check(op, qkv.shape(), heads);
+  expect_shape(op, "y", y, shape{d.b, d.c, d.t});
+  expect_shape(op, "probs", probs, shape{d.bh, d.t, d.t});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::attention_forward(qkv.data(), d.bh, d.ch, d.t, y.data(), probs.data());
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+template <op_scalar T, class D>
+void attention_backward(in_view<T, D> qkv, in_view<T, D> probs, in_view<T, D> dy, int heads,
+                        tensor_view<T, D> dqkv, workspace<D>& ws) {
+  const char* op = "attention_backward";
+  const auto d = detail::attention_check(op, qkv.shape(), heads);
+  expect_shape(op, "probs", probs, shape{d.bh, d.t, d.t});
+  expect_shape(op, "dy", dy, shape{d.b, d.c, d.t});
+  expect_shape(op, "dqkv", dqkv, qkv.shape());
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::attention_backward(qkv.data(), probs.data(), dy.data(), d.bh, d.ch, d.t,
+                                    dqkv.data(), ws);
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+}  // namespace ambiseg::ops

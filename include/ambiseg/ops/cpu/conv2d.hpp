@@ -1,0 +1,328 @@
+// ambiseg/ops/cpu/conv2d.hpp — 2-D convolution on the CPU through GEMM.
+//
+//   x [N,Ci,H,W]  w [Co,Ci,K,K]  b [Co]  y [N,Co,Ho,Wo]     CKK = Ci·K·K, P = Ho·Wo
+//
+// Per image, Y[Co, P] = W[Co, CKK] · col[CKK, P] (+ b), where col is im2col of the image.
+// col is built a band of output rows at a time so that it stays in cache between im2col
+// and the GEMM's packing (a full col at 32 ch, 128² is 19 MB). A 1×1 stride-1 convolution
+// needs no col: the image itself is the B matrix.
+//
+// Backward:
+//   dW[Co, CKK] += dY[Co, P] · colᵀ        (per band; long K = band length: efficient)
+//   dx, stride 1 and "same" padding: the convolution of dY with the flipped, transposed
+//       filter (W'[ci,co,kh,kw] = W[co,ci,K-1-kh,K-1-kw]) — the forward path again, with
+//       Co·K·K as the GEMM's K, instead of a thin dcol = Wᵀ·dY GEMM plus a col2im scatter.
+//   dx, otherwise (the stride-2 downsample): dcol = Wᵀ · dY, then col2im (accumulate).
+//
+// Threading (one pool, OpenMP): with at least as many images as threads, images run in
+// parallel, each thread with its own col band and single-threaded GEMMs (OpenBLAS runs
+// single-threaded inside a parallel region); dW is accumulated per thread and reduced.
+// Otherwise images run one after another with multithreaded GEMMs.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "ambiseg/core/workspace.hpp"
+#include "ambiseg/ops/cpu/gemm.hpp"
+
+namespace ambiseg::ops::cpu_kernels {
+
+struct conv_geometry {
+  std::int64_t n, ci, h, w, co, k, stride, pad, ho, wo;
+  std::int64_t in_plane() const { return h * w; }
+  std::int64_t out_plane() const { return ho * wo; }
+  std::int64_t ckk() const { return ci * k * k; }
+  bool pointwise() const { return k == 1 && stride == 1 && pad == 0; }
+  // dx by the flipped filter needs the transposed convolution to be a plain convolution.
+  bool transposable() const { return stride == 1 && 2 * pad == k - 1; }
+  conv_geometry transposed() const { return {n, co, ho, wo, ci, k, 1, pad, h, w}; }
+};
+
+enum class conv_threading { automatic, images, gemm };
+
+// Tuning knobs (benchmarks flip them; the defaults are the measured best on 2 cores).
+struct conv_tuning {
+  conv_threading threading = conv_threading::automatic;
+  std::int64_t band_bytes = 512 * 1024;  // target size of one im2col band
+};
+inline conv_tuning& conv_settings() {
+  static conv_tuning t;
+  return t;
+}
+
+struct conv_plan {
+  bool images_parallel = false;
+  int threads = 1;
+  std::int64_t band_rows = 0;  // output rows per im2col band
+  std::int64_t col_elems = 0;  // elements of one band buffer (0: no im2col)
+};
+
+inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) {
+  conv_plan p;
+  p.threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const auto mode = conv_settings().threading;
+  p.images_parallel = p.threads > 1 && (mode == conv_threading::images ||
+                                        (mode == conv_threading::automatic && g.n >= p.threads));
+  if (!p.images_parallel) p.threads = 1;
+  if (g.pointwise()) {
+    p.band_rows = g.ho;
+    p.col_elems = 0;
+  } else {
+    const std::int64_t row_bytes = g.ckk() * g.wo * static_cast<std::int64_t>(elem_bytes);
+    p.band_rows = std::clamp<std::int64_t>(conv_settings().band_bytes / std::max<std::int64_t>(row_bytes, 1),
+                                           1, std::max<std::int64_t>(g.ho, 1));
+    p.col_elems = g.ckk() * p.band_rows * g.wo;
+  }
+  return p;
+}
+
+// Valid output columns [lo, hi) for kernel column kw: 0 <= wo·s − p + kw < W.
+inline void valid_columns(const conv_geometry& g, std::int64_t kw, std::int64_t& lo,
+                          std::int64_t& hi) {
+  const std::int64_t shift = g.pad - kw;  // wi = wo·s − shift
+  lo = shift <= 0 ? 0 : (shift + g.stride - 1) / g.stride;
+  const std::int64_t last = g.w - 1 + shift;  // wo·s <= last
+  hi = last < 0 ? 0 : std::min(g.wo, last / g.stride + 1);
+  lo = std::min(lo, hi);
+}
+
+// col[(ci,kh,kw), (ho−r0)·Wo + wo] = x[ci, ho·s − p + kh, wo·s − p + kw] (0 outside) for
+// channels [c0, c1) and output rows [r0, r1). x is one image [Ci,H,W].
+template <class T>
+void im2col_band(const T* x, const conv_geometry& g, std::int64_t r0, std::int64_t r1,
+                 std::int64_t c0, std::int64_t c1, T* col) {
+  const std::int64_t ncols = (r1 - r0) * g.wo;
+  for (std::int64_t ci = c0; ci < c1; ++ci)
+    for (std::int64_t kh = 0; kh < g.k; ++kh)
+      for (std::int64_t kw = 0; kw < g.k; ++kw) {
+        T* dst = col + ((ci * g.k + kh) * g.k + kw) * ncols;
+        std::int64_t lo, hi;
+        valid_columns(g, kw, lo, hi);
+        const std::int64_t off = kw - g.pad;
+        for (std::int64_t ho = r0; ho < r1; ++ho, dst += g.wo) {
+          const std::int64_t hi_row = ho * g.stride - g.pad + kh;
+          if (hi_row < 0 || hi_row >= g.h) {
+            std::memset(dst, 0, sizeof(T) * g.wo);
+            continue;
+          }
+          const T* src = x + (ci * g.h + hi_row) * g.w + off;
+          for (std::int64_t j = 0; j < lo; ++j) dst[j] = T(0);
+          if (g.stride == 1) {
+            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
+          } else {
+            const std::int64_t s = g.stride;
+            for (std::int64_t j = lo; j < hi; ++j) dst[j] = src[j * s];
+          }
+          for (std::int64_t j = hi; j < g.wo; ++j) dst[j] = T(0);
+        }
+      }
+}
+
+// The transpose of im2col_band: dx[ci, hi, wi] += col[...] for one image.
+template <class T>
+void col2im_band_add(const T* col, const conv_geometry& g, std::int64_t r0, std::int64_t r1,
+                     T* dx) {
+  const std::int64_t ncols = (r1 - r0) * g.wo;
+  for (std::int64_t ci = 0; ci < g.ci; ++ci)
+    for (std::int64_t kh = 0; kh < g.k; ++kh)
+      for (std::int64_t kw = 0; kw < g.k; ++kw) {
+        const T* src = col + ((ci * g.k + kh) * g.k + kw) * ncols;
+        std::int64_t lo, hi;
+        valid_columns(g, kw, lo, hi);
+        const std::int64_t off = kw - g.pad;
+        for (std::int64_t ho = r0; ho < r1; ++ho, src += g.wo) {
+          const std::int64_t hi_row = ho * g.stride - g.pad + kh;
+          if (hi_row < 0 || hi_row >= g.h) continue;
+          T* dst = dx + (ci * g.h + hi_row) * g.w + off;
+          const std::int64_t s = g.stride;
+#pragma omp simd
+          for (std::int64_t j = lo; j < hi; ++j) dst[j * s] += src[j];
+        }
+      }
+}
+
+// y = conv(x, w) + b for all images, following plan p; cols holds p.threads band buffers.
+template <class T>
+void conv_forward_planned(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
+                          const conv_plan& p, T* cols) {
+  const std::int64_t P = g.out_plane(), ckk = g.ckk();
+  auto image = [&](std::int64_t n, T* col, bool parallel_im2col) {
+    const T* xn = x + n * g.ci * g.in_plane();
+    T* yn = y + n * g.co * P;
+    for (std::int64_t r0 = 0; r0 < g.ho; r0 += p.band_rows) {
+      const std::int64_t r1 = std::min(g.ho, r0 + p.band_rows), ncols = (r1 - r0) * g.wo;
+      const T* bmat = xn + r0 * g.wo;
+      std::int64_t ldb = P;
+      if (!g.pointwise()) {
+        if (parallel_im2col) {
+#pragma omp parallel for schedule(static)
+          for (std::int64_t ci = 0; ci < g.ci; ++ci) im2col_band(xn, g, r0, r1, ci, ci + 1, col);
+        } else {
+          im2col_band(xn, g, r0, r1, std::int64_t{0}, g.ci, col);
+        }
+        bmat = col;
+        ldb = ncols;
+      }
+      T* yt = yn + r0 * g.wo;
+      T beta = T(0);
+      if (b) {  // bias fused as GEMM's C input
+        for (std::int64_t co = 0; co < g.co; ++co) std::fill_n(yt + co * P, ncols, b[co]);
+        beta = T(1);
+      }
+      gemm(trans::no, trans::no, g.co, ncols, ckk, T(1), w, ckk, bmat, ldb, beta, yt, P);
+    }
+  };
+  if (p.images_parallel) {
+#pragma omp parallel num_threads(p.threads)
+    {
+      T* col = cols ? cols + omp_get_thread_num() * p.col_elems : nullptr;
+#pragma omp for schedule(static)
+      for (std::int64_t n = 0; n < g.n; ++n) image(n, col, false);
+    }
+  } else {
+    for (std::int64_t n = 0; n < g.n; ++n) image(n, cols, true);
+  }
+}
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
+                    workspace<cpu>& ws) {
+  const conv_plan p = make_conv_plan(g, sizeof(T));
+  T* cols = p.col_elems ? ws.get<T>(static_cast<std::size_t>(p.col_elems * p.threads)) : nullptr;
+  conv_forward_planned(x, w, b, y, g, p, cols);
+}
+
+template <class T>
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
+                     const conv_geometry& g, workspace<cpu>& ws) {
+  const std::int64_t P = g.out_plane(), ckk = g.ckk(), HW = g.in_plane();
+  const conv_plan pw = make_conv_plan(g, sizeof(T));  // plan for the dW pass (im2col of x)
+  const bool flip = dx && !g.pointwise() && g.transposable();
+  const conv_geometry gt = g.transposed();
+  const conv_plan pt = make_conv_plan(gt, sizeof(T));  // plan for dx by the flipped filter
+  const std::int64_t band_elems = std::max(pw.col_elems, flip ? pt.col_elems : 0);
+  const std::int64_t threads = std::max(pw.threads, pt.threads);
+  const std::int64_t partial_elems = pw.images_parallel && dw ? g.co * ckk * pw.threads : 0;
+  const std::int64_t flipped_elems = flip ? g.ci * g.co * g.k * g.k : 0;
+  T* buf[3];
+  ws.get_many<T, 3>({static_cast<std::size_t>(band_elems * threads),
+                     static_cast<std::size_t>(partial_elems),
+                     static_cast<std::size_t>(flipped_elems)},
+                    buf);
+  T* cols = buf[0];
+  T* partials = buf[1];
+  T* flipped = buf[2];
+
+  if (db) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t co = 0; co < g.co; ++co) {
+      double s = 0;
+      for (std::int64_t n = 0; n < g.n; ++n) {
+        const T* d = dy + (n * g.co + co) * P;
+#pragma omp simd reduction(+ : s)
+        for (std::int64_t i = 0; i < P; ++i) s += d[i];
+      }
+      db[co] += static_cast<T>(s);
+    }
+  }
+
+  if (dw) {
+    // acc: where this image's dW lands (a thread's partial, or dw itself when serial).
+    auto image = [&](std::int64_t n, T* col, T* acc, bool parallel_im2col) {
+      const T* xn = x + n * g.ci * HW;
+      const T* dyn = dy + n * g.co * P;
+      for (std::int64_t r0 = 0; r0 < g.ho; r0 += pw.band_rows) {
+        const std::int64_t r1 = std::min(g.ho, r0 + pw.band_rows), ncols = (r1 - r0) * g.wo;
+        const T* bmat = xn + r0 * g.wo;
+        std::int64_t ldb = HW;
+        if (!g.pointwise()) {
+          if (parallel_im2col) {
+#pragma omp parallel for schedule(static)
+            for (std::int64_t ci = 0; ci < g.ci; ++ci) im2col_band(xn, g, r0, r1, ci, ci + 1, col);
+          } else {
+            im2col_band(xn, g, r0, r1, std::int64_t{0}, g.ci, col);
+          }
+          bmat = col;
+          ldb = ncols;
+        }
+        gemm(trans::no, trans::yes, g.co, ckk, ncols, T(1), dyn + r0 * g.wo, P, bmat, ldb, T(1),
+             acc, ckk);
+      }
+    };
+    if (pw.images_parallel) {
+      const std::int64_t wsize = g.co * ckk;
+#pragma omp parallel num_threads(pw.threads)
+      {
+        const int t = omp_get_thread_num();
+        T* acc = partials + t * wsize;
+        std::fill_n(acc, wsize, T(0));
+        T* col = cols ? cols + t * band_elems : nullptr;
+#pragma omp for schedule(static)
+        for (std::int64_t n = 0; n < g.n; ++n) image(n, col, acc, false);
+        // implicit barrier: every partial is complete before the reduction
+#pragma omp for schedule(static)
+        for (std::int64_t i = 0; i < wsize; ++i) {
+          T s = T(0);
+          for (int k = 0; k < pw.threads; ++k) s += partials[k * wsize + i];
+          dw[i] += s;
+        }
+      }
+    } else {
+      for (std::int64_t n = 0; n < g.n; ++n) image(n, cols, dw, true);
+    }
+  }
+
+  if (!dx) return;
+  if (g.pointwise()) {  // dx_n[Ci, HW] = Wᵀ[Ci, Co] · dy_n[Co, HW]
+    auto image = [&](std::int64_t n) {
+      gemm(trans::yes, trans::no, g.ci, HW, g.co, T(1), w, g.ci, dy + n * g.co * P, P, T(0),
+           dx + n * g.ci * HW, HW);
+    };
+    if (pw.images_parallel) {
+#pragma omp parallel for schedule(static) num_threads(pw.threads)
+      for (std::int64_t n = 0; n < g.n; ++n) image(n);
+    } else {
+      for (std::int64_t n = 0; n < g.n; ++n) image(n);
+    }
+    return;
+  }
+  if (flip) {
+    const std::int64_t kk = g.k * g.k;
+    for (std::int64_t co = 0; co < g.co; ++co)
+      for (std::int64_t ci = 0; ci < g.ci; ++ci)
+        for (std::int64_t i = 0; i < kk; ++i)
+          flipped[(ci * g.co + co) * kk + (kk - 1 - i)] = w[(co * g.ci + ci) * kk + i];
+    conv_plan p = pt;
+    p.col_elems = band_elems;  // the buffers were sized for the larger of the two passes
+    conv_forward_planned<T>(dy, flipped, nullptr, dx, gt, p, cols);
+    return;
+  }
+  // General (strided) case: dcol = Wᵀ · dY per band, scattered back by col2im.
+  auto image = [&](std::int64_t n, T* col) {
+    T* dxn = dx + n * g.ci * HW;
+    std::fill_n(dxn, g.ci * HW, T(0));
+    const T* dyn = dy + n * g.co * P;
+    for (std::int64_t r0 = 0; r0 < g.ho; r0 += pw.band_rows) {
+      const std::int64_t r1 = std::min(g.ho, r0 + pw.band_rows), ncols = (r1 - r0) * g.wo;
+      gemm(trans::yes, trans::no, ckk, ncols, g.co, T(1), w, ckk, dyn + r0 * g.wo, P, T(0), col,
+           ncols);
+      col2im_band_add(col, g, r0, r1, dxn);
+    }
+  };
+  if (pw.images_parallel) {
+#pragma omp parallel num_threads(pw.threads)
+    {
+      T* col = cols + omp_get_thread_num() * band_elems;
+#pragma omp for schedule(static)
+      for (std::int64_t n = 0; n < g.n; ++n) image(n, col);
+    }
+  } else {
+    for (std::int64_t n = 0; n < g.n; ++n) image(n, cols);
+  }
+}
+
+}  // namespace ambiseg::ops::cpu_kernels

@@ -1,0 +1,40 @@
+// ambiseg/ops/cpu/gemm.hpp — row-major GEMM over OpenBLAS's cblas_sgemm/cblas_dgemm.
+//
+//   C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C      (row-major, leading dims)
+//
+// OpenBLAS is the OpenMP build: called outside a parallel region it uses the OpenMP pool,
+// inside one it runs single-threaded on the calling thread — which is how ops run images
+// in parallel with single-threaded GEMMs.
+#pragma once
+
+#include <cblas.h>
+
+#include <cstdint>
+
+namespace ambiseg::ops::cpu_kernels {
+
+enum class trans : bool { no = false, yes = true };
+
+template <class T>
+inline void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                 const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
+                 std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const auto cta = ta == trans::yes ? CblasTrans : CblasNoTrans;
+  const auto ctb = tb == trans::yes ? CblasTrans : CblasNoTrans;
+  if (k == 0) {  // BLAS would still scale C; keep that meaning without touching A or B.
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, cta, ctb, static_cast<blasint>(m), static_cast<blasint>(n),
+                static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, cta, ctb, static_cast<blasint>(m), static_cast<blasint>(n),
+                static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+}  // namespace ambiseg::ops::cpu_kernels

@@ -1,0 +1,73 @@
+// ambiseg/ops/group_norm.hpp — group normalisation with a per-channel affine transform.
+//
+//   x [N, C, ...] (rank 2 to 4; trailing extents are flattened to S)  gamma/beta [C]
+//   y like x      mean/rstd [N, G] (saved for the backward; rstd = 1/sqrt(var + eps))
+// Matches the reference's GroupNorm32 (float32 statistics, eps 1e-5) up to rounding; the
+// statistics here are computed in double.
+#pragma once
+
+#include "ambiseg/ops/common.hpp"
+#include "ambiseg/ops/cpu/group_norm.hpp"
+
+namespace ambiseg::ops {
+
+namespace detail {
+inline void group_norm_check(const char* op, const shape& x, int groups) {
+  throw_if<shape_error>(x.rank() < 2, op, ": x must have rank 2 to 4 [N, C, ...], got ", x);
+  throw_if<value_error>(groups < 1 || x[1] % groups != 0, op, ": ", x[1],
+                        " channels cannot be split into ", groups, " groups (x ", x, ")");
+}
+inline std::int64_t spatial_extent(const shape& x) {
+  std::int64_t s = 1;
+  for (int a = 2; a < x.rank(); ++a) s *= x[a];
+  return s;
+}
+}  // namespace detail
+
+template <op_scalar T, class D>
+void group_norm_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta, int groups,
+                        double eps, tensor_view<T, D> y, out_view<T, D> mean,
+                        out_view<T, D> rstd) {
+  const char* op = "group_norm_forward";
+  detail::group_norm_check(op, x.shape(), groups);
+  throw_if<value_error>(!(eps > 0), op, ": eps must be positive, got ", eps);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "beta", beta, shape{c});
+  expect_shape(op, "y", y, x.shape());
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::group_norm_forward(x.data(), gamma.data(), beta.data(), n, c,
+                                    detail::spatial_extent(x.shape()), groups, eps, y.data(),
+                                    mean.data(), rstd.data());
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+// dx assigned; dgamma/dbeta accumulated (either may be empty when not needed).
+template <op_scalar T, class D>
+void group_norm_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> mean,
+                         in_view<T, D> rstd, in_view<T, D> dy, int groups, tensor_view<T, D> dx,
+                         out_view<T, D> dgamma, out_view<T, D> dbeta) {
+  const char* op = "group_norm_backward";
+  detail::group_norm_check(op, x.shape(), groups);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  expect_shape(op, "dy", dy, x.shape());
+  if (detail::present(dx)) expect_shape(op, "dx", dx, x.shape());
+  if (detail::present(dgamma)) expect_shape(op, "dgamma", dgamma, shape{c});
+  if (detail::present(dbeta)) expect_shape(op, "dbeta", dbeta, shape{c});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(),
+                                     n, c, detail::spatial_extent(x.shape()), groups, dx.data(),
+                                     dgamma.data(), dbeta.data());
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+}  // namespace ambiseg::ops

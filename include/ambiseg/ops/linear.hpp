@@ -1,0 +1,51 @@
+// ambiseg/ops/linear.hpp — fully connected layer (the time-embedding MLP and projections).
+//   x [N, In]  w [Out, In]  b [Out] or empty  y [N, Out] = x·wᵀ + b
+#pragma once
+
+#include "ambiseg/ops/common.hpp"
+#include "ambiseg/ops/cpu/linear.hpp"
+
+namespace ambiseg::ops {
+
+namespace detail {
+inline void linear_check(const char* op, const shape& x, const shape& w) {
+  throw_if<shape_error>(x.rank() != 2, op, ": x must have rank 2 [N, In], got ", x);
+  throw_if<shape_error>(w.rank() != 2 || w[1] != x[1], op, ": w has shape ", w,
+                        ", expected [Out, ", x[1], "] for x ", x);
+}
+}  // namespace detail
+
+template <op_scalar T, class D>
+void linear_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_view<T, D> y) {
+  const char* op = "linear_forward";
+  detail::linear_check(op, x.shape(), w.shape());
+  const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0);
+  if (detail::present(b)) expect_shape(op, "b", b, shape{out});
+  expect_shape(op, "y", y, shape{n, out});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::linear_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+// dx assigned (optional), dw and db accumulated (db optional).
+template <op_scalar T, class D>
+void linear_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_view<T, D> dx,
+                     tensor_view<T, D> dw, out_view<T, D> db) {
+  const char* op = "linear_backward";
+  detail::linear_check(op, x.shape(), w.shape());
+  const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0);
+  expect_shape(op, "dy", dy, shape{n, out});
+  if (detail::present(dx)) expect_shape(op, "dx", dx, x.shape());
+  if (detail::present(dw)) expect_shape(op, "dw", dw, w.shape());
+  if (detail::present(db)) expect_shape(op, "db", db, shape{out});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::linear_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                                 n, in, out);
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+}  // namespace ambiseg::ops
