@@ -1,0 +1,362 @@
+// ambiseg/io/checkpoint.hpp — parameters and training state in safetensors files.
+//
+// Weights: one tensor per parameter, named by the parameter_store name (the reference
+// state_dict key), with the parameter's shape, F32 for float stores and F64 for double.
+//
+// Loading by name:
+//   strict      every parameter present with its shape, and no tensor in the file that no
+//               parameter claims; otherwise format_error naming the first mismatch (in
+//               model order) and nothing is modified.
+//   non_strict  loads every parameter whose name and shape match; the returned load_report
+//               lists what was loaded, missing, unexpected or mismatched.
+// F16/BF16/F32/F64 tensors all load (converted); other dtypes count as mismatched.
+//
+// Training checkpoint (one file; see docs/checkpoints.md):
+//   <name>            weights
+//   optim.m.<name>    AdamW first moment      optim.v.<name>   second moment
+//   ema.<name>        EMA weights (optional)
+//   __metadata__      format, step, rng, optimizer, config (JSON), ema, dtype, user keys
+// Saving and loading round-trip bit for bit. Loading checks names, shapes and metadata of
+// every section before touching the model, optimiser or EMA (an I/O error during the reads
+// that follow — a file truncated meanwhile — can still leave them partly loaded).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/parameters.hpp"
+#include "ambiseg/core/random.hpp"
+#include "ambiseg/io/safetensors.hpp"
+#include "ambiseg/optim/adamw.hpp"
+#include "ambiseg/optim/ema.hpp"
+
+namespace ambiseg::io {
+
+enum class load_mode { strict, non_strict };
+
+struct load_options {
+  load_mode mode = load_mode::strict;
+  // The file name of parameter `p` is prefix + p (e.g. "ema." loads the EMA weights).
+  std::string prefix;
+  // File tensors under these prefixes belong to other sections of a training checkpoint
+  // and are never "unexpected" — unless `prefix` itself lies under one of them.
+  std::vector<std::string> ignore_prefixes = {"optim.", "ema."};
+};
+
+struct load_report {
+  std::vector<std::string> loaded;      // parameter names
+  std::vector<std::string> missing;     // parameters the file lacks
+  std::vector<std::string> unexpected;  // file tensor names no parameter claims
+  std::vector<std::string> mismatched;  // "name: file F32 [3, 4], model [4, 3]"
+
+  bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string summary() const {
+    return ambiseg::detail::concat(loaded.size(), " loaded, ", missing.size(), " missing, ", unexpected.size(),
+                                   " unexpected, ", mismatched.size(), " mismatched");
+  }
+};
+
+namespace detail {
+
+inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+inline bool is_float_dtype(dtype t) {
+  return t == dtype::F16 || t == dtype::BF16 || t == dtype::F32 || t == dtype::F64;
+}
+
+inline bool same_extents(const std::vector<std::int64_t>& a, const ambiseg::shape& b) {
+  if (a.size() != static_cast<std::size_t>(b.rank())) return false;
+  for (int i = 0; i < b.rank(); ++i)
+    if (a[static_cast<std::size_t>(i)] != b[i]) return false;
+  return true;
+}
+
+// What a load would do; computed without touching the destination.
+struct load_plan {
+  load_report report;
+  std::vector<std::size_t> to_load;  // entry indices
+  std::string first_problem;
+};
+
+template <class T>
+load_plan plan_load(const parameter_store<T, cpu>& store, const safetensors_file& file, const load_options& opt) {
+  load_plan plan;
+  auto note = [&](const std::string& problem) {
+    if (plan.first_problem.empty()) plan.first_problem = problem;
+  };
+  for (std::size_t i = 0; i < store.size(); ++i) {
+    const auto& e = store.info(i);
+    const std::string file_name = opt.prefix + e.name;
+    if (!file.contains(file_name)) {
+      plan.report.missing.push_back(e.name);
+      note("parameter '" + e.name + "' (" + e.shape.to_string() + ") is missing from the file" +
+           (opt.prefix.empty() ? "" : " (looked for '" + file_name + "')"));
+      continue;
+    }
+    const tensor_info& t = file.info(file_name);
+    if (!is_float_dtype(t.dtype) || !same_extents(t.shape, e.shape)) {
+      const std::string what = e.name + ": file " + std::string(dtype_name(t.dtype)) + " " +
+                               t.shape_string() + ", model " + e.shape.to_string();
+      plan.report.mismatched.push_back(what);
+      note("parameter " + what);
+      continue;
+    }
+    plan.to_load.push_back(i);
+    plan.report.loaded.push_back(e.name);
+  }
+  for (const auto& t : file.tensors()) {
+    if (!starts_with(t.name, opt.prefix)) continue;
+    bool ignored = false;
+    for (const auto& p : opt.ignore_prefixes)
+      ignored = ignored || (starts_with(t.name, p) && !starts_with(opt.prefix, p));
+    if (ignored || store.contains(t.name.substr(opt.prefix.size()))) continue;
+    plan.report.unexpected.push_back(t.name);
+    note("tensor '" + t.name + "' in the file matches no parameter");
+  }
+  return plan;
+}
+
+template <class T>
+void throw_if_incomplete(const load_plan& plan, const safetensors_file& file, std::string_view what) {
+  throw_if<format_error>(!plan.report.complete(), what, "('", file.path().string(), "'): ", plan.first_problem,
+                         " [", plan.report.summary(), "]");
+}
+
+// Reads the planned tensors into a buffer laid out like the store's flat buffers.
+template <class T>
+void execute_load(const load_plan& plan, const parameter_store<T, cpu>& store, const safetensors_file& file,
+                  const std::string& prefix, T* flat_base) {
+  for (std::size_t i : plan.to_load) {
+    const auto& e = store.info(i);
+    file.read_into<T>(prefix + e.name, tensor_view<T, cpu>(flat_base + e.offset, e.shape));
+  }
+}
+
+// One tensor per parameter, read from a buffer laid out like the store's flat buffers.
+template <class T>
+void append_entries(std::vector<tensor_to_save>& out, const parameter_store<T, cpu>& store, const T* flat_base,
+                    const std::string& prefix) {
+  for (const auto& e : store.entries())
+    out.push_back(tensor_to_save::from<T>(prefix + e.name, flat_base + e.offset,
+                                          std::vector<std::int64_t>(e.shape.begin(), e.shape.end())));
+}
+
+}  // namespace detail
+
+template <class T>
+load_report load_parameters(parameter_store<T, cpu>& store, const safetensors_file& file,
+                            const load_options& opt = {}) {
+  const auto plan = detail::plan_load(store, file, opt);
+  if (opt.mode == load_mode::strict) detail::throw_if_incomplete<T>(plan, file, "load_parameters");
+  detail::execute_load(plan, store, file, opt.prefix, store.flat_values().data());
+  return plan.report;
+}
+
+template <class T>
+load_report load_parameters(parameter_store<T, cpu>& store, const std::filesystem::path& path,
+                            const load_options& opt = {}) {
+  return load_parameters(store, safetensors_file::open(path), opt);
+}
+
+template <class T>
+void save_parameters(const parameter_store<T, cpu>& store, const std::filesystem::path& path,
+                     const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<tensor_to_save> entries;
+  detail::append_entries(entries, store, store.flat_values().data(), "");
+  save_safetensors(path, entries, metadata);
+}
+
+// ---- training checkpoints ------------------------------------------------------------
+
+inline constexpr std::string_view training_checkpoint_format = "ambiseg.training_checkpoint.v1";
+
+struct training_state {
+  std::int64_t step = 0;  // completed training iterations
+  rng::state_type rng_state{};
+  nlohmann::json config = nlohmann::json::object();  // the model/training configuration
+  std::map<std::string, std::string> extra;          // free-form (e.g. a git hash)
+};
+
+namespace detail {
+
+inline const std::vector<std::string>& reserved_metadata_keys() {
+  static const std::vector<std::string> keys = {"format", "step", "rng", "optimizer", "config", "ema", "dtype"};
+  return keys;
+}
+
+inline nlohmann::json rng_to_json(const rng::state_type& s) {
+  return {{"s", {s.s[0], s.s[1], s.s[2], s.s[3]}},
+          {"cached_normal_bits", std::bit_cast<std::uint64_t>(s.cached_normal)},
+          {"has_cached_normal", s.has_cached_normal}};
+}
+
+// Metadata field access that reports a malformed checkpoint as format_error.
+struct metadata_reader {
+  const safetensors_file& file;
+
+  template <class... Args>
+  void check(bool ok, Args&&... what) const {
+    throw_if<format_error>(!ok, "load_training_checkpoint('", file.path().string(), "'): ",
+                           std::forward<Args>(what)...);
+  }
+  const std::string& text(const std::string& key) const {
+    auto it = file.metadata().find(key);
+    check(it != file.metadata().end(), "metadata key '", key, "' is missing");
+    return it->second;
+  }
+  nlohmann::json json(const std::string& key) const {
+    try {
+      return nlohmann::json::parse(text(key));
+    } catch (const nlohmann::json::exception& e) {
+      check(false, "metadata '", key, "' is not valid JSON: ", e.what());
+    }
+    return {};
+  }
+  template <class V>
+  V field(const nlohmann::json& j, const std::string& key, const char* name) const {
+    check(j.is_object() && j.contains(name), "metadata '", key, "' lacks \"", name, "\"");
+    const auto& v = j.at(name);
+    bool ok = false;
+    if constexpr (std::is_same_v<V, bool>) ok = v.is_boolean();
+    else if constexpr (std::is_same_v<V, std::uint64_t>) ok = v.is_number_unsigned();
+    else if constexpr (std::is_integral_v<V>) ok = v.is_number_integer();
+    else if constexpr (std::is_floating_point_v<V>) ok = v.is_number();
+    else ok = v.is_string();
+    check(ok, "metadata '", key, "': \"", name, "\" has the wrong type (", v.dump(), ")");
+    return v.get<V>();
+  }
+};
+
+}  // namespace detail
+
+template <class T>
+void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, cpu>& params,
+                              const optim::adamw<T, cpu>& opt, const training_state& state,
+                              const optim::ema<T>* ema = nullptr) {
+  const std::int64_t flat = params.flat_values().numel();
+  throw_if<shape_error>(opt.exp_avg().numel() != flat, "save_training_checkpoint: the optimiser holds ",
+                        opt.exp_avg().numel(), " elements, the model ", flat);
+  throw_if<shape_error>(ema && ema->shadow().numel() != flat, "save_training_checkpoint: the EMA holds ",
+                        ema ? ema->shadow().numel() : 0, " elements, the model ", flat);
+  std::map<std::string, std::string> meta;
+  for (const auto& [k, v] : state.extra) {
+    for (const auto& r : detail::reserved_metadata_keys())
+      throw_if<value_error>(k == r, "save_training_checkpoint: extra metadata key '", k, "' is reserved");
+    meta[k] = v;
+  }
+  const auto& o = opt.options();
+  meta["format"] = std::string(training_checkpoint_format);
+  meta["step"] = std::to_string(state.step);
+  meta["rng"] = detail::rng_to_json(state.rng_state).dump();
+  meta["optimizer"] = nlohmann::json{{"type", "adamw"},      {"lr", o.lr},   {"beta1", o.beta1},
+                                     {"beta2", o.beta2},     {"eps", o.eps}, {"weight_decay", o.weight_decay},
+                                     {"steps", opt.steps()}}.dump();
+  meta["config"] = state.config.dump();
+  meta["dtype"] = std::string(dtype_name(dtype_of<T>()));
+  if (ema) meta["ema"] = nlohmann::json{{"decay", ema->decay()}, {"updates", ema->updates()}}.dump();
+
+  std::vector<tensor_to_save> entries;
+  detail::append_entries(entries, params, params.flat_values().data(), "");
+  detail::append_entries(entries, params, opt.exp_avg().data(), "optim.m.");
+  detail::append_entries(entries, params, opt.exp_avg_sq().data(), "optim.v.");
+  if (ema) detail::append_entries(entries, params, ema->shadow().data(), "ema.");
+  save_safetensors(path, entries, meta);
+}
+
+// Restores weights, optimiser state (moments, step count, hyperparameters, as
+// torch's load_state_dict does) and, when `ema` is given, the EMA weights and update count
+// (its decay stays the one it was built with). Returns step, rng state, config, extras.
+template <class T>
+training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, cpu>& params,
+                                        optim::adamw<T, cpu>& opt, optim::ema<T>* ema = nullptr) {
+  const auto file = safetensors_file::open(path);
+  const detail::metadata_reader md{file};
+  md.check(md.text("format") == training_checkpoint_format, "not a training checkpoint (format '",
+           md.text("format"), "', expected '", training_checkpoint_format, "')");
+  const std::int64_t flat = params.flat_values().numel();
+  md.check(opt.exp_avg().numel() == flat, "the optimiser was built for ", opt.exp_avg().numel(),
+           " elements, the model has ", flat);
+  md.check(!ema || ema->shadow().numel() == flat, "the EMA holds a different number of elements than the model");
+
+  // Parse and check everything first: a failure leaves model, optimiser and EMA as they were.
+  training_state state;
+  const std::string& step_text = md.text("step");
+  md.check(!step_text.empty() && step_text.size() < 19 &&
+               step_text.find_first_not_of("0123456789") == std::string::npos,
+           "metadata 'step' is not a non-negative integer: '", step_text, "'");
+  state.step = std::stoll(step_text);
+
+  const auto r = md.json("rng");
+  md.check(r.is_object() && r.contains("s") && r["s"].is_array() && r["s"].size() == 4,
+           "metadata 'rng' lacks the four state words \"s\"");
+  for (std::size_t i = 0; i < 4; ++i) {
+    md.check(r["s"][i].is_number_unsigned(), "metadata 'rng': state word ", i, " is not an unsigned integer");
+    state.rng_state.s[i] = r["s"][i].get<std::uint64_t>();
+  }
+  state.rng_state.cached_normal = std::bit_cast<double>(md.field<std::uint64_t>(r, "rng", "cached_normal_bits"));
+  state.rng_state.has_cached_normal = md.field<bool>(r, "rng", "has_cached_normal");
+
+  const auto o = md.json("optimizer");
+  md.check(md.field<std::string>(o, "optimizer", "type") == "adamw", "optimizer type is not adamw");
+  optim::adamw_options options{.lr = md.field<double>(o, "optimizer", "lr"),
+                               .beta1 = md.field<double>(o, "optimizer", "beta1"),
+                               .beta2 = md.field<double>(o, "optimizer", "beta2"),
+                               .eps = md.field<double>(o, "optimizer", "eps"),
+                               .weight_decay = md.field<double>(o, "optimizer", "weight_decay")};
+  try {
+    options.validate();
+  } catch (const value_error& e) {
+    md.check(false, "invalid optimizer settings: ", e.what());
+  }
+  const auto opt_steps = md.field<std::int64_t>(o, "optimizer", "steps");
+  md.check(opt_steps >= 0, "negative optimizer step count ", opt_steps);
+  state.config = md.json("config");
+
+  std::int64_t ema_updates = 0;
+  if (ema) {
+    const auto e = md.json("ema");
+    ema_updates = md.field<std::int64_t>(e, "ema", "updates");
+    md.check(ema_updates >= 0, "negative EMA update count ", ema_updates);
+  }
+  for (const auto& [k, v] : file.metadata()) {
+    bool reserved = false;
+    for (const auto& key : detail::reserved_metadata_keys()) reserved = reserved || k == key;
+    if (!reserved) state.extra[k] = v;
+  }
+
+  // Every section strict: the weights ignore the optim./ema. sections, and vice versa.
+  const auto weights = detail::plan_load(params, file, {.prefix = ""});
+  const auto m = detail::plan_load(params, file, {.prefix = "optim.m.", .ignore_prefixes = {}});
+  const auto v = detail::plan_load(params, file, {.prefix = "optim.v.", .ignore_prefixes = {}});
+  detail::throw_if_incomplete<T>(weights, file, "load_training_checkpoint: weights");
+  detail::throw_if_incomplete<T>(m, file, "load_training_checkpoint: optimiser first moment");
+  detail::throw_if_incomplete<T>(v, file, "load_training_checkpoint: optimiser second moment");
+  detail::load_plan averaged;
+  if (ema) {
+    averaged = detail::plan_load(params, file, {.prefix = "ema.", .ignore_prefixes = {}});
+    detail::throw_if_incomplete<T>(averaged, file, "load_training_checkpoint: EMA weights");
+  }
+
+  // The flat buffers' padding is zero everywhere; clearing first keeps it so.
+  opt.reset();
+  detail::execute_load(weights, params, file, "", params.flat_values().data());
+  detail::execute_load(m, params, file, "optim.m.", opt.exp_avg().data());
+  detail::execute_load(v, params, file, "optim.v.", opt.exp_avg_sq().data());
+  opt.set_options(options);
+  opt.set_steps(opt_steps);
+  if (ema) {
+    detail::execute_load(averaged, params, file, "ema.", ema->shadow().data());
+    ema->set_updates(ema_updates);
+  }
+  return state;
+}
+
+}  // namespace ambiseg::io
