@@ -82,9 +82,15 @@ struct training_batch {
 
 template <class Schedule, class Prediction, class Weighting>
 class gaussian_diffusion {
-  static_assert(check_noise_schedule<Schedule>());
-  static_assert(check_prediction<Prediction>());
-  static_assert(check_loss_weighting<Weighting, Schedule>());
+  // One message per missing requirement; the weighting is only checked against a valid
+  // schedule, so a bad schedule does not also report a bad weighting.
+  static constexpr bool policies_are_valid() {
+    check_noise_schedule<Schedule>();
+    check_prediction<Prediction>();
+    if constexpr (noise_schedule<Schedule>) check_loss_weighting<Weighting, Schedule>();
+    return true;
+  }
+  static_assert(policies_are_valid());
 
  public:
   using schedule_type = Schedule;
