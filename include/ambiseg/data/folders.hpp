@@ -1,0 +1,134 @@
+// ambiseg/data/folders.hpp — data sets stored as image files.
+//
+// load_cimd_folder(dir): the example layout of the CIMD code (Rahman et al. 2023), which
+//   /work/shared/data/lidc-cimd-samples/{training,testing} follows:
+//     <dir>/<case>/image_<anything>.jpg   the slice
+//     <dir>/<case>/label<i>_.jpg          annotation i = 0, 1, …, consecutive
+//   JPEG labels are lossy: a pixel is foreground when its grey value > 127.
+//   Cases are sorted by folder name, numerically when the names are numbers.
+//
+// load_lidc_crops_png(root): the DeepMind LIDC crops of the Probabilistic U-Net release:
+//     <root>/images/<patient>/z-<Z>_c<k>.png
+//     <root>/gt/<patient>/z-<Z>_c<k>_l<i>.png       i = 0, 1, …, consecutive
+//   PNG is lossless: foreground is any non-zero value (the masks are 0/255 or 0/1).
+//   Case id "<patient>_z-<Z>_c<k>", so patient_id() and the split work unchanged.
+//
+// Images become [1, H, W] float v / 255; masks [m, H, W] uint8 0/1.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/tensor.hpp"
+#include "ambiseg/data/dataset.hpp"
+#include "ambiseg/io/image.hpp"
+
+namespace ambiseg::data {
+
+namespace folder_detail {
+namespace fs = std::filesystem;
+
+inline bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() < 19 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+// Numeric names in numeric order first, then the rest lexicographically.
+inline bool name_less(const std::string& a, const std::string& b) {
+  const bool da = all_digits(a), db = all_digits(b);
+  if (da && db) return std::stoll(a) < std::stoll(b);
+  if (da != db) return da;
+  return a < b;
+}
+inline std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
+  throw_if<io_error>(!fs::is_directory(dir), "data folder: '", dir.string(),
+                     "' is not a directory");
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (directories ? e.is_directory() : e.is_regular_file()) out.push_back(e.path());
+  std::sort(out.begin(), out.end(), [](const fs::path& a, const fs::path& b) {
+    return name_less(a.filename().string(), b.filename().string());
+  });
+  return out;
+}
+
+inline tensor<float> grey_to_float(const tensor<std::uint8_t>& pixels) {
+  tensor<float> out(shape{1, pixels.size(0), pixels.size(1)});
+  for (std::int64_t i = 0; i < pixels.numel(); ++i) out[i] = pixels[i] / 255.0f;
+  return out;
+}
+
+// Reads the mask files in order into [m, H, W], checking each against the image size.
+inline tensor<std::uint8_t> read_masks(const std::vector<fs::path>& files, std::int64_t h,
+                                       std::int64_t w, int threshold, const std::string& id) {
+  tensor<std::uint8_t> masks(shape{static_cast<std::int64_t>(files.size()), h, w});
+  for (std::size_t k = 0; k < files.size(); ++k) {
+    const auto m = io::read_image(files[k]);
+    throw_if<shape_error>(m.size(0) != h || m.size(1) != w, "data folder: case '", id,
+                          "' mask '", files[k].filename().string(), "' is ", m.size(0), "x",
+                          m.size(1), ", image is ", h, "x", w);
+    std::uint8_t* out = masks.data() + static_cast<std::int64_t>(k) * h * w;
+    for (std::int64_t i = 0; i < h * w; ++i) out[i] = m[i] > threshold;
+  }
+  return masks;
+}
+
+// path/prefix0suffix, path/prefix1suffix, … while they exist.
+inline std::vector<fs::path> numbered_files(const fs::path& dir, const std::string& prefix,
+                                            const std::string& suffix) {
+  std::vector<fs::path> out;
+  for (int i = 0;; ++i) {
+    fs::path p = dir / (prefix + std::to_string(i) + suffix);
+    if (!fs::is_regular_file(p)) break;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+}  // namespace folder_detail
+
+inline case_set load_cimd_folder(const std::filesystem::path& dir) {
+  namespace fd = folder_detail;
+  case_set out;
+  for (const auto& case_dir : fd::sorted_entries(dir, true)) {
+    const std::string id = case_dir.filename().string();
+    std::vector<std::filesystem::path> images;
+    for (const auto& f : fd::sorted_entries(case_dir, false)) {
+      const std::string name = f.filename().string();
+      if (name.rfind("image_", 0) == 0) images.push_back(f);
+    }
+    throw_if<format_error>(images.size() != 1, "load_cimd_folder: case '", id, "' has ",
+                           images.size(), " image_* files, expected 1");
+    const auto pixels = io::read_image(images[0]);
+    const auto labels = fd::numbered_files(case_dir, "label", "_.jpg");
+    throw_if<format_error>(labels.empty(), "load_cimd_folder: case '", id,
+                           "' has no label0_.jpg");
+    out.add({id, fd::grey_to_float(pixels),
+             fd::read_masks(labels, pixels.size(0), pixels.size(1), 127, id)});
+  }
+  return out;
+}
+
+inline case_set load_lidc_crops_png(const std::filesystem::path& root) {
+  namespace fd = folder_detail;
+  case_set out;
+  for (const auto& patient_dir : fd::sorted_entries(root / "images", true)) {
+    const std::string patient = patient_dir.filename().string();
+    for (const auto& image_file : fd::sorted_entries(patient_dir, false)) {
+      if (image_file.extension() != ".png") continue;
+      const std::string stem = image_file.stem().string();  // z-<Z>_c<k>
+      const std::string id = patient + "_" + stem;
+      const auto pixels = io::read_image(image_file);
+      const auto labels = fd::numbered_files(root / "gt" / patient, stem + "_l", ".png");
+      throw_if<format_error>(labels.empty(), "load_lidc_crops_png: no gt/", patient, "/", stem,
+                             "_l0.png for '", image_file.string(), "'");
+      out.add({id, fd::grey_to_float(pixels),
+               fd::read_masks(labels, pixels.size(0), pixels.size(1), 0, id)});
+    }
+  }
+  return out;
+}
+
+}  // namespace ambiseg::data

@@ -1,0 +1,177 @@
+// ambiseg/data/pickle_dataset.hpp — the LIDC pickle of PHiSeg / the Probabilistic-UNet
+// ports (SPEC §9), and the paper's patient split.
+//
+// Schema: a dict key → {"image": H×W array, "masks": list of H×W arrays (or one m×H×W
+// array), "series_uid": str, optional extras such as QUBIQ's "alpha", ignored}.
+//   image  uint8 → v / 255; float → as is (LIDC stores [0, 1]); other ints → as is
+//   masks  float → > 0.5; integer and bool → nonzero; stored as uint8 0/1
+// Keys are "<patient id>_slice<k>"; the split puts a case in test or validation when its
+// patient id (the part before the first '_') is in test_ids.txt / vali_ids.txt, and in
+// training otherwise. The project ships the paper's lists in data/lidc-split/.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/tensor.hpp"
+#include "ambiseg/data/dataset.hpp"
+#include "ambiseg/io/pickle.hpp"
+
+namespace ambiseg::data {
+
+struct pickle_load_options {
+  std::size_t max_cases = std::numeric_limits<std::size_t>::max();  // the first n keys only
+};
+
+namespace pickle_detail {
+namespace pk = ambiseg::io::pickle;
+
+// An [H, W] (or [1, H, W] / [H, W, 1]) array's extents.
+inline std::pair<std::int64_t, std::int64_t> plane_extents(const pk::array& a, std::string_view key,
+                                                           const char* what) {
+  std::vector<std::int64_t> s;
+  for (auto e : a.shape)
+    if (e != 1 || a.rank() == 2) s.push_back(e);
+  throw_if<shape_error>(s.size() != 2, "load_lidc_pickle: case '", key, "' ", what,
+                        " has rank ", a.rank(), ", expected a 2-D slice");
+  return {s[0], s[1]};
+}
+
+inline void binarise_into(const pk::array& a, std::uint8_t* out) {
+  if (a.dtype.kind == 'f') {
+    const auto v = a.to_vector<double>();
+    for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] > 0.5;
+  } else {
+    const auto v = a.to_vector<std::int64_t>();
+    for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] != 0;
+  }
+}
+
+inline case_data convert_case(std::string_view key, const pk::value& entry) {
+  throw_if<format_error>(!entry.is(pk::kind::dict), "load_lidc_pickle: value of '", key,
+                         "' is a ", entry.type_name(), ", expected a dict");
+  const pk::value* image_value = entry.find("image");
+  const pk::value* masks_value = entry.find("masks");
+  throw_if<format_error>(!image_value || !masks_value, "load_lidc_pickle: case '", key,
+                         "' lacks 'image' or 'masks'");
+  const pk::array& image = image_value->as_array();
+  const auto [h, w] = plane_extents(image, key, "image");
+
+  case_data c;
+  c.id = std::string(key);
+  c.image = tensor<float>(shape{1, h, w});
+  if (image.dtype.kind == 'u' && image.dtype.itemsize == 1) {
+    const auto v = image.to_vector<float>();
+    for (std::size_t i = 0; i < v.size(); ++i) c.image[static_cast<std::int64_t>(i)] = v[i] / 255.0f;
+  } else {
+    const auto v = image.to_vector<float>();
+    for (std::size_t i = 0; i < v.size(); ++i) c.image[static_cast<std::int64_t>(i)] = v[i];
+  }
+  expect_finite("load_lidc_pickle: image", c.image.cview());
+
+  std::vector<const pk::array*> masks;
+  std::int64_t mask_count = 0;
+  if (masks_value->is(pk::kind::array)) {  // one [m, H, W] array
+    const pk::array& m = masks_value->as_array();
+    throw_if<shape_error>(m.rank() != 3 || m.shape[1] != h || m.shape[2] != w,
+                          "load_lidc_pickle: case '", key, "' masks array is not [m, ", h, ", ",
+                          w, "]");
+    mask_count = m.shape[0];
+    c.masks = tensor<std::uint8_t>(shape{mask_count, h, w});
+    binarise_into(m, c.masks.data());
+  } else {
+    for (const pk::value* m : masks_value->items()) masks.push_back(&m->as_array());
+    mask_count = static_cast<std::int64_t>(masks.size());
+    c.masks = tensor<std::uint8_t>(shape{mask_count, h, w});
+    for (std::size_t k = 0; k < masks.size(); ++k) {
+      const auto [mh, mw] = plane_extents(*masks[k], key, "mask");
+      throw_if<shape_error>(mh != h || mw != w, "load_lidc_pickle: case '", key, "' mask ", k,
+                            " is ", mh, "x", mw, ", image is ", h, "x", w);
+      binarise_into(*masks[k], c.masks.data() + static_cast<std::int64_t>(k) * h * w);
+    }
+  }
+  throw_if<format_error>(mask_count < 1, "load_lidc_pickle: case '", key, "' has no mask");
+  return c;
+}
+}  // namespace pickle_detail
+
+// Converts an already parsed document (the cases in the pickle's key order).
+inline case_set lidc_cases(const io::pickle::value& root, const pickle_load_options& opts = {}) {
+  namespace pk = io::pickle;
+  throw_if<format_error>(!root.is(pk::kind::dict), "load_lidc_pickle: top level is a ",
+                         root.type_name(), ", expected a dict");
+  case_set out;
+  for (const auto& [key, entry] : root.as_dict()) {
+    if (out.size() >= opts.max_cases) break;
+    throw_if<format_error>(!key->is(pk::kind::str) && !key->is(pk::kind::bytes),
+                           "load_lidc_pickle: key is a ", key->type_name(), ", expected str");
+    out.add(pickle_detail::convert_case(key->text(), *entry));
+  }
+  return out;
+}
+
+inline case_set load_lidc_pickle(const std::filesystem::path& path,
+                                 const pickle_load_options& opts = {}) {
+  const auto doc = io::pickle::load_file(path);
+  return lidc_cases(doc.root(), opts);
+}
+
+// --- the split ---------------------------------------------------------------------------
+
+struct patient_split_ids {
+  std::unordered_set<std::string> test, validation;
+};
+
+inline std::unordered_set<std::string> read_id_list(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  throw_if<io_error>(!in, "read_id_list: cannot open '", file.string(), "'");
+  std::unordered_set<std::string> ids;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) ids.insert(line);
+  }
+  return ids;
+}
+
+// <dir>/test_ids.txt and <dir>/vali_ids.txt (the project's copy is data/lidc-split/).
+inline patient_split_ids read_split_ids(const std::filesystem::path& dir) {
+  patient_split_ids s{read_id_list(dir / "test_ids.txt"), read_id_list(dir / "vali_ids.txt")};
+  for (const auto& id : s.test)
+    throw_if<value_error>(s.validation.count(id) != 0, "read_split_ids: patient '", id,
+                          "' is in both the test and the validation list");
+  return s;
+}
+
+struct split_indices {
+  std::vector<std::size_t> train, validation, test;
+};
+
+template <class Keys>
+split_indices split_by_patient(const Keys& keys, const patient_split_ids& ids) {
+  split_indices out;
+  std::size_t i = 0;
+  for (const auto& key : keys) {
+    const std::string patient(patient_id(key));
+    if (ids.test.count(patient)) out.test.push_back(i);
+    else if (ids.validation.count(patient)) out.validation.push_back(i);
+    else out.train.push_back(i);
+    ++i;
+  }
+  return out;
+}
+
+template <dataset D>
+split_indices split_by_patient(const D& data, const patient_split_ids& ids) {
+  std::vector<std::string_view> keys;
+  for (std::size_t i = 0; i < data.size(); ++i) keys.push_back(data[i].id);
+  return split_by_patient(keys, ids);
+}
+
+}  // namespace ambiseg::data

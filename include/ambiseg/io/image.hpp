@@ -1,0 +1,222 @@
+// ambiseg/io/image.hpp — PNG/JPEG decoding to grey, PNG encoding, with hostile-input limits.
+//
+//   decode_image(bytes)      PNG or JPEG → tensor<uint8_t> [H, W] (colour converted to grey)
+//   read_image(path)         the same from a file
+//   encode_png(pixels)       [H, W] grey or [H, W, 3] RGB → PNG bytes
+//   write_png(path, pixels)  encode + io/atomic_file.hpp (complete file or none)
+//
+// Why stb_image: the library is header-only, and libpng/libjpeg would need every consumer
+// to link them. Debian's libstb-dev ships the stb headers; they are compiled here, inside
+// a private namespace, with STB_IMAGE_STATIC (every stb symbol has internal linkage, so no
+// clash with a program that links its own stb), only the PNG and JPEG decoders enabled
+// (the GIF/PSD/HDR/PIC decoders carry most of stb's CVE history), no stdio, and an
+// allocator that refuses any block larger than the image's limit, so a decompression bomb
+// ends in format_error instead of gigabytes of memory. The configuration macros are
+// undefined again afterwards. Grey conversion is stb's: Y = (77 R + 150 G + 29 B) >> 8.
+#pragma once
+
+#include <cassert>
+#include <climits>
+#include <cmath>
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <string>
+#include <vector>
+// The C headers stb includes, included here first so that their include guards make the
+// copies inside the namespace below empty.
+#include <assert.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/tensor.hpp"
+#include "ambiseg/io/atomic_file.hpp"
+
+namespace ambiseg::io::stb_detail {
+// stb reports allocation failure as an error; this turns "too large" into exactly that.
+inline thread_local std::size_t allocation_cap = 0;
+inline void* capped_malloc(std::size_t n) { return n > allocation_cap ? nullptr : std::malloc(n); }
+inline void* capped_realloc(void* p, std::size_t n) {
+  return n > allocation_cap ? nullptr : std::realloc(p, n);
+}
+}  // namespace ambiseg::io::stb_detail
+
+#pragma push_macro("STBI_INCLUDE_STB_IMAGE_H")
+#pragma push_macro("INCLUDE_STB_IMAGE_WRITE_H")
+#undef STBI_INCLUDE_STB_IMAGE_H
+#undef INCLUDE_STB_IMAGE_WRITE_H
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_MAX_DIMENSIONS (1 << 16)
+#define STBI_MALLOC(n) ::ambiseg::io::stb_detail::capped_malloc(n)
+#define STBI_REALLOC(p, n) ::ambiseg::io::stb_detail::capped_realloc(p, n)
+#define STBI_FREE(p) std::free(p)
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+namespace ambiseg::io::stb_detail {
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+}  // namespace ambiseg::io::stb_detail
+#undef STB_IMAGE_STATIC
+#undef STB_IMAGE_IMPLEMENTATION
+#undef STBI_ONLY_PNG
+#undef STBI_ONLY_JPEG
+#undef STBI_NO_BMP
+#undef STBI_NO_PSD
+#undef STBI_NO_TGA
+#undef STBI_NO_GIF
+#undef STBI_NO_HDR
+#undef STBI_NO_PIC
+#undef STBI_NO_PNM
+#undef STBI_NO_STDIO
+#undef STBI_NO_LINEAR
+#undef STBI_MAX_DIMENSIONS
+#undef STBI_MALLOC
+#undef STBI_REALLOC
+#undef STBI_REALLOC_SIZED
+#undef STBI_FREE
+#undef STBIDEF
+#undef STB_IMAGE_WRITE_STATIC
+#undef STB_IMAGE_WRITE_IMPLEMENTATION
+#undef STBI_WRITE_NO_STDIO
+#undef STBIWDEF
+#pragma pop_macro("INCLUDE_STB_IMAGE_WRITE_H")
+#pragma pop_macro("STBI_INCLUDE_STB_IMAGE_H")
+
+namespace ambiseg::io {
+
+struct image_limits {
+  std::int64_t max_pixels = std::int64_t{1} << 26;      // 8192 × 8192
+  std::size_t max_file_bytes = std::size_t{1} << 28;    // 256 MiB
+};
+
+namespace image_detail {
+inline bool has_signature(std::span<const std::uint8_t> b, std::initializer_list<int> sig) {
+  if (b.size() < sig.size()) return false;
+  std::size_t i = 0;
+  for (int s : sig)
+    if (b[i++] != static_cast<std::uint8_t>(s)) return false;
+  return true;
+}
+}  // namespace image_detail
+
+// PNG (any bit depth, palette, alpha) or baseline/progressive JPEG → grey [H, W].
+inline tensor<std::uint8_t> decode_image(std::span<const std::uint8_t> bytes,
+                                         const image_limits& limits = {}) {
+  namespace sd = stb_detail;
+  const bool png = image_detail::has_signature(bytes, {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a});
+  const bool jpeg = image_detail::has_signature(bytes, {0xff, 0xd8, 0xff});
+  throw_if<format_error>(!png && !jpeg, "decode_image: not a PNG or JPEG (", bytes.size(),
+                         " bytes)");
+  throw_if<format_error>(bytes.size() > limits.max_file_bytes || bytes.size() > INT_MAX,
+                         "decode_image: ", bytes.size(), " bytes exceed the limit of ",
+                         limits.max_file_bytes);
+  const int length = static_cast<int>(bytes.size());
+  sd::allocation_cap = (std::size_t{1} << 20) + 2 * bytes.size();
+  int width = 0, height = 0, channels = 0;
+  const int ok = sd::stbi_info_from_memory(bytes.data(), length, &width, &height, &channels);
+  throw_if<format_error>(!ok || width <= 0 || height <= 0, "decode_image: corrupt ",
+                         png ? "PNG" : "JPEG", " header (", sd::stbi_failure_reason(), ")");
+  const std::int64_t pixels = static_cast<std::int64_t>(width) * height;
+  throw_if<format_error>(pixels > limits.max_pixels, "decode_image: ", width, "x", height,
+                         " exceeds the limit of ", limits.max_pixels, " pixels");
+  // Every buffer stb needs (16-bit samples, padded JPEG component planes and coefficients)
+  // is below 16 bytes per padded pixel.
+  sd::allocation_cap = static_cast<std::size_t>(16 * (width + 64) * (height + 64)) +
+                       2 * bytes.size() + (std::size_t{1} << 20);
+  int w = 0, h = 0, c = 0;
+  unsigned char* data = sd::stbi_load_from_memory(bytes.data(), length, &w, &h, &c, 1);
+  sd::allocation_cap = 0;
+  throw_if<format_error>(!data, "decode_image: corrupt ", png ? "PNG" : "JPEG", " (",
+                         sd::stbi_failure_reason(), ")");
+  if (w != width || h != height) {
+    sd::stbi_image_free(data);
+    throw format_error("decode_image: header and image size disagree");
+  }
+  tensor<std::uint8_t> out(shape{h, w});
+  std::memcpy(out.data(), data, static_cast<std::size_t>(pixels));
+  sd::stbi_image_free(data);
+  return out;
+}
+
+inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path,
+                                                 std::size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  throw_if<io_error>(!in, "read_file_bytes: cannot open '", path.string(), "'");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  throw_if<io_error>(size < 0, "read_file_bytes: cannot size '", path.string(), "'");
+  throw_if<format_error>(static_cast<std::uint64_t>(size) > max_bytes, "read_file_bytes: '",
+                         path.string(), "' has ", size, " bytes, more than the limit ", max_bytes);
+  in.seekg(0);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  throw_if<io_error>(!in && size > 0, "read_file_bytes: short read of '", path.string(), "'");
+  return bytes;
+}
+
+inline tensor<std::uint8_t> read_image(const std::filesystem::path& path,
+                                       const image_limits& limits = {}) {
+  const auto bytes = read_file_bytes(path, limits.max_file_bytes);
+  try {
+    return decode_image(bytes, limits);
+  } catch (const format_error& e) {
+    throw format_error(std::string(e.what()) + " in '" + path.string() + "'");
+  }
+}
+
+// [H, W] grey or [H, W, 3] interleaved RGB → PNG bytes (stb's deflate, level 8).
+inline std::vector<std::uint8_t> encode_png(tensor_view<const std::uint8_t> pixels) {
+  throw_if<shape_error>(!(pixels.rank() == 2 || (pixels.rank() == 3 && pixels.size(2) == 3)),
+                        "encode_png: pixels must be [H, W] or [H, W, 3], got ",
+                        pixels.shape().to_string());
+  const std::int64_t h = pixels.size(0), w = pixels.size(1);
+  const int channels = pixels.rank() == 2 ? 1 : 3;
+  throw_if<shape_error>(h <= 0 || w <= 0 || h > (1 << 16) || w > (1 << 16),
+                        "encode_png: unsupported size ", pixels.shape().to_string());
+  std::vector<std::uint8_t> out;
+  auto append = [](void* context, void* data, int size) {
+    auto* v = static_cast<std::vector<std::uint8_t>*>(context);
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    v->insert(v->end(), p, p + size);
+  };
+  const int ok = stb_detail::stbi_write_png_to_func(append, &out, static_cast<int>(w),
+                                                    static_cast<int>(h), channels, pixels.data(),
+                                                    static_cast<int>(w) * channels);
+  throw_if<io_error>(!ok, "encode_png: encoding failed");
+  return out;
+}
+
+inline void write_png(const std::filesystem::path& path, tensor_view<const std::uint8_t> pixels) {
+  const auto bytes = encode_png(pixels);
+  atomic_file_writer file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
+}
+
+}  // namespace ambiseg::io
