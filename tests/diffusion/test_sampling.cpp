@@ -392,3 +392,57 @@ TEST_CASE("clip_x0 clips x̂0 to [−1, 1]; eps-prediction at α = 0 is reported
   const gaussian_diffusion<cosine, x_prediction, uniform_weighting> plain_x;
   CHECK_NOTHROW(plain_x.sample_chains(zero_net, ddim_sampler{}, z, {}, g, opts));
 }
+
+// ---- user-defined policies (the examples of docs/diffusion.md §6) ----------------------
+
+namespace {
+
+struct min_snr_5 {
+  static constexpr const char* name = "min_snr_5";
+  template <noise_schedule S>
+  double weight(const S& s, double t) const { return std::min(snr(s, t), 5.0); }
+};
+
+struct ddim_eta {
+  static constexpr const char* name = "ddim_eta";
+  static constexpr bool stochastic = true;
+  double eta = 0.5;
+  step_coeffs coefficients(double lt, double ls) const {
+    const double at = alpha_from_log_snr(lt), st = sigma_from_log_snr(lt);
+    const double as = alpha_from_log_snr(ls), ss = sigma_from_log_snr(ls);
+    const double var = eta * eta * -std::expm1(lt - ls) * ss * ss;
+    const double dir = std::sqrt(ss * ss - var);
+    return {dir / st, as - dir * at / st, std::sqrt(var)};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("user-defined weighting and sampler plug into the facade", "[diffusion][custom]") {
+  STATIC_REQUIRE(sampler<ddim_eta>);
+  STATIC_REQUIRE(loss_weighting<min_snr_5, reference_schedule>);
+  const reference_schedule sched = make_reference_schedule(0.1);
+  // η = 1 is DDPM with the posterior variance, η = 0 is DDIM.
+  for (double t : {0.9, 0.5, 0.2}) {
+    const double lt = log_snr(sched, t), ls = log_snr(sched, t - 0.05);
+    const step_coeffs one = ddim_eta{1.0}.coefficients(lt, ls), small = ddpm_small{}.coefficients(lt, ls);
+    CHECK(one.c_xt == Approx(small.c_xt).epsilon(1e-10));
+    CHECK(one.c_x0 == Approx(small.c_x0).epsilon(1e-10));
+    CHECK(one.c_noise == Approx(small.c_noise).epsilon(1e-10));
+    const step_coeffs zero = ddim_eta{0.0}.coefficients(lt, ls), ddim = ddim_sampler{}.coefficients(lt, ls);
+    CHECK(zero.c_xt == Approx(ddim.c_xt).epsilon(1e-10));
+    CHECK(zero.c_x0 == Approx(ddim.c_x0).epsilon(1e-10));
+  }
+  const gaussian_diffusion<reference_schedule, x_prediction, min_snr_5> model(sched);
+  CHECK(model.weight(0.0) == 5.0);
+  CHECK(model.weight(0.5) == Approx(std::exp(log_snr(sched, 0.5))));
+  auto images = tensor<double>::from({1, 1, 1, 1}, {0.5});
+  auto net = [](tensor_view<const double> x_t, std::span<const double>, tensor_view<const double>,
+                tensor_view<double> f) {
+    for (std::int64_t i = 0; i < x_t.numel(); ++i) f[i] = std::tanh(x_t[i]);
+  };
+  rng g(3);
+  const auto x0 = model.sample(net, ddim_eta{0.5}, images, 4, g);
+  CHECK(x0.shape() == shape{4, 1, 1, 1});
+  CHECK(std::all_of(x0.begin(), x0.end(), [](double v) { return std::abs(v) < 1; }));
+}
