@@ -35,7 +35,7 @@ double rel_err(double got, double want) {
 // Types that miss one requirement each (for the concept checks below).
 struct no_log_snr { double lambda(double t) const { return -t; } };
 struct log_snr_returns_string { std::string log_snr(double) const { return "no"; } };
-struct prediction_without_target {
+struct [[maybe_unused]] prediction_without_target {
   static constexpr const char* name = "broken";
   static affine x0_coeffs(double, double) { return {}; }
 };
