@@ -260,11 +260,17 @@ TEST_CASE("image: corrupt, truncated and hostile files are format errors", "[dat
   small.max_pixels = 100;
   CHECK_THROWS_WITH(io::decode_image(png, small), Catch::Contains("exceeds the limit"));
 
-  // A real JPEG cut inside its headers.
+  // Real JPEGs cut inside their headers …
   const auto jpeg = file_bytes(shared_data + "/lidc-cimd-samples/training/2/label3_.jpg");
   REQUIRE(jpeg.size() > 200);
   for (std::size_t n : {std::size_t{2}, std::size_t{20}, std::size_t{100}, std::size_t{150}})
     CHECK_THROWS_AS(io::decode_image(std::span(jpeg.data(), n)), format_error);
+  // … and inside its entropy-coded data (stb needs the end-of-image marker).
+  const auto slice = file_bytes(shared_data + "/lidc-cimd-samples/training/0/image_1.jpg");
+  for (double fraction : {0.5, 0.9, 0.99})
+    CHECK_THROWS_AS(io::decode_image(std::span(slice.data(), static_cast<std::size_t>(
+                                                                 fraction * slice.size()))),
+                    format_error);
   CHECK_NOTHROW(io::decode_image(jpeg));
   CHECK_THROWS_AS(io::read_image("/nonexistent/ambiseg.png"), io_error);
 }
