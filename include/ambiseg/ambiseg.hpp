@@ -12,3 +12,13 @@
 #include "ambiseg/core/workspace.hpp"
 #include "ambiseg/core/config.hpp"
 #include "ambiseg/core/parameters.hpp"
+
+#include "ambiseg/diffusion/all.hpp"
+#include "ambiseg/metrics/all.hpp"
+#include "ambiseg/io/npy.hpp"
+#include "ambiseg/io/safetensors.hpp"
+#include "ambiseg/io/checkpoint.hpp"
+#include "ambiseg/optim/adamw.hpp"
+#include "ambiseg/optim/clip.hpp"
+#include "ambiseg/optim/lr_schedule.hpp"
+#include "ambiseg/optim/ema.hpp"
