@@ -65,6 +65,7 @@ TEST_CASE("conv2d forward matches a direct convolution (double and float)", "[op
     for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{200}}) {
       ops::cpu_kernels::conv_settings().threading = mode;
       ops::cpu_kernels::conv_settings().band_bytes = band;
+      ops::cpu_kernels::conv_settings().min_band_cols = 1;
       for (const auto& c : cases) {
         INFO("N=" << c.n << " Ci=" << c.ci << " " << c.h << "x" << c.w << " Co=" << c.co
                   << " K=" << c.k << " s=" << c.stride << " p=" << c.pad << " mode "
@@ -392,6 +393,18 @@ TEST_CASE("elementwise ops: values, aliasing, float agreement", "[ops][elementwi
   tensor<double> e_bad({2, 1});
   CHECK_THROWS_WITH(ops::add_channel_bias_forward(h.view(), e_bad),
                     Catch::Contains("add_channel_bias_forward: e"));
+}
+
+TEST_CASE("the vectorised float exp is accurate over the whole range", "[ops][math]") {
+  double worst = 0;
+  for (double x = -87.0; x <= 88.0; x += 0.001) {
+    const float xf = static_cast<float>(x);
+    const double exact = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(ops::cpu_kernels::fast_exp(xf) - exact) / exact);
+  }
+  CHECK(worst < 4e-7);  // a few ulp
+  CHECK(ops::cpu_kernels::fast_exp(-1000.0f) < 1e-37f);
+  CHECK(std::isfinite(ops::cpu_kernels::fast_exp(1000.0f)));
 }
 
 TEST_CASE("upsample and concat values", "[ops][upsample][concat]") {

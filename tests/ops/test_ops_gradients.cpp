@@ -71,6 +71,7 @@ TEST_CASE("conv2d gradients: 3x3 stride 1/2, 1x1, every threading mode and band 
     for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{64}}) {  // 64 B: one row per band
       ops::cpu_kernels::conv_settings().threading = mode;
       ops::cpu_kernels::conv_settings().band_bytes = band;
+      ops::cpu_kernels::conv_settings().min_band_cols = 1;
       INFO("mode " << static_cast<int>(mode) << " band_bytes " << band);
       for (const auto& c : cases) check_conv_gradients(c, r);
     }

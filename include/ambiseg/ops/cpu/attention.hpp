@@ -25,6 +25,7 @@ void softmax_rows(T* p, std::int64_t rows, std::int64_t cols) {
   for (std::int64_t r = 0; r < rows; ++r) {
     T* row = p + r * cols;
     T mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (std::int64_t j = 1; j < cols; ++j) mx = row[j] > mx ? row[j] : mx;
     T sum = T(0);
 #pragma omp simd reduction(+ : sum)

@@ -47,7 +47,11 @@ enum class conv_threading { automatic, images, gemm };
 // Tuning knobs (benchmarks flip them; the defaults are the measured best on 2 cores).
 struct conv_tuning {
   conv_threading threading = conv_threading::automatic;
-  std::int64_t band_bytes = 512 * 1024;  // target size of one im2col band
+  // One im2col band: about band_bytes (it must stay in L2/L3 between im2col and the
+  // GEMM; a whole 32-ch 128² col of 19 MB ran at half speed), but at least min_band_cols
+  // output pixels so that the GEMM's N is not too thin (96 columns cost 10% at 128 ch 16²).
+  std::int64_t band_bytes = 1024 * 1024;
+  std::int64_t min_band_cols = 256;
 };
 inline conv_tuning& conv_settings() {
   static conv_tuning t;
@@ -73,8 +77,11 @@ inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) 
     p.col_elems = 0;
   } else {
     const std::int64_t row_bytes = g.ckk() * g.wo * static_cast<std::int64_t>(elem_bytes);
-    p.band_rows = std::clamp<std::int64_t>(conv_settings().band_bytes / std::max<std::int64_t>(row_bytes, 1),
-                                           1, std::max<std::int64_t>(g.ho, 1));
+    const auto& t = conv_settings();
+    const std::int64_t by_bytes = t.band_bytes / std::max<std::int64_t>(row_bytes, 1);
+    const std::int64_t by_cols = (t.min_band_cols + g.wo - 1) / std::max<std::int64_t>(g.wo, 1);
+    p.band_rows = std::clamp<std::int64_t>(std::max(by_bytes, by_cols), 1,
+                                           std::max<std::int64_t>(g.ho, 1));
     p.col_elems = g.ckk() * p.band_rows * g.wo;
   }
   return p;
