@@ -9,6 +9,8 @@ formulas; nothing here is random.
   values_p{2,3,4,5}.pkl  one dict of every supported kind, in each protocol
   lidc_mini_p4.pkl       the LIDC schema of SPEC §9 on four synthetic slices
   refuse_os_system.pkl   a pickle whose loading would call os.system (must be refused)
+  amplified_p4.pkl       1000 LIDC keys sharing ONE case dict through the memo: 49 KB on
+                         disk, 82 MB if decoded case by case (must hit the decode budget)
 """
 import os
 import pickle
@@ -71,6 +73,10 @@ def main():
             pickle.dump(values(), f, protocol=protocol)
     with open(os.path.join(OUT, "lidc_mini_p4.pkl"), "wb") as f:
         pickle.dump(lidc_mini(), f, protocol=4)
+    shared = {"image": np.zeros((128, 128), dtype=np.uint8),
+              "masks": [np.ones((128, 128), dtype=np.uint8)], "series_uid": "x"}
+    with open(os.path.join(OUT, "amplified_p4.pkl"), "wb") as f:
+        pickle.dump({f"p{i}_slice0": shared for i in range(1000)}, f, protocol=4)
     with open(os.path.join(OUT, "refuse_os_system.pkl"), "wb") as f:
         pickle.dump(_Evil(), f, protocol=4)
     print("numpy", np.__version__, "python", sys.version.split()[0], "->", os.path.normpath(OUT))

@@ -102,6 +102,19 @@ TEST_CASE("lidc pickle: float images and the schema of SPEC 9", "[data][lidc]") 
   }
 }
 
+TEST_CASE("lidc pickle: arrays shared through the memo cannot amplify memory", "[data][lidc]") {
+  // tools/make_pickle_fixtures.py: 1000 keys → one shared {image, masks} dict: 49 KB that
+  // would decode to 82 MB, more than 16 × 49 KB + 64 MiB.
+  const std::string path = std::string(AMBISEG_FIXTURE_DIR) + "/pickle/amplified_p4.pkl";
+  REQUIRE(fs::file_size(path) < 60000);
+  CHECK_THROWS_WITH(load_lidc_pickle(path), Catch::Contains("exceed"));
+  pickle_load_options few;
+  few.max_cases = 10;  // a bounded number of cases is fine
+  const auto cases = load_lidc_pickle(path, few);
+  CHECK(cases.size() == 10);
+  CHECK(mask_area(cases[9], 0) == 128 * 128);
+}
+
 TEST_CASE("lidc split: patient id before the first underscore", "[data][lidc]") {
   CHECK(patient_id("0123_slice4") == "0123");
   CHECK(patient_id("a_b_c") == "a");
@@ -273,4 +286,20 @@ TEST_CASE("image: corrupt, truncated and hostile files are format errors", "[dat
                     format_error);
   CHECK_NOTHROW(io::decode_image(jpeg));
   CHECK_THROWS_AS(io::read_image("/nonexistent/ambiseg.png"), io_error);
+
+  // Inputs the fuzzer (tests/fuzz/run_fuzzers.sh) once crashed on, kept as regressions.
+  // stb227_dht_overflow.jpg: a DHT whose counts sum past 256 (stb 2.27 writes out of bounds).
+  const fs::path regressions = fs::path(AMBISEG_FIXTURE_DIR) / "../fuzz/regressions/image";
+  CHECK_THROWS_WITH(io::read_image(regressions / "stb227_dht_overflow.jpg"),
+                    Catch::Contains("Huffman"));
+  // stb227_empty_idat_memcpy_null.png: an empty first IDAT (benign memcpy(NULL, p, 0)).
+  // Every regression input decodes or is a format_error, nothing else.
+  for (const auto& entry : fs::directory_iterator(regressions)) {
+    INFO(entry.path().filename().string());
+    try {
+      const auto image = io::read_image(entry.path());
+      CHECK(image.numel() > 0);
+    } catch (const format_error&) {
+    }
+  }
 }

@@ -27,6 +27,11 @@ namespace ambiseg::data {
 
 struct pickle_load_options {
   std::size_t max_cases = std::numeric_limits<std::size_t>::max();  // the first n keys only
+  // The memo lets a pickle reference one array from any number of cases at two bytes a
+  // reference, so a small hostile file could ask for gigabytes of decoded cases. Decoding
+  // stops with format_error beyond this many bytes; 0 means 16 × the file size + 64 MiB
+  // (a real data set decodes to at most ~5 × its size: uint8 → float images).
+  std::uint64_t max_decoded_bytes = 0;
 };
 
 namespace pickle_detail {
@@ -51,6 +56,24 @@ inline void binarise_into(const pk::array& a, std::uint8_t* out) {
     const auto v = a.to_vector<std::int64_t>();
     for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] != 0;
   }
+}
+
+// What convert_case will allocate for an entry (4 bytes per image pixel, 1 per mask pixel),
+// from the array headers alone.
+inline std::uint64_t decoded_bytes(const pk::value& entry) {
+  if (!entry.is(pk::kind::dict)) return 0;
+  std::uint64_t total = 0;
+  auto numel = [](const pk::value* v) -> std::uint64_t {
+    return v && v->is(pk::kind::array) ? static_cast<std::uint64_t>(v->as_array().numel()) : 0;
+  };
+  total += 4 * numel(entry.find("image"));
+  if (const pk::value* masks = entry.find("masks")) {
+    if (masks->is(pk::kind::list) || masks->is(pk::kind::tuple))
+      for (const pk::value* m : masks->items()) total += numel(m);
+    else
+      total += numel(masks);
+  }
+  return total;
 }
 
 inline case_data convert_case(std::string_view key, const pk::value& entry) {
@@ -102,8 +125,13 @@ inline case_data convert_case(std::string_view key, const pk::value& entry) {
 }  // namespace pickle_detail
 
 // Converts an already parsed document (the cases in the pickle's key order).
-inline case_set lidc_cases(const io::pickle::value& root, const pickle_load_options& opts = {}) {
+inline case_set lidc_cases(const io::pickle::document& doc, const pickle_load_options& opts = {}) {
   namespace pk = io::pickle;
+  const pk::value& root = doc.root();
+  const std::uint64_t budget = opts.max_decoded_bytes
+                                   ? opts.max_decoded_bytes
+                                   : 16 * static_cast<std::uint64_t>(doc.input().size()) + (64u << 20);
+  std::uint64_t decoded = 0;
   throw_if<format_error>(!root.is(pk::kind::dict), "load_lidc_pickle: top level is a ",
                          root.type_name(), ", expected a dict");
   case_set out;
@@ -111,6 +139,9 @@ inline case_set lidc_cases(const io::pickle::value& root, const pickle_load_opti
     if (out.size() >= opts.max_cases) break;
     throw_if<format_error>(!key->is(pk::kind::str) && !key->is(pk::kind::bytes),
                            "load_lidc_pickle: key is a ", key->type_name(), ", expected str");
+    decoded += pickle_detail::decoded_bytes(*entry);
+    throw_if<format_error>(decoded > budget, "load_lidc_pickle: decoded cases exceed ", budget,
+                           " bytes (arrays shared through the memo?)");
     out.add(pickle_detail::convert_case(key->text(), *entry));
   }
   return out;
@@ -119,7 +150,7 @@ inline case_set lidc_cases(const io::pickle::value& root, const pickle_load_opti
 inline case_set load_lidc_pickle(const std::filesystem::path& path,
                                  const pickle_load_options& opts = {}) {
   const auto doc = io::pickle::load_file(path);
-  return lidc_cases(doc.root(), opts);
+  return lidc_cases(doc, opts);
 }
 
 // --- the split ---------------------------------------------------------------------------

@@ -123,6 +123,51 @@ inline bool has_signature(std::span<const std::uint8_t> b, std::initializer_list
     if (b[i++] != static_cast<std::uint8_t>(s)) return false;
   return true;
 }
+
+// Debian's stb_image is v2.27, whose DHT parser trusts the 16 code-length counts: a table
+// whose counts sum past 256 writes beyond stbi__huffman::size[257] and values[256] (found
+// by tests/fuzz/fuzz_image; upstream 2.28 refuses it). Every Huffman table stb could parse
+// is checked here first:
+//   * before the first SOS, markers are walked exactly as stb walks them (bytes other
+//     than 0xFF skipped one by one, 0xFF fill skipped, segments skipped by their length);
+//   * from the first SOS on, where stb's resynchronisation after a scan depends on the
+//     entropy decoder, every FF C4 in the file is treated as a DHT (entropy-coded data
+//     cannot contain FF C4, so only a crafted or broken file can be refused wrongly).
+// stb reads 0 past the end of the input, so missing bytes count as zero here too.
+inline bool jpeg_huffman_tables_fit(std::span<const std::uint8_t> b) {
+  const std::size_t n = b.size();
+  auto at = [&](std::size_t i) -> unsigned { return i < n ? b[i] : 0u; };
+  auto dht_fits = [&](std::size_t pos) {  // pos: first byte after FF C4
+    long remaining = static_cast<long>((at(pos) << 8) | at(pos + 1)) - 2;
+    pos += 2;
+    while (remaining > 0 && pos < n) {
+      unsigned count = 0;
+      for (std::size_t i = 1; i <= 16; ++i) count += at(pos + i);
+      if (count > 256) return false;
+      pos += 17 + count;
+      remaining -= 17 + static_cast<long>(count);
+    }
+    return true;
+  };
+  std::size_t pos = 2;  // after SOI
+  while (pos < n) {
+    if (b[pos] != 0xff) {
+      ++pos;
+      continue;
+    }
+    while (pos < n && b[pos] == 0xff) ++pos;
+    if (pos >= n) break;
+    const unsigned marker = b[pos++];
+    if (marker == 0xda) break;  // first SOS: switch to the conservative scan
+    if (marker == 0xd9) return true;
+    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7) || marker == 0x00) continue;
+    if (marker == 0xc4 && !dht_fits(pos)) return false;
+    pos += (at(pos) << 8) | at(pos + 1);
+  }
+  for (std::size_t i = pos; i + 1 < n; ++i)
+    if (b[i] == 0xff && b[i + 1] == 0xc4 && !dht_fits(i + 2)) return false;
+  return true;
+}
 }  // namespace image_detail
 
 // PNG (any bit depth, palette, alpha) or baseline/progressive JPEG → grey [H, W].
@@ -136,6 +181,8 @@ inline tensor<std::uint8_t> decode_image(std::span<const std::uint8_t> bytes,
   throw_if<format_error>(bytes.size() > limits.max_file_bytes || bytes.size() > INT_MAX,
                          "decode_image: ", bytes.size(), " bytes exceed the limit of ",
                          limits.max_file_bytes);
+  throw_if<format_error>(jpeg && !image_detail::jpeg_huffman_tables_fit(bytes),
+                         "decode_image: corrupt JPEG (Huffman table with more than 256 codes)");
   const int length = static_cast<int>(bytes.size());
   sd::allocation_cap = (std::size_t{1} << 20) + 2 * bytes.size();
   int width = 0, height = 0, channels = 0;

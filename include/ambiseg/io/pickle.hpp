@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <span>
@@ -199,10 +200,11 @@ class value {
     value_dict items;
     // Tagged key text ('s' str, 'b' bytes, 'i' int) → position, so that lookups and
     // Python's "a repeated key replaces the value" stay O(1) on 15,000-key data sets.
-    std::unordered_map<std::string, std::size_t> index;
+    // Behind a pointer, created on the first insert: keeps every value small (see arena_).
+    std::unique_ptr<std::unordered_map<std::string, std::size_t>> index;
   };
   using storage = std::variant<none_t, bool, std::int64_t, double, str_t, bytes_t, list_t, tuple_t,
-                               dict_t, global_ref, pickle::dtype, pickle::array>;
+                               dict_t, global_ref, pickle::dtype, std::unique_ptr<pickle::array>>;
 
   explicit value(storage s) : v_(std::move(s)) {}
 
@@ -238,7 +240,7 @@ class value {
   }
   const value_dict& as_dict() const { return get<dict_t>("dict").items; }
   const pickle::array& as_array() const {
-    const auto& a = get<pickle::array>("ndarray");
+    const auto& a = *get<std::unique_ptr<pickle::array>>("ndarray");
     throw_if<format_error>(!a.initialised, "pickle: ndarray used before its state was set");
     return a;
   }
@@ -250,7 +252,8 @@ class value {
     for (char tag : {'s', 'b'}) {
       std::string tagged(1, tag);
       tagged += key;
-      if (auto it = d.index.find(tagged); it != d.index.end()) return d.items[it->second].second;
+      if (!d.index) return nullptr;
+      if (auto it = d.index->find(tagged); it != d.index->end()) return d.items[it->second].second;
     }
     return nullptr;
   }
@@ -314,7 +317,9 @@ class document {
   std::vector<std::uint8_t> owned_input_;
   const std::uint8_t* input_data_ = nullptr;
   std::size_t input_size_ = 0;
-  std::vector<std::unique_ptr<value>> arena_;
+  // A deque: stable addresses without one heap block per value, so a hostile stream of
+  // one-byte opcodes costs tens of bytes per opcode, not a malloc each.
+  std::deque<value> arena_;
   const value* root_ = nullptr;
 };
 
@@ -362,9 +367,9 @@ class unpickler {
         case '1': pop_mark("POP_MARK"); break;
         case '2': push(top("DUP")); break;
         // --- scalars ---
-        case 'N': push(make(value::none_t{})); break;
-        case 0x88: push(make(true)); break;
-        case 0x89: push(make(false)); break;
+        case 'N': push(none_ ? none_ : (none_ = make(value::none_t{}))); break;  // immutable:
+        case 0x88: push(true_ ? true_ : (true_ = make(true))); break;              // shared, as
+        case 0x89: push(false_ ? false_ : (false_ = make(false))); break;          // in Python
         case 'J': push(make(static_cast<std::int64_t>(static_cast<std::int32_t>(read_le(4))))); break;
         case 'K': push(make(static_cast<std::int64_t>(read_u8()))); break;
         case 'M': push(make(static_cast<std::int64_t>(read_le(2)))); break;
@@ -587,8 +592,7 @@ class unpickler {
   // --- values ---
   template <class T>
   value* make(T&& v) {
-    doc_.arena_.push_back(std::make_unique<value>(value::storage(std::forward<T>(v))));
-    return doc_.arena_.back().get();
+    return &doc_.arena_.emplace_back(value::storage(std::forward<T>(v)));
   }
   void deepen(value* container, const value* child) {
     container->depth_ = std::max(container->depth_, child->depth_ + 1);
@@ -629,7 +633,8 @@ class unpickler {
       deepen(target, kv[i + 1]);
       std::string tag = kv[i]->key_tag();
       if (!tag.empty()) {
-        auto [it, inserted] = d->index.try_emplace(std::move(tag), d->items.size());
+        if (!d->index) d->index = std::make_unique<std::unordered_map<std::string, std::size_t>>();
+        auto [it, inserted] = d->index->try_emplace(std::move(tag), d->items.size());
         if (!inserted) {  // Python semantics: a repeated key replaces the earlier value
           d->items[it->second].second = kv[i + 1];
           continue;
@@ -689,7 +694,7 @@ class unpickler {
         const auto* cls = std::get_if<global_ref>(&a[0]->v_);
         throw_if<format_error>(!cls || cls->what != callable::ndarray, "pickle: ", name,
                                " of something other than numpy.ndarray");
-        return make(pickle::array{});
+        return make(std::make_unique<pickle::array>());
       }
       case callable::dtype: {  // dtype('f4', align, copy)
         const auto& a = args_of(args, name, 1, 3);
@@ -723,7 +728,7 @@ class unpickler {
         arr.fortran_order = order == "F";
         set_payload(arr, *a[0], name);
         arr.initialised = true;
-        return make(std::move(arr));
+        return make(std::make_unique<pickle::array>(std::move(arr)));
       }
       case callable::codecs_encode: {  // _codecs.encode(str, 'latin1'): protocol-2 bytes
         const auto& a = args_of(args, name, 1, 2);
@@ -769,7 +774,8 @@ class unpickler {
                              "pickle: dtype byte order '|' for ", dt->itemsize, "-byte items");
       return;
     }
-    if (auto* arr = std::get_if<pickle::array>(&target.v_)) {
+    if (auto* holder = std::get_if<std::unique_ptr<pickle::array>>(&target.v_)) {
+      pickle::array* arr = holder->get();
       throw_if<format_error>(arr->initialised, "pickle: BUILD on an array that is already built");
       // (version, shape, dtype, is_fortran, data); very old pickles omit the version.
       throw_if<format_error>(!state.is(kind::tuple), "pickle: ndarray state is a ",
@@ -922,6 +928,9 @@ class unpickler {
   std::vector<value*> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, value*> memo_;
+  value* none_ = nullptr;
+  value* true_ = nullptr;
+  value* false_ = nullptr;
 };
 
 // Parses a pickle held in memory (the document keeps the bytes).
