@@ -62,14 +62,17 @@ TEST_CASE("conv2d forward matches a direct convolution (double and float)", "[op
                                   {1, 3, 8, 8, 4, 3, 2, 1}};
   using ops::cpu_kernels::conv_threading;
   for (auto mode : {conv_threading::images, conv_threading::gemm})
-    for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{200}}) {
+    for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{200}})
+    for (std::int64_t shifted_min : {0, 1}) {
+      ops::cpu_kernels::conv_settings().shifted_min_width = shifted_min;
+      ops::cpu_kernels::conv_settings().shifted_fwd_cols = band > 200 ? 320 : 1;
       ops::cpu_kernels::conv_settings().threading = mode;
       ops::cpu_kernels::conv_settings().band_bytes = band;
       ops::cpu_kernels::conv_settings().min_band_cols = 1;
       for (const auto& c : cases) {
         INFO("N=" << c.n << " Ci=" << c.ci << " " << c.h << "x" << c.w << " Co=" << c.co
                   << " K=" << c.k << " s=" << c.stride << " p=" << c.pad << " mode "
-                  << static_cast<int>(mode) << " band " << band);
+                  << static_cast<int>(mode) << " band " << band << " shifted " << shifted_min);
         auto x = randn({c.n, c.ci, c.h, c.w}, r);
         auto w = randn({c.co, c.ci, c.k, c.k}, r);
         auto b = randn({c.co}, r);

@@ -68,11 +68,15 @@ TEST_CASE("conv2d gradients: 3x3 stride 1/2, 1x1, every threading mode and band 
   };
   using ops::cpu_kernels::conv_threading;
   for (auto mode : {conv_threading::automatic, conv_threading::images, conv_threading::gemm})
-    for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{64}}) {  // 64 B: one row per band
+    for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{64}})  // 64 B: one row per band
+    for (std::int64_t shifted_min : {0, 1}) {  // 1: the shifted-GEMM path for every "same" conv
+      ops::cpu_kernels::conv_settings().shifted_min_width = shifted_min;
+      ops::cpu_kernels::conv_settings().shifted_fwd_cols = band > 64 ? 320 : 1;
+      ops::cpu_kernels::conv_settings().shifted_dw_cols = band > 64 ? 2048 : 1;
       ops::cpu_kernels::conv_settings().threading = mode;
       ops::cpu_kernels::conv_settings().band_bytes = band;
       ops::cpu_kernels::conv_settings().min_band_cols = 1;
-      INFO("mode " << static_cast<int>(mode) << " band_bytes " << band);
+      INFO("mode " << static_cast<int>(mode) << " band_bytes " << band << " shifted " << shifted_min);
       for (const auto& c : cases) check_conv_gradients(c, r);
     }
 }

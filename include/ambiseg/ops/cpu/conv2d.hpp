@@ -13,6 +13,9 @@
 //       filter (W'[ci,co,kh,kw] = W[co,ci,K-1-kh,K-1-kw]) — the forward path again, with
 //       Co·K·K as the GEMM's K, instead of a thin dcol = Wᵀ·dY GEMM plus a col2im scatter.
 //   dx, otherwise (the stride-2 downsample): dcol = Wᵀ · dY, then col2im (accumulate).
+// Wide "same" stride-1 convolutions (≥ 64 columns: the 128² and 64² levels) skip im2col
+// altogether: K² shifted GEMMs over a padded copy of the image (conv2d_shifted.hpp), for
+// the forward, the flipped-filter dx and dW.
 //
 // Threading (one pool, OpenMP): with at least as many images as threads, images run in
 // parallel, each thread with its own col band and single-threaded GEMMs (OpenBLAS runs
@@ -27,20 +30,11 @@
 #include <cstring>
 
 #include "ambiseg/core/workspace.hpp"
+#include "ambiseg/ops/cpu/conv2d_geometry.hpp"
+#include "ambiseg/ops/cpu/conv2d_shifted.hpp"
 #include "ambiseg/ops/cpu/gemm.hpp"
 
 namespace ambiseg::ops::cpu_kernels {
-
-struct conv_geometry {
-  std::int64_t n, ci, h, w, co, k, stride, pad, ho, wo;
-  std::int64_t in_plane() const { return h * w; }
-  std::int64_t out_plane() const { return ho * wo; }
-  std::int64_t ckk() const { return ci * k * k; }
-  bool pointwise() const { return k == 1 && stride == 1 && pad == 0; }
-  // dx by the flipped filter needs the transposed convolution to be a plain convolution.
-  bool transposable() const { return stride == 1 && 2 * pad == k - 1; }
-  conv_geometry transposed() const { return {n, co, ho, wo, ci, k, 1, pad, h, w}; }
-};
 
 enum class conv_threading { automatic, images, gemm };
 
@@ -52,6 +46,11 @@ struct conv_tuning {
   // output pixels so that the GEMM's N is not too thin (96 columns cost 10% at 128 ch 16²).
   std::int64_t band_bytes = 1024 * 1024;
   std::int64_t min_band_cols = 256;
+  // The shifted-GEMM path (conv2d_shifted.hpp) for "same" stride-1 convolutions at least
+  // this wide (0: never); its band widths in padded-width columns for forward and dW.
+  std::int64_t shifted_min_width = 64;
+  std::int64_t shifted_fwd_cols = 320;
+  std::int64_t shifted_dw_cols = 1024;
 };
 inline conv_tuning& conv_settings() {
   static conv_tuning t;
@@ -63,21 +62,26 @@ struct conv_plan {
   int threads = 1;
   std::int64_t band_rows = 0;  // output rows per im2col band
   std::int64_t col_elems = 0;  // elements of one band buffer (0: no im2col)
+  bool shifted = false;        // K² shifted GEMMs instead of im2col (needs images in parallel
+                               // or one thread: its GEMMs are too small to split)
 };
 
 inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) {
   conv_plan p;
   p.threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int max_threads = p.threads;
   const auto mode = conv_settings().threading;
   p.images_parallel = p.threads > 1 && (mode == conv_threading::images ||
                                         (mode == conv_threading::automatic && g.n >= p.threads));
   if (!p.images_parallel) p.threads = 1;
+  const auto& t = conv_settings();
+  p.shifted = g.k > 1 && g.transposable() && t.shifted_min_width > 0 &&
+              g.wo >= t.shifted_min_width && (p.images_parallel || max_threads == 1);
   if (g.pointwise()) {
     p.band_rows = g.ho;
     p.col_elems = 0;
   } else {
     const std::int64_t row_bytes = g.ckk() * g.wo * static_cast<std::int64_t>(elem_bytes);
-    const auto& t = conv_settings();
     const std::int64_t by_bytes = t.band_bytes / std::max<std::int64_t>(row_bytes, 1);
     const std::int64_t by_cols = (t.min_band_cols + g.wo - 1) / std::max<std::int64_t>(g.wo, 1);
     p.band_rows = std::clamp<std::int64_t>(std::max(by_bytes, by_cols), 1,
@@ -195,34 +199,76 @@ void conv_forward_planned(const T* x, const T* w, const T* b, T* y, const conv_g
   }
 }
 
+// Runs images in parallel (one scratch block per thread) or one after another.
+template <class F>
+void for_each_image(const conv_plan& p, std::int64_t n, F&& body /*(image, thread)*/) {
+  if (p.images_parallel) {
+#pragma omp parallel num_threads(p.threads)
+    {
+      const int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (std::int64_t i = 0; i < n; ++i) body(i, t);
+    }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) body(i, 0);
+  }
+}
+
+// y = conv(x, w) + b for the convolution g. With flip, w is the filter of the convolution
+// whose dx this is: g is its transposed geometry, and the filter used is w flipped and
+// transposed (W'[ci,co,kh,kw] = w[co,ci,K−1−kh,K−1−kw]).
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
-                    workspace<cpu>& ws) {
-  const conv_plan p = make_conv_plan(g, sizeof(T));
-  T* cols = p.col_elems ? ws.get<T>(static_cast<std::size_t>(p.col_elems * p.threads)) : nullptr;
-  conv_forward_planned(x, w, b, y, g, p, cols);
+void conv_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
+                      const conv_geometry& g, const conv_plan& p, workspace<cpu>& ws) {
+  const std::int64_t kk = g.k * g.k;
+  if (p.shifted) {
+    const auto& t = conv_settings();
+    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols);
+    const std::int64_t per_thread = s.xpad_elems + g.co * s.fwd_rows * s.wp;
+    T* buf[2];
+    ws.get_many<T, 2>({static_cast<std::size_t>(kk * g.co * g.ci),
+                       static_cast<std::size_t>(per_thread * p.threads)},
+                      buf);
+    if (flip)
+      permute_weights(w, g.ci, g.co, kk, true, buf[0]);
+    else
+      permute_weights(w, g.co, g.ci, kk, false, buf[0]);
+    for_each_image(p, g.n, [&](std::int64_t i, int t_id) {
+      shifted_forward_image(x + i * g.ci * g.in_plane(), buf[0], b, y + i * g.co * g.out_plane(),
+                            g, s, buf[1] + t_id * per_thread);
+    });
+    return;
+  }
+  if (!flip) {
+    T* cols = p.col_elems ? ws.get<T>(static_cast<std::size_t>(p.col_elems * p.threads)) : nullptr;
+    conv_forward_planned(x, w, b, y, g, p, cols);
+    return;
+  }
+  T* buf[2];
+  ws.get_many<T, 2>({static_cast<std::size_t>(kk * g.co * g.ci),
+                     static_cast<std::size_t>(p.col_elems * p.threads)},
+                    buf);
+  // g.co is w's input channel count, g.ci its output channel count
+  for (std::int64_t o = 0; o < g.ci; ++o)
+    for (std::int64_t i = 0; i < g.co; ++i)
+      for (std::int64_t k = 0; k < kk; ++k)
+        buf[0][(i * g.ci + o) * kk + (kk - 1 - k)] = w[(o * g.co + i) * kk + k];
+  conv_forward_planned<T>(x, buf[0], b, y, g, p, buf[1]);
 }
 
 template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
+                    workspace<cpu>& ws) {
+  conv_forward_run(x, w, false, b, y, g, make_conv_plan(g, sizeof(T)), ws);
+}
+
+// Each phase (db, dW, dx) takes its scratch from ws in turn; the block grows to the
+// largest phase once, after which no call allocates.
+template <class T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
                      const conv_geometry& g, workspace<cpu>& ws) {
-  const std::int64_t P = g.out_plane(), ckk = g.ckk(), HW = g.in_plane();
-  const conv_plan pw = make_conv_plan(g, sizeof(T));  // plan for the dW pass (im2col of x)
-  const bool flip = dx && !g.pointwise() && g.transposable();
-  const conv_geometry gt = g.transposed();
-  const conv_plan pt = make_conv_plan(gt, sizeof(T));  // plan for dx by the flipped filter
-  const std::int64_t band_elems = std::max(pw.col_elems, flip ? pt.col_elems : 0);
-  const std::int64_t threads = std::max(pw.threads, pt.threads);
-  const std::int64_t partial_elems = pw.images_parallel && dw ? g.co * ckk * pw.threads : 0;
-  const std::int64_t flipped_elems = flip ? g.ci * g.co * g.k * g.k : 0;
-  T* buf[3];
-  ws.get_many<T, 3>({static_cast<std::size_t>(band_elems * threads),
-                     static_cast<std::size_t>(partial_elems),
-                     static_cast<std::size_t>(flipped_elems)},
-                    buf);
-  T* cols = buf[0];
-  T* partials = buf[1];
-  T* flipped = buf[2];
+  const std::int64_t P = g.out_plane(), ckk = g.ckk(), HW = g.in_plane(), kk = g.k * g.k;
+  const conv_plan pw = make_conv_plan(g, sizeof(T));  // plan for the dW pass (reads x)
 
   if (db) {
 #pragma omp parallel for schedule(static)
@@ -237,7 +283,36 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
     }
   }
 
-  if (dw) {
+  if (dw && pw.shifted) {
+    const auto& t = conv_settings();
+    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols);
+    const std::int64_t per_thread = s.xpad_elems + g.co * s.dw_rows * s.wp;
+    const std::int64_t wsize = kk * g.co * g.ci;
+    T* buf[2];
+    ws.get_many<T, 2>({static_cast<std::size_t>(per_thread * pw.threads),
+                       static_cast<std::size_t>(wsize * pw.threads)},
+                      buf);
+    std::fill_n(buf[1], wsize * pw.threads, T(0));
+    for_each_image(pw, g.n, [&](std::int64_t i, int t_id) {
+      shifted_filter_grad_image(x + i * g.ci * HW, dy + i * g.co * P, buf[1] + t_id * wsize, g, s,
+                                buf[0] + t_id * per_thread);
+    });
+#pragma omp parallel for schedule(static)
+    for (std::int64_t o = 0; o < g.co; ++o)
+      for (std::int64_t i = 0; i < g.ci; ++i)
+        for (std::int64_t k = 0; k < kk; ++k) {
+          T sum = T(0);
+          for (int th = 0; th < pw.threads; ++th) sum += buf[1][th * wsize + (k * g.co + o) * g.ci + i];
+          dw[(o * g.ci + i) * kk + k] += sum;
+        }
+  } else if (dw) {
+    const std::int64_t partial_elems = pw.images_parallel ? g.co * ckk * pw.threads : 0;
+    T* buf[2];
+    ws.get_many<T, 2>({static_cast<std::size_t>(pw.col_elems * pw.threads),
+                       static_cast<std::size_t>(partial_elems)},
+                      buf);
+    T* cols = buf[0];
+    T* partials = buf[1];
     // acc: where this image's dW lands (a thread's partial, or dw itself when serial).
     auto image = [&](std::int64_t n, T* col, T* acc, bool parallel_im2col) {
       const T* xn = x + n * g.ci * HW;
@@ -267,7 +342,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
         const int t = omp_get_thread_num();
         T* acc = partials + t * wsize;
         std::fill_n(acc, wsize, T(0));
-        T* col = cols ? cols + t * band_elems : nullptr;
+        T* col = cols ? cols + t * pw.col_elems : nullptr;
 #pragma omp for schedule(static)
         for (std::int64_t n = 0; n < g.n; ++n) image(n, col, acc, false);
         // implicit barrier: every partial is complete before the reduction
@@ -285,31 +360,21 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
 
   if (!dx) return;
   if (g.pointwise()) {  // dx_n[Ci, HW] = Wᵀ[Ci, Co] · dy_n[Co, HW]
-    auto image = [&](std::int64_t n) {
+    for_each_image(pw, g.n, [&](std::int64_t n, int) {
       gemm(trans::yes, trans::no, g.ci, HW, g.co, T(1), w, g.ci, dy + n * g.co * P, P, T(0),
            dx + n * g.ci * HW, HW);
-    };
-    if (pw.images_parallel) {
-#pragma omp parallel for schedule(static) num_threads(pw.threads)
-      for (std::int64_t n = 0; n < g.n; ++n) image(n);
-    } else {
-      for (std::int64_t n = 0; n < g.n; ++n) image(n);
-    }
+    });
     return;
   }
-  if (flip) {
-    const std::int64_t kk = g.k * g.k;
-    for (std::int64_t co = 0; co < g.co; ++co)
-      for (std::int64_t ci = 0; ci < g.ci; ++ci)
-        for (std::int64_t i = 0; i < kk; ++i)
-          flipped[(ci * g.co + co) * kk + (kk - 1 - i)] = w[(co * g.ci + ci) * kk + i];
-    conv_plan p = pt;
-    p.col_elems = band_elems;  // the buffers were sized for the larger of the two passes
-    conv_forward_planned<T>(dy, flipped, nullptr, dx, gt, p, cols);
+  if (g.transposable()) {
+    const conv_geometry gt = g.transposed();
+    conv_forward_run<T>(dy, w, true, nullptr, dx, gt, make_conv_plan(gt, sizeof(T)), ws);
     return;
   }
   // General (strided) case: dcol = Wᵀ · dY per band, scattered back by col2im.
-  auto image = [&](std::int64_t n, T* col) {
+  T* cols = ws.get<T>(static_cast<std::size_t>(pw.col_elems * pw.threads));
+  for_each_image(pw, g.n, [&](std::int64_t n, int t_id) {
+    T* col = cols + t_id * pw.col_elems;
     T* dxn = dx + n * g.ci * HW;
     std::fill_n(dxn, g.ci * HW, T(0));
     const T* dyn = dy + n * g.co * P;
@@ -319,17 +384,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
            ncols);
       col2im_band_add(col, g, r0, r1, dxn);
     }
-  };
-  if (pw.images_parallel) {
-#pragma omp parallel num_threads(pw.threads)
-    {
-      T* col = cols + omp_get_thread_num() * band_elems;
-#pragma omp for schedule(static)
-      for (std::int64_t n = 0; n < g.n; ++n) image(n, col);
-    }
-  } else {
-    for (std::int64_t n = 0; n < g.n; ++n) image(n, cols);
-  }
+  });
 }
 
 }  // namespace ambiseg::ops::cpu_kernels

@@ -1,0 +1,172 @@
+// ambiseg/ops/cuda/group_norm.cuh — group normalisation on the GPU.
+//
+//   x [N, C, S] (S: flattened spatial extent)  gamma/beta [C]  mean/rstd [N, G]
+//   a group = Cg = C/G consecutive channels = M = Cg·S contiguous values of one image.
+//
+// Forward: one block per (n, g); two passes for the statistics (mean, then the mean
+// squared deviation, so a large mean does not cancel the variance), in T (fp32 for float,
+// as the reference's GroupNorm32), then y = x·a_c + b_c.
+// Backward, with x̂ = (x − μ)σ⁻¹ (the CPU kernel's algebra, ops/cpu/group_norm.hpp):
+//   per (n, c):  Σdy, Σdy·x̂                       (kernel 1, one block per (n, g))
+//   dx = σ⁻¹γ_c·dy − σ⁻²·m2·x + σ⁻¹(μσ⁻¹m2 − m1),  m1 = mean_g(γ·dy), m2 = mean_g(γ·dy·x̂)
+//                                                  (kernel 1, second pass over the group)
+//   dγ_c += Σ_n Σdy·x̂,  dβ_c += Σ_n Σdy           (kernel 2, one thread per channel,
+//                                                   n in order: deterministic, no atomics)
+// The per-(n, c) sums live in scratch from the context's caching allocator.
+#pragma once
+
+#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/ops/cuda/common.cuh"
+
+namespace ambiseg::ops::cuda_kernels {
+
+namespace detail {
+
+template <class T>
+__global__ void group_norm_forward_kernel(const T* x, const T* gamma, const T* beta,
+                                          std::int64_t c, std::int64_t s, std::int64_t groups,
+                                          T eps, T* y, T* mean_out, T* rstd_out) {
+  const std::int64_t ng = blockIdx.x, g = ng % groups;
+  const std::int64_t cg = c / groups, m = cg * s;
+  const T* xg = x + ng * m;  // (n·C + g·Cg)·S = (n·G + g)·M
+  T* yg = y + ng * m;
+  T sum = T(0);
+  for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) sum += xg[j];
+  const T mu = block_sum(sum) / static_cast<T>(m);
+  T sq = T(0);
+  for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    const T d = xg[j] - mu;
+    sq += d * d;
+  }
+  const T r = T(1) / sqrt(block_sum(sq) / static_cast<T>(m) + eps);
+  if (threadIdx.x == 0) {
+    mean_out[ng] = mu;
+    rstd_out[ng] = r;
+  }
+  for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    const std::int64_t ch = g * cg + j / s;
+    yg[j] = (xg[j] - mu) * r * gamma[ch] + beta[ch];
+  }
+}
+
+// sums [N·C, 2]: (Σdy, Σdy·x̂) per (n, c). dx may be null.
+template <class T>
+__global__ void group_norm_backward_kernel(const T* x, const T* gamma, const T* mean,
+                                           const T* rstd, const T* dy, std::int64_t c,
+                                           std::int64_t s, std::int64_t groups, T* dx, T* sums) {
+  const std::int64_t ng = blockIdx.x, n = ng / groups, g = ng % groups;
+  const std::int64_t cg = c / groups, m = cg * s;
+  const T mu = mean[ng], r = rstd[ng];
+  const T* xg = x + ng * m;
+  const T* dyg = dy + ng * m;
+  T sum_gdy = T(0), sum_gdy_xhat = T(0);  // identical in every thread (block_sum broadcasts)
+  for (std::int64_t cc = 0; cc < cg; ++cc) {
+    const std::int64_t ch = g * cg + cc;
+    const T* xc = xg + cc * s;
+    const T* dyc = dyg + cc * s;
+    T sdy = T(0), sdyx = T(0);
+    for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+      sdy += dyc[j];
+      sdyx += dyc[j] * xc[j];
+    }
+    sdy = block_sum(sdy);
+    sdyx = block_sum(sdyx);
+    const T sdy_xhat = (sdyx - mu * sdy) * r;
+    if (threadIdx.x == 0) {
+      sums[2 * (n * c + ch)] = sdy;
+      sums[2 * (n * c + ch) + 1] = sdy_xhat;
+    }
+    sum_gdy += gamma[ch] * sdy;
+    sum_gdy_xhat += gamma[ch] * sdy_xhat;
+  }
+  if (!dx) return;
+  const T m1 = sum_gdy / static_cast<T>(m), m2 = sum_gdy_xhat / static_cast<T>(m);
+  const T bx = -r * r * m2;
+  const T cst = r * (mu * r * m2 - m1);
+  T* dxg = dx + ng * m;
+  for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    const std::int64_t ch = g * cg + j / s;
+    dxg[j] = r * gamma[ch] * dyg[j] + bx * xg[j] + cst;
+  }
+}
+
+template <class T>
+__global__ void group_norm_param_grad_kernel(const T* sums, std::int64_t n, std::int64_t c,
+                                             T* dgamma, T* dbeta) {
+  for (std::int64_t ch = global_thread(); ch < c; ch += grid_stride()) {
+    T g = T(0), b = T(0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      b += sums[2 * (i * c + ch)];
+      g += sums[2 * (i * c + ch) + 1];
+    }
+    if (dgamma) dgamma[ch] += g;
+    if (dbeta) dbeta[ch] += b;
+  }
+}
+
+inline void group_norm_check(const char* op, const shape& x, int groups) {
+  throw_if<shape_error>(x.rank() < 2, op, ": x must have rank 2 to 4 [N, C, ...], got ", x);
+  throw_if<value_error>(groups < 1 || x[1] % groups != 0, op, ": ", x[1],
+                        " channels cannot be split into ", groups, " groups (x ", x, ")");
+}
+inline std::int64_t spatial_extent(const shape& x) {
+  std::int64_t s = 1;
+  for (int a = 2; a < x.rank(); ++a) s *= x[a];
+  return s;
+}
+
+}  // namespace detail
+
+template <cuda_scalar T>
+void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups, double eps,
+                        tensor_view<T, cuda> y, dev_out<T> mean, dev_out<T> rstd) {
+  const char* op = "group_norm_forward";
+  detail::group_norm_check(op, x.shape(), groups);
+  throw_if<value_error>(!(eps > 0), op, ": eps must be positive, got ", eps);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "beta", beta, shape{c});
+  expect_shape(op, "y", y, x.shape());
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  if (n == 0 || c == 0) return;
+  detail::group_norm_forward_kernel<T>
+      <<<detail::row_grid(op, n * groups), detail::block_threads, 0, current_cuda_context().stream()>>>(
+          x.data(), gamma.data(), beta.data(), c, detail::spatial_extent(x.shape()), groups,
+          static_cast<T>(eps), y.data(), mean.data(), rstd.data());
+  detail::check_launch("group_norm_forward_kernel");
+}
+
+template <cuda_scalar T>
+void group_norm_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> mean, dev_in<T> rstd,
+                         dev_in<T> dy, int groups, tensor_view<T, cuda> dx, dev_out<T> dgamma,
+                         dev_out<T> dbeta) {
+  const char* op = "group_norm_backward";
+  detail::group_norm_check(op, x.shape(), groups);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  expect_shape(op, "dy", dy, x.shape());
+  const bool has_dx = detail::present(dx), has_dg = detail::present(dgamma),
+             has_db = detail::present(dbeta);
+  if (has_dx) expect_shape(op, "dx", dx, x.shape());
+  if (has_dg) expect_shape(op, "dgamma", dgamma, shape{c});
+  if (has_db) expect_shape(op, "dbeta", dbeta, shape{c});
+  if (n == 0 || c == 0 || (!has_dx && !has_dg && !has_db)) return;
+  cuda_context& ctx = current_cuda_context();
+  cuda_buffer sums = ctx.scratch(sizeof(T) * 2 * static_cast<std::size_t>(n * c));
+  detail::group_norm_backward_kernel<T>
+      <<<detail::row_grid(op, n * groups), detail::block_threads, 0, ctx.stream()>>>(
+          x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c,
+          detail::spatial_extent(x.shape()), groups, has_dx ? dx.data() : nullptr, sums.as<T>());
+  detail::check_launch("group_norm_backward_kernel");
+  if (has_dg || has_db) {
+    detail::group_norm_param_grad_kernel<T><<<detail::grid_for(c), detail::block_threads, 0,
+                                              ctx.stream()>>>(
+        sums.as<T>(), n, c, has_dg ? dgamma.data() : nullptr, has_db ? dbeta.data() : nullptr);
+    detail::check_launch("group_norm_param_grad_kernel");
+  }
+}
+
+}  // namespace ambiseg::ops::cuda_kernels
