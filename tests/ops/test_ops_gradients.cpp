@@ -232,3 +232,44 @@ TEST_CASE("upsample, concat, channel bias gradients", "[ops][grad]") {
     check_gradient("channel bias e", e, de, loss);
   }
 }
+
+TEST_CASE("fused group norm + SiLU: gradients, and equal to the two ops composed",
+          "[ops][group_norm][silu][grad]") {
+  rng r(71);
+  const shape xs{2, 6, 3, 3};
+  const int groups = 3;
+  auto x = randn(xs, r, 2.0);
+  auto gamma = randn({6}, r);
+  auto beta = randn({6}, r);
+  auto dy = randn(xs, r);
+  tensor<double> y(xs), mean({2, groups}), rstd({2, groups});
+  auto loss = [&] {
+    ops::group_norm_silu_forward(x, gamma, beta, groups, 1e-5, y.view(), mean, rstd);
+    return dot(dy, y);
+  };
+  loss();
+  tensor<double> dx(xs);
+  auto dgamma = tensor<double>::zeros({6});
+  auto dbeta = tensor<double>::zeros({6});
+  ops::group_norm_silu_backward(x, gamma, beta, mean, rstd, dy, groups, dx.view(), dgamma, dbeta);
+  check_gradient("gn+silu x", x, dx, loss);
+  check_gradient("gn+silu gamma", gamma, dgamma, loss);
+  check_gradient("gn+silu beta", beta, dbeta, loss);
+
+  // the composition GN → SiLU, forward and backward
+  tensor<double> z(xs), y2(xs), dz(xs), dx2(xs);
+  auto dgamma2 = tensor<double>::zeros({6});
+  auto dbeta2 = tensor<double>::zeros({6});
+  ops::group_norm_forward(x, gamma, beta, groups, 1e-5, z.view(), mean, rstd);
+  ops::silu_forward(z, y2.view());
+  loss();
+  CHECK(max_abs_diff(y, y2) < 1e-14);
+  ops::silu_backward(z, dy, dz.view());
+  ops::group_norm_backward(x, gamma, mean, rstd, dz, groups, dx2.view(), dgamma2, dbeta2);
+  ops::group_norm_silu_backward(x, gamma, beta, mean, rstd, dy, groups, dx.view(), dgamma, dbeta);
+  CHECK(max_abs_diff(dx, dx2) < 1e-13);
+  for (std::int64_t i = 0; i < 6; ++i) CHECK(dgamma[i] == Approx(dgamma2[i] * 2).epsilon(1e-12));
+  CHECK_THROWS_WITH(
+      ops::group_norm_silu_backward(x, gamma, beta, mean, rstd, dy, groups, dy.view(), {}, {}),
+      Catch::Contains("group_norm_silu_backward: dx must not alias"));
+}

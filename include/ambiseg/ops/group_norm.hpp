@@ -62,9 +62,63 @@ void group_norm_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> mea
   if (detail::present(dgamma)) expect_shape(op, "dgamma", dgamma, shape{c});
   if (detail::present(dbeta)) expect_shape(op, "dbeta", dbeta, shape{c});
   if constexpr (std::same_as<D, cpu>) {
-    cpu_kernels::group_norm_backward(x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(),
+    cpu_kernels::group_norm_backward(x.data(), gamma.data(), static_cast<const T*>(nullptr),
+                                     mean.data(), rstd.data(), dy.data(),
                                      n, c, detail::spatial_extent(x.shape()), groups, dx.data(),
                                      dgamma.data(), dbeta.data());
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+// Fused y = SiLU(group_norm(x)): one pass less over memory and no stored normalised
+// tensor. The backward takes beta as well (to recompute the normalised values) and needs
+// dx (it holds the intermediate gradient); dy is the gradient of the SiLU output.
+template <op_scalar T, class D>
+void group_norm_silu_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta,
+                             int groups, double eps, tensor_view<T, D> y, out_view<T, D> mean,
+                             out_view<T, D> rstd) {
+  const char* op = "group_norm_silu_forward";
+  detail::group_norm_check(op, x.shape(), groups);
+  throw_if<value_error>(!(eps > 0), op, ": eps must be positive, got ", eps);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "beta", beta, shape{c});
+  expect_shape(op, "y", y, x.shape());
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::group_norm_forward<T, true>(x.data(), gamma.data(), beta.data(), n, c,
+                                             detail::spatial_extent(x.shape()), groups, eps,
+                                             y.data(), mean.data(), rstd.data());
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+template <op_scalar T, class D>
+void group_norm_silu_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta,
+                              in_view<T, D> mean, in_view<T, D> rstd, in_view<T, D> dy,
+                              int groups, tensor_view<T, D> dx, out_view<T, D> dgamma,
+                              out_view<T, D> dbeta) {
+  const char* op = "group_norm_silu_backward";
+  detail::group_norm_check(op, x.shape(), groups);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  expect_shape(op, "beta", beta, shape{c});
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  expect_shape(op, "dy", dy, x.shape());
+  expect_shape(op, "dx", dx, x.shape());
+  throw_if<value_error>(dx.data() == dy.data() || dx.data() == x.data(), op,
+                        ": dx must not alias dy or x");
+  if (detail::present(dgamma)) expect_shape(op, "dgamma", dgamma, shape{c});
+  if (detail::present(dbeta)) expect_shape(op, "dbeta", dbeta, shape{c});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::group_norm_backward<T, true>(x.data(), gamma.data(), beta.data(), mean.data(),
+                                              rstd.data(), dy.data(), n, c,
+                                              detail::spatial_extent(x.shape()), groups,
+                                              dx.data(), dgamma.data(), dbeta.data());
   } else {
     unsupported_device<D>();
   }

@@ -9,14 +9,20 @@
 //   dγ_c += Σ dy·x̂,  dβ_c += Σ dy
 // The backward runs in parallel over groups: each thread owns its groups' channels, so
 // dγ/dβ accumulate without a reduction.
+//
+// Fused with SiLU (Silu = true): the forward writes silu(z), z = γ·x̂ + β, and never
+// stores z; the backward recomputes z from x, μ, σ⁻¹, turns dy into dz = dy·silu'(z)
+// (kept in dx between its two passes) and continues as the plain backward.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
+#include "ambiseg/ops/cpu/math.hpp"
+
 namespace ambiseg::ops::cpu_kernels {
 
-template <class T>
+template <class T, bool Silu = false>
 void group_norm_forward(const T* x, const T* gamma, const T* beta, std::int64_t n,
                         std::int64_t c, std::int64_t s, std::int64_t groups, double eps, T* y,
                         T* mean_out, T* rstd_out) {
@@ -45,15 +51,22 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, std::int64_t 
         const T* xc = xg + cc * s;
         T* yc = y + (i * c + ch) * s;
 #pragma omp simd
-        for (std::int64_t j = 0; j < s; ++j) yc[j] = xc[j] * a + b;
+        for (std::int64_t j = 0; j < s; ++j) {
+          const T z = xc[j] * a + b;
+          if constexpr (Silu)
+            yc[j] = z * sigmoid(z);
+          else
+            yc[j] = z;
+        }
       }
     }
 }
 
-template <class T>
-void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy,
-                         std::int64_t n, std::int64_t c, std::int64_t s, std::int64_t groups,
-                         T* dx, T* dgamma, T* dbeta) {
+// With Silu, beta is needed (to recompute z) and dx must not be null.
+template <class T, bool Silu = false>
+void group_norm_backward(const T* x, const T* gamma, const T* beta, const T* mean, const T* rstd,
+                         const T* dy_in, std::int64_t n, std::int64_t c, std::int64_t s,
+                         std::int64_t groups, T* dx, T* dgamma, T* dbeta) {
   const std::int64_t cg = c / groups, m = cg * s;
 #pragma omp parallel for schedule(static)
   for (std::int64_t g = 0; g < groups; ++g)
@@ -63,7 +76,19 @@ void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rst
       for (std::int64_t cc = 0; cc < cg; ++cc) {
         const std::int64_t ch = g * cg + cc;
         const T* xc = x + (i * c + ch) * s;
-        const T* dyc = dy + (i * c + ch) * s;
+        const T* dyc = dy_in + (i * c + ch) * s;
+        if constexpr (Silu) {  // dyc := dz = dy·silu'(z), stored in dx
+          const T a = static_cast<T>(r * gamma[ch]);
+          const T b = static_cast<T>(beta[ch] - mu * r * gamma[ch]);
+          T* dzc = dx + (i * c + ch) * s;
+#pragma omp simd
+          for (std::int64_t j = 0; j < s; ++j) {
+            const T z = xc[j] * a + b;
+            const T sg = sigmoid(z);
+            dzc[j] = dyc[j] * (sg * (T(1) + z * (T(1) - sg)));
+          }
+          dyc = dzc;
+        }
         double sdy = 0, sdyx = 0;
 #pragma omp simd reduction(+ : sdy, sdyx)
         for (std::int64_t j = 0; j < s; ++j) {
@@ -85,7 +110,7 @@ void group_norm_backward(const T* x, const T* gamma, const T* mean, const T* rst
         const std::int64_t ch = g * cg + cc;
         const T a = static_cast<T>(r * gamma[ch]);
         const T* xc = x + (i * c + ch) * s;
-        const T* dyc = dy + (i * c + ch) * s;
+        const T* dyc = (Silu ? dx : dy_in) + (i * c + ch) * s;  // dz in place, or dy
         T* dxc = dx + (i * c + ch) * s;
 #pragma omp simd
         for (std::int64_t j = 0; j < s; ++j) dxc[j] = a * dyc[j] + bx * xc[j] + cst;

@@ -142,7 +142,7 @@ void linear_backward(dev_in<T> x, dev_in<T> w, dev_in<T> dy, dev_out<T> dx, tens
 
 template <cuda_scalar T>
 void attention_forward(dev_in<T> qkv, int heads, tensor_view<T, cuda> y, dev_out<T> probs,
-                       workspace<cuda>& ws) {
+                       workspace<cuda>& /*ws: the forward's scratch is probs itself*/) {
   const char* op = "attention_forward";
   const auto d = detail::attention_check(op, qkv.shape(), heads);
   expect_shape(op, "y", y, shape{d.b, d.c, d.t});
