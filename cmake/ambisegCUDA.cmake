@@ -5,15 +5,30 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   set(CMAKE_CUDA_ARCHITECTURES 90)
 endif()
 enable_language(CUDA)
-set(CMAKE_CUDA_STANDARD 20)
-set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+# C++20 for nvcc: CMake < 3.26 has no CUDA20 dialect for NVIDIA's compiler (it fails at
+# generation with CUDA_STANDARD 20), so the flag is given directly to the CUDA target below.
 find_package(CUDAToolkit 12 REQUIRED)
 find_package(CUDNN 9 REQUIRED)
 message(STATUS "ambiseg: CUDA ${CUDAToolkit_VERSION}, cuDNN ${CUDNN_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
 
+# The kernels: one nvcc translation unit (ops/cuda/kernels.cu) that defines every function
+# of ops/cuda/api.hpp, so host code compiled by the C++ compiler never sees device code.
+# It sits beside the headers and is installed with them.
+add_library(ambiseg_cuda_kernels STATIC ${CMAKE_CURRENT_SOURCE_DIR}/include/ambiseg/ops/cuda/kernels.cu)
+set_target_properties(ambiseg_cuda_kernels PROPERTIES
+  EXPORT_NAME cuda_kernels POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
+target_include_directories(ambiseg_cuda_kernels PUBLIC
+  $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+target_compile_features(ambiseg_cuda_kernels PUBLIC cxx_std_20)
+target_link_libraries(ambiseg_cuda_kernels PUBLIC CUDA::cudart CUDA::cublas CUDNN::cudnn)
+# adamw.hpp carries an OpenMP pragma for the CPU loop; nvcc's host pass has no OpenMP.
+target_compile_options(ambiseg_cuda_kernels PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-Wall,-Wextra,-Wno-unknown-pragmas>)
+
 add_library(ambiseg_cuda INTERFACE)
 add_library(ambiseg::cuda ALIAS ambiseg_cuda)
 set_target_properties(ambiseg_cuda PROPERTIES EXPORT_NAME cuda)
-target_link_libraries(ambiseg_cuda INTERFACE ambiseg CUDA::cudart CUDA::cublas CUDNN::cudnn)
+target_link_libraries(ambiseg_cuda INTERFACE ambiseg ambiseg_cuda_kernels CUDA::cudart CUDA::cublas CUDNN::cudnn)
 target_compile_definitions(ambiseg_cuda INTERFACE AMBISEG_WITH_CUDA=1)
-install(TARGETS ambiseg_cuda EXPORT ambisegTargets)
+install(TARGETS ambiseg_cuda ambiseg_cuda_kernels EXPORT ambisegTargets)
