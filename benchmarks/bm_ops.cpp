@@ -1,10 +1,8 @@
 // Op-layer micro-benchmarks at the UNet's shapes (batch 8, 128×128 input), float.
 // Counters: FLOPS (GFLOP/s as printed by Google Benchmark) for GEMM-shaped work, bytes/s
-// for the memory-bound ops. Run with OMP_NUM_THREADS set to the cores to use.
+// for the memory-bound ops. Run with OMP_NUM_THREADS set to the cores to use; on a shared
+// machine add --benchmark_repetitions=5 and read the medians.
 #include <benchmark/benchmark.h>
-
-#include <algorithm>
-#include <vector>
 
 #include <ambiseg/core/parallel.hpp>
 #include <ambiseg/core/random.hpp>
@@ -14,10 +12,6 @@ using namespace ambiseg;
 namespace k = ambiseg::ops::cpu_kernels;
 
 namespace {
-
-// With --benchmark_repetitions=R, also report the best repetition: on a shared machine
-// the minimum is the figure least disturbed by other processes.
-double min_of(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 tensor<float> random_tensor(shape s, std::uint64_t seed) {
   rng r(seed);
@@ -37,7 +31,7 @@ void bm_sgemm(benchmark::State& state) {
   }
   state.counters["FLOPS"] = benchmark::Counter(2.0 * m * n * kk, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(bm_sgemm)->Args({2048, 2048, 2048})->Args({32, 16384, 288})->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+BENCHMARK(bm_sgemm)->Args({2048, 2048, 2048})->Args({32, 16384, 288})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 enum class pass { forward, backward_data, backward_filter, backward_all };
 
@@ -80,7 +74,7 @@ void conv_shapes(benchmark::internal::Benchmark* b) {
   b->Args({256, 128, 16, 3, 1});
   b->Args({64, 32, 128, 3, 1});   // first decoder level
   b->Args({64, 32, 128, 1, 1});   // its 1×1 skip
-  b->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 BENCHMARK_TEMPLATE(bm_conv, pass::forward)->Apply(conv_shapes);
 BENCHMARK_TEMPLATE(bm_conv, pass::backward_data)->Apply(conv_shapes);
@@ -109,8 +103,8 @@ void bm_group_norm(benchmark::State& state) {
   const double bytes = sizeof(float) * static_cast<double>(x.numel()) * (Backward ? 5 : 4);
   state.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_TEMPLATE(bm_group_norm, false)->Args({32, 128})->Args({128, 16})->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
-BENCHMARK_TEMPLATE(bm_group_norm, true)->Args({32, 128})->Args({128, 16})->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+BENCHMARK_TEMPLATE(bm_group_norm, false)->Args({32, 128})->Args({128, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_group_norm, true)->Args({32, 128})->Args({128, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The fused group norm + SiLU (what a ResBlock's in_layers need), forward / backward.
 template <bool Backward>
@@ -133,8 +127,8 @@ void bm_group_norm_silu(benchmark::State& state) {
   const double bytes = sizeof(float) * static_cast<double>(x.numel()) * (Backward ? 6 : 4);
   state.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_TEMPLATE(bm_group_norm_silu, false)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
-BENCHMARK_TEMPLATE(bm_group_norm_silu, true)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+BENCHMARK_TEMPLATE(bm_group_norm_silu, false)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_group_norm_silu, true)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void bm_silu(benchmark::State& state) {
   auto x = random_tensor({8, 32, 128, 128}, 11);
@@ -145,7 +139,7 @@ void bm_silu(benchmark::State& state) {
   }
   state.counters["bytes"] = benchmark::Counter(8.0 * x.numel(), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(bm_silu)->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+BENCHMARK(bm_silu)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // x [8, 128, 256] (C = 128 at 16×16), 4 heads: qkv [8, 384, 256]
 template <bool Backward>
@@ -167,8 +161,8 @@ void bm_attention(benchmark::State& state) {
   const double per_gemm = 2.0 * t * t * (c / heads) * b * heads;
   state.counters["FLOPS"] = benchmark::Counter(per_gemm * (Backward ? 4 : 2), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_TEMPLATE(bm_attention, false)->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
-BENCHMARK_TEMPLATE(bm_attention, true)->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", min_of);
+BENCHMARK_TEMPLATE(bm_attention, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_attention, true)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
