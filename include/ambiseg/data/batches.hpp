@@ -42,6 +42,8 @@ struct training_batch {
 template <dataset D>
 class batch_sampler {
  public:
+  // Keeps a reference to `data`, which must outlive the sampler (temporaries are refused).
+  batch_sampler(const D&& data, batch_config config, std::uint64_t seed) = delete;
   batch_sampler(const D& data, batch_config config, std::uint64_t seed)
       : data_(data), config_(config), rng_(seed) {
     throw_if<value_error>(data_.size() == 0, "batch_sampler: empty data set");
