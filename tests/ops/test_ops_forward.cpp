@@ -65,6 +65,7 @@ TEST_CASE("conv2d forward matches a direct convolution (double and float)", "[op
     for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{200}})
     for (std::int64_t shifted_min : {0, 1}) {
       ops::cpu_kernels::conv_settings().shifted_min_width = shifted_min;
+      ops::cpu_kernels::conv_settings().shifted_min_ci_forward = band > 200 ? 1 : 8;  // 8: im2col forward, shifted dW
       ops::cpu_kernels::conv_settings().shifted_fwd_cols = band > 200 ? 320 : 1;
       ops::cpu_kernels::conv_settings().threading = mode;
       ops::cpu_kernels::conv_settings().band_bytes = band;

@@ -71,6 +71,7 @@ TEST_CASE("conv2d gradients: 3x3 stride 1/2, 1x1, every threading mode and band 
     for (std::int64_t band : {std::int64_t{1} << 20, std::int64_t{64}})  // 64 B: one row per band
     for (std::int64_t shifted_min : {0, 1}) {  // 1: the shifted-GEMM path for every "same" conv
       ops::cpu_kernels::conv_settings().shifted_min_width = shifted_min;
+      ops::cpu_kernels::conv_settings().shifted_min_ci_forward = band > 200 ? 1 : 8;  // 8: im2col forward, shifted dW
       ops::cpu_kernels::conv_settings().shifted_fwd_cols = band > 64 ? 320 : 1;
       ops::cpu_kernels::conv_settings().shifted_dw_cols = band > 64 ? 2048 : 1;
       ops::cpu_kernels::conv_settings().threading = mode;

@@ -50,6 +50,9 @@ struct conv_tuning {
   // this wide (0: never); its band widths in padded-width columns for forward and dW.
   std::int64_t shifted_min_width = 64;
   std::int64_t shifted_fwd_cols = 320;
+  // Per tap the forward GEMM's K is Ci: below this (the 4-channel stem; the dx of the
+  // 1-channel head) im2col's K = 9·Ci is faster. dW has no such limit (its K is the band).
+  std::int64_t shifted_min_ci_forward = 8;
   std::int64_t shifted_dw_cols = 1024;
 };
 inline conv_tuning& conv_settings() {
@@ -221,7 +224,7 @@ template <class T>
 void conv_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
                       const conv_geometry& g, const conv_plan& p, workspace<cpu>& ws) {
   const std::int64_t kk = g.k * g.k;
-  if (p.shifted) {
+  if (p.shifted && g.ci >= conv_settings().shifted_min_ci_forward) {
     const auto& t = conv_settings();
     const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols);
     const std::int64_t per_thread = s.xpad_elems + g.co * s.fwd_rows * s.wp;
