@@ -198,9 +198,11 @@ TEST_CASE("pickle: hostile and corrupt streams are format errors", "[data][pickl
 namespace {
 // A protocol-4 pickle of numpy's reduce protocol for a uint8 array with the given shape
 // state and payload: _reconstruct(ndarray, (0,), b'b') then BUILD (1, shape, dtype, False, data).
-std::string ndarray_pickle(const std::string& shape_ops, const std::string& payload) {
+std::string ndarray_pickle(const std::string& shape_ops, const std::string& payload,
+                           const std::string& module = "numpy.core.multiarray") {
   std::string s = "\x80\x04"s;
-  s += "\x8c\x15numpy.core.multiarray\x8c\x0c_reconstruct\x93"s;
+  s += "\x8c"s + std::string(1, static_cast<char>(module.size())) + module;
+  s += "\x8c\x0c_reconstruct\x93"s;
   s += "\x8c\x05numpy\x8c\x07ndarray\x93"s;
   s += "K\x00\x85"s "C\x01"s "b"s "\x87R"s;
   s += "(K\x01"s + shape_ops;
@@ -223,4 +225,40 @@ TEST_CASE("pickle: array payload must match shape x itemsize", "[data][pickle]")
                       "J\x00\x00\x00\x80J\x00\x00\x00\x80J\x00\x00\x00\x80\x87"s, six)),
                   format_error);
   CHECK_THROWS_AS(parse(ndarray_pickle("J\xff\xff\xff\xff\x85", six)), format_error);  // -1
+  // NumPy 2 pickles name the module numpy._core.
+  const auto numpy2 = parse(ndarray_pickle("K\x03K\x02\x86", six, "numpy._core.multiarray"));
+  CHECK(numpy2.root().as_array().shape == std::vector<std::int64_t>{3, 2});
+  CHECK_THROWS_WITH(parse(ndarray_pickle("K\x06\x85", six, "numpy.lib.format")),
+                    Catch::Contains("numpy.lib.format._reconstruct"));
+}
+
+TEST_CASE("pickle: memo, stack and text opcodes", "[data][pickle]") {
+  // Hand-assembled streams; the expected values follow from the opcode definitions in
+  // CPython's Lib/pickletools.py.
+  // MARK, BININT1 7, PUT 0 (text), POP, GET 0 (text) twice, LIST → [7, 7]
+  const auto text_memo = parse("(K\x07p0\n0g0\ng0\nl."s);
+  REQUIRE(text_memo.root().items().size() == 2);
+  CHECK(text_memo.root().items()[1]->as_int() == 7);
+  // LONG_BINPUT 5, LONG_BINGET 5, TUPLE2 → (300, 300)
+  const auto long_memo = parse("M\x2c\x01r\x05\x00\x00\x00j\x05\x00\x00\x00\x86."s);
+  CHECK(long_memo.root().items()[0]->as_int() == 300);
+  CHECK(long_memo.root().items()[1]->as_int() == 300);
+  // DUP → (9, 9); POP_MARK discards back to the mark → 1; DICT from a mark → {1: 2}
+  CHECK(parse("K\x09" "2\x86."s).root().items()[1]->as_int() == 9);
+  CHECK(parse("K\x01(K\x02K\x03" "1."s).root().as_int() == 1);
+  const auto dict = parse("(K\x01K\x02" "d."s);
+  REQUIRE(dict.root().as_dict().size() == 1);
+  CHECK(dict.root().as_dict()[0].second->as_int() == 2);
+  // BINFLOAT is big-endian: 0x3FF8000000000000 = 1.5. LONG4 of the 2 bytes 7f ff is the
+  // little-endian two's complement 0xff7f = -129; LONG1 of 0 bytes is 0.
+  CHECK(parse("G\x3f\xf8\x00\x00\x00\x00\x00\x00."s).root().as_float() == 1.5);
+  CHECK(parse("\x8b\x02\x00\x00\x00\x7f\xff."s).root().as_int() == -129);
+  CHECK(parse("\x8a\x00."s).root().as_int() == 0);
+  // A repeated dict key keeps the last value, as in Python.
+  const auto repeated = parse("}(\x8c\x01kK\x01\x8c\x01kK\x02u."s);
+  CHECK(repeated.root().as_dict().size() == 1);
+  CHECK(repeated.root().at("k").as_int() == 2);
+  // A list that contains itself (memo cycle) is representable and freed without recursion.
+  const auto cycle = parse("]\x94h\x00" "a."s);
+  CHECK(cycle.root().items()[0] == &cycle.root());
 }
