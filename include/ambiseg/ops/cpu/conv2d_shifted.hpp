@@ -39,8 +39,8 @@ inline shifted_layout make_shifted_layout(const conv_geometry& g, std::int64_t f
   s.hp = g.h + 2 * g.pad;
   s.cstride = s.hp * s.wp;
   s.xpad_elems = g.ci * s.cstride + g.k - 1;
-  s.fwd_rows = std::clamp<std::int64_t>(fwd_cols / s.wp, 1, g.ho);
-  s.dw_rows = std::clamp<std::int64_t>(dw_cols / s.wp, 1, g.ho);
+  s.fwd_rows = std::clamp<std::int64_t>(fwd_cols / s.wp, 1, std::max<std::int64_t>(g.ho, 1));
+  s.dw_rows = std::clamp<std::int64_t>(dw_cols / s.wp, 1, std::max<std::int64_t>(g.ho, 1));
   return s;
 }
 
