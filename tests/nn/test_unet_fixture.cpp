@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "ambiseg/io/checkpoint.hpp"
 #include "ambiseg/io/safetensors.hpp"
 #include "ambiseg/nn/all.hpp"
 
@@ -22,11 +23,14 @@ void check_against_fixture(double rel_tol, double abs_tol) {
       nlohmann::json::parse(file.metadata().at("config")).template get<nn::unet_config>();
   nn::unet<T> net(config);
   auto& p = net.parameters();
-  for (const auto& e : p.entries()) {
-    INFO(e.name);
-    REQUIRE(file.info("param/" + e.name).to_shape() == e.shape);
-    file.read_into<T>("param/" + e.name, p.value(e.name));
-  }
+  // By name, through the checkpoint loader (F16 weights convert exactly).
+  io::load_options by_name;
+  by_name.mode = io::load_mode::non_strict;  // the file also holds inputs and gradients
+  by_name.prefix = "param/";
+  const auto report = io::load_parameters(p, file, by_name);
+  REQUIRE(report.missing.empty());
+  REQUIRE(report.mismatched.empty());
+  REQUIRE(report.loaded.size() == p.size());
   const auto x_t = file.read_tensor<T>("x_t");
   const auto image = file.read_tensor<T>("image");
   const auto t = file.read_tensor<T>("t");
