@@ -22,3 +22,6 @@
 #include "ambiseg/optim/clip.hpp"
 #include "ambiseg/optim/lr_schedule.hpp"
 #include "ambiseg/optim/ema.hpp"
+#include "ambiseg/ops/all.hpp"
+#include "ambiseg/nn/all.hpp"
+#include "ambiseg/data/all.hpp"
