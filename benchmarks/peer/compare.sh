@@ -4,6 +4,8 @@
 # ambiseg time / PyTorch time per case (< 1: ambiseg is faster).
 #
 #   benchmarks/peer/compare.sh [build-dir] [threads]      (default: build, 2)
+#   TORCH_VARIANTS=best-known  skips the PyTorch tuning sweep (channels_last+oneDNN for the
+#   forward, contiguous+oneDNN for training: the winners on this machine).
 # The bm_unet target must be built (-DAMBISEG_BUILD_BENCHMARKS=ON). On a shared machine,
 # note the load (uptime) next to the figures: both sides are affected alike only if run
 # close together, which is why this script alternates them case by case.
@@ -23,7 +25,8 @@ for case in forward_8_128 forward_16_128 train_8_128 train_8_64; do
   if [ "$kind" = forward ]; then filter="BM_unet_forward/$batch/$size/"; else filter="BM_unet_train_step/$batch/$size/"; fi
   "$bm" --benchmark_filter="$filter" --benchmark_min_time=2 --benchmark_repetitions=3 \
         --benchmark_report_aggregates_only=true --benchmark_format=json > "$tmp/$case.json"
-  /usr/bin/python3 "$here/torch_unet_bench.py" --threads "$threads" --cases "$case" > "$tmp/$case.torch"
+  /usr/bin/python3 "$here/torch_unet_bench.py" --threads "$threads" --cases "$case" \
+        --variants "${TORCH_VARIANTS:-all}" > "$tmp/$case.torch"
 done
 echo "# load after: $(uptime)"
 /usr/bin/python3 - "$tmp" <<'PY'
