@@ -19,7 +19,6 @@
 #include "ambiseg/ops/conv2d.hpp"
 #include "ambiseg/ops/group_norm.hpp"
 #include "ambiseg/ops/linear.hpp"
-#include "ambiseg/ops/silu.hpp"
 
 namespace ambiseg::nn {
 
@@ -41,19 +40,18 @@ class resblock {
   int out_channels() const { return in_conv_.out_channels; }
 
   // Buffers for an input [N,Ci,H,W]. Training keeps what backward reads; inference takes
-  // everything from scratch and runs the SiLUs in place.
+  // everything from scratch. GroupNorm and SiLU run fused: the normalised values are never
+  // stored (the backward recomputes them from the norm's input and statistics).
   void plan(activation_arena<T, D>& arena, std::int64_t n, std::int64_t h, std::int64_t w,
             bool training) {
     typename activation_arena<T, D>::scratch_scope scope(arena, !training);
     const std::int64_t ci = in_channels(), co = out_channels();
-    g1_ = arena.take(shape{n, ci, h, w});                       // GN(x)          [N,Ci,H,W]
-    a1_ = training ? arena.take(shape{n, ci, h, w}) : g1_;      // SiLU(GN(x))    [N,Ci,H,W]
+    a1_ = arena.take(shape{n, ci, h, w});                       // SiLU(GN(x))    [N,Ci,H,W]
     mean1_ = arena.take(shape{n, in_norm_.groups});             //                [N,G]
     rstd1_ = arena.take(shape{n, in_norm_.groups});             //                [N,G]
     h1_ = arena.take(shape{n, co, h, w});                       // conv1 + bias   [N,Co,H,W]
     emb_out_ = arena.take(shape{n, co});                        // Linear(emb)    [N,Co]
-    g2_ = arena.take(shape{n, co, h, w});                       // GN(h1)         [N,Co,H,W]
-    a2_ = training ? arena.take(shape{n, co, h, w}) : g2_;      // SiLU(GN(h1))   [N,Co,H,W]
+    a2_ = arena.take(shape{n, co, h, w});                       // SiLU(GN(h1))   [N,Co,H,W]
     mean2_ = arena.take(shape{n, out_norm_.groups});            //                [N,G]
     rstd2_ = arena.take(shape{n, out_norm_.groups});            //                [N,G]
     skip_out_ = skip_ ? arena.take_scratch(shape{n, co, h, w})  // conv1x1(x)     [N,Co,H,W]
@@ -63,17 +61,15 @@ class resblock {
   // x [N,Ci,H,W], emb_act = SiLU(emb) [N,E] → y [N,Co,H,W] (y must not alias x).
   void forward(const param_views<T, D>& p, tensor_view<const T, D> x,
                tensor_view<const T, D> emb_act, tensor_view<T, D> y, workspace<D>& ws) {
-    ops::group_norm_forward(x, p.value(in_norm_.weight), p.value(in_norm_.bias), in_norm_.groups,
-                            eps_, g1_, mean1_, rstd1_);                       // g1 [N,Ci,H,W]
-    ops::silu_forward(g1_, a1_);                                              // a1 [N,Ci,H,W]
+    ops::group_norm_silu_forward(x, p.value(in_norm_.weight), p.value(in_norm_.bias),
+                                 in_norm_.groups, eps_, a1_, mean1_, rstd1_); // a1 [N,Ci,H,W]
     ops::conv2d_forward(a1_, p.conv_weight(in_conv_), p.value(in_conv_.bias), h1_, {}, ws);
                                                                               // h1 [N,Co,H,W]
     ops::linear_forward(emb_act, p.value(emb_linear_.weight), p.value(emb_linear_.bias),
                         emb_out_);                                            // e  [N,Co]
     ops::add_channel_bias_forward(h1_, emb_out_);                             // h1 [N,Co,H,W]
-    ops::group_norm_forward(h1_, p.value(out_norm_.weight), p.value(out_norm_.bias),
-                            out_norm_.groups, eps_, g2_, mean2_, rstd2_);     // g2 [N,Co,H,W]
-    ops::silu_forward(g2_, a2_);                                              // a2 [N,Co,H,W]
+    ops::group_norm_silu_forward(h1_, p.value(out_norm_.weight), p.value(out_norm_.bias),
+                                 out_norm_.groups, eps_, a2_, mean2_, rstd2_); // a2 [N,Co,H,W]
     ops::conv2d_forward(a2_, p.conv_weight(out_conv_), p.value(out_conv_.bias), y, {}, ws);
                                                                               // y  [N,Co,H,W]
     if (skip_) {
@@ -90,14 +86,14 @@ class resblock {
   void backward(const param_views<T, D>& p, tensor_view<const T, D> x,
                 tensor_view<const T, D> emb_act, tensor_view<const T, D> dy, tensor_view<T, D> dx,
                 tensor_view<T, D> d_emb_act, const backward_scratch<T, D>& s, workspace<D>& ws) {
-    const shape out_shape = h1_.shape(), in_shape = g1_.shape();
+    const shape out_shape = h1_.shape(), in_shape = a1_.shape();
     auto da2 = carve(s.a, out_shape);                                         // [N,Co,H,W]
     ops::conv2d_backward(a2_, p.conv_weight(out_conv_), dy, da2, p.conv_weight_grad(out_conv_),
                          p.grad(out_conv_.bias), {}, ws);                     // da2 [N,Co,H,W]
-    ops::silu_backward(g2_, da2, da2);                                        // dg2 [N,Co,H,W]
     auto dh1 = carve(s.b, out_shape);                                         // [N,Co,H,W]
-    ops::group_norm_backward(h1_, p.value(out_norm_.weight), mean2_, rstd2_, da2, out_norm_.groups,
-                             dh1, p.grad(out_norm_.weight), p.grad(out_norm_.bias));
+    ops::group_norm_silu_backward(h1_, p.value(out_norm_.weight), p.value(out_norm_.bias), mean2_,
+                                  rstd2_, da2, out_norm_.groups, dh1, p.grad(out_norm_.weight),
+                                  p.grad(out_norm_.bias));
                                                                               // dh1 [N,Co,H,W]
     auto de = emb_out_;                                  // e is no longer needed: reuse [N,Co]
     ops::add_channel_bias_backward(dh1, de);                                  // de  [N,Co]
@@ -107,9 +103,9 @@ class resblock {
     auto da1 = carve(s.c, in_shape);                                          // [N,Ci,H,W]
     ops::conv2d_backward(a1_, p.conv_weight(in_conv_), dh1, da1, p.conv_weight_grad(in_conv_),
                          p.grad(in_conv_.bias), {}, ws);                      // da1 [N,Ci,H,W]
-    ops::silu_backward(g1_, da1, da1);                                        // dg1 [N,Ci,H,W]
-    ops::group_norm_backward(x, p.value(in_norm_.weight), mean1_, rstd1_, da1, in_norm_.groups, dx,
-                             p.grad(in_norm_.weight), p.grad(in_norm_.bias)); // dx  [N,Ci,H,W]
+    ops::group_norm_silu_backward(x, p.value(in_norm_.weight), p.value(in_norm_.bias), mean1_,
+                                  rstd1_, da1, in_norm_.groups, dx, p.grad(in_norm_.weight),
+                                  p.grad(in_norm_.bias));                     // dx  [N,Ci,H,W]
     if (skip_) {
       auto dx_skip = carve(s.c, in_shape);                                    // [N,Ci,H,W]
       ops::conv2d_backward(x, p.conv_weight(*skip_), dy, dx_skip, p.conv_weight_grad(*skip_),
@@ -126,7 +122,7 @@ class resblock {
   conv_layer in_conv_, out_conv_;
   linear_layer emb_linear_;
   std::optional<conv_layer> skip_;
-  tensor_view<T, D> g1_, a1_, mean1_, rstd1_, h1_, emb_out_, g2_, a2_, mean2_, rstd2_, skip_out_;
+  tensor_view<T, D> a1_, mean1_, rstd1_, h1_, emb_out_, a2_, mean2_, rstd2_, skip_out_;
 };
 
 }  // namespace ambiseg::nn

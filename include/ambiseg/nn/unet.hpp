@@ -117,10 +117,9 @@ class unet {
       h_cur = last;
     }
     head_in_ = h_cur;                                                        // [N,C_0,H,W]
-    ops::group_norm_forward(h_cur, p.value(head_norm_.weight), p.value(head_norm_.bias),
-                            head_norm_.groups, config_.norm_eps, head_normed_, head_mean_,
-                            head_rstd_);                                     // [N,C_0,H,W]
-    ops::silu_forward(head_normed_, head_act_);                              // [N,C_0,H,W]
+    ops::group_norm_silu_forward(h_cur, p.value(head_norm_.weight), p.value(head_norm_.bias),
+                                 head_norm_.groups, config_.norm_eps, head_act_, head_mean_,
+                                 head_rstd_);                                // [N,C_0,H,W]
     ops::conv2d_forward(head_act_, p.conv_weight(head_conv_), p.value(head_conv_.bias),
                         head_conv_out_, {}, ws_);                            // [N,Co,H,W]
     if (config_.final_tanh) ops::tanh_forward(head_conv_out_, output_);       // [N,Co,H,W]
@@ -149,11 +148,10 @@ class unet {
     auto d_act = carve(scratch_.b, head_act_.shape());                       // [N,C_0,H,W]
     ops::conv2d_backward(head_act_, p.conv_weight(head_conv_), d_conv_out, d_act,
                          p.conv_weight_grad(head_conv_), p.grad(head_conv_.bias), {}, ws_);
-    ops::silu_backward(head_normed_, d_act, d_act);                          // [N,C_0,H,W]
     auto d_head_in = carve(cur, head_in_.shape());                           // [N,C_0,H,W]
-    ops::group_norm_backward(head_in_, p.value(head_norm_.weight), head_mean_, head_rstd_, d_act,
-                             head_norm_.groups, d_head_in, p.grad(head_norm_.weight),
-                             p.grad(head_norm_.bias));
+    ops::group_norm_silu_backward(head_in_, p.value(head_norm_.weight), p.value(head_norm_.bias),
+                                  head_mean_, head_rstd_, d_act, head_norm_.groups, d_head_in,
+                                  p.grad(head_norm_.weight), p.grad(head_norm_.bias));
 
     // decoder, last block first; `cur` holds ∂L/∂(block output)
     for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) {
@@ -384,8 +382,7 @@ class unet {
     }
     {
       scope s(a, !training);
-      head_normed_ = a.take(shape{n, ch, h, w});                             // [N,C_0,H,W]
-      head_act_ = training ? a.take(shape{n, ch, h, w}) : head_normed_;      // [N,C_0,H,W]
+      head_act_ = a.take(shape{n, ch, h, w});                  // SiLU(GN(·))  [N,C_0,H,W]
       head_mean_ = a.take(shape{n, head_norm_.groups});
       head_rstd_ = a.take(shape{n, head_norm_.groups});
     }
@@ -435,7 +432,7 @@ class unet {
   workspace<D> ws_;
   plan_key planned_;
   bool backward_ready_ = false;
-  tensor_view<T, D> input_, head_normed_, head_act_, head_mean_, head_rstd_, head_conv_out_,
+  tensor_view<T, D> input_, head_act_, head_mean_, head_rstd_, head_conv_out_,
       output_;
   tensor_view<const T, D> emb_act_, head_in_;
   std::vector<tensor_view<T, D>> d_skip_;
