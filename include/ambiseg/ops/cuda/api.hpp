@@ -22,7 +22,7 @@
 #include "ambiseg/core/cuda_context.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/core/workspace.hpp"
-#include "ambiseg/optim/adamw.hpp"
+#include "ambiseg/optim/adamw_update.hpp"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -54,6 +54,18 @@ void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups
 template <cuda_scalar T>
 void group_norm_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> mean, dev_in<T> rstd, dev_in<T> dy, int groups,
                          tensor_view<T, cuda> dx, dev_out<T> dgamma, dev_out<T> dbeta);
+// Fused y = SiLU(group_norm(x)) (ops/group_norm.hpp): the forward never stores the
+// normalised values; the backward recomputes them from x, mean, rstd and beta, keeps
+// dz = dy·SiLU'(z) in dx between its passes (so dx is required and must not alias dy or x),
+// and continues as group_norm_backward.
+template <cuda_scalar T>
+void group_norm_silu_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups,
+                             double eps, tensor_view<T, cuda> y, dev_out<T> mean,
+                             dev_out<T> rstd);
+template <cuda_scalar T>
+void group_norm_silu_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, dev_in<T> mean,
+                              dev_in<T> rstd, dev_in<T> dy, int groups, tensor_view<T, cuda> dx,
+                              dev_out<T> dgamma, dev_out<T> dbeta);
 
 // ---- elementwise ------------------------------------------------------------------------
 template <cuda_scalar T>
@@ -124,6 +136,14 @@ template <cuda_scalar T>
 double global_grad_norm(dev_in<T> grads);
 template <cuda_scalar T>
 double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_nonfinite = false);
+
+// Weight averaging (optim::ema): shadow ← keep·shadow + take·values, with keep = decay and
+// take = 1 − decay rounded to T on the host, as the CPU loop does.
+template <cuda_scalar T>
+void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay);
+// Exchanges the contents of two equally sized buffers (swapping averaged weights in).
+template <cuda_scalar T>
+void swap_contents(tensor_view<T, cuda> a, dev_out<T> b);
 
 // ---- diffusion elementwise maths (per-sample coefficients [N] on the device) -----------
 // x_t = α x0 + σ ε (diffusion::noised); x0, eps, x_t [N, ...], alpha/sigma [N].

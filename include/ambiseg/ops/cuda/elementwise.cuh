@@ -17,11 +17,6 @@ namespace ambiseg::ops::cuda_kernels {
 namespace detail {
 
 template <class T>
-__device__ __forceinline__ T sigmoid(T x) {
-  return T(1) / (T(1) + exp(-x));
-}
-
-template <class T>
 __global__ void silu_forward_kernel(const T* x, T* y, std::int64_t n) {
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = x[i] * sigmoid(x[i]);
 }

@@ -13,6 +13,11 @@
 //   dγ_c += Σ_n Σdy·x̂,  dβ_c += Σ_n Σdy           (kernel 2, one thread per channel,
 //                                                   n in order: deterministic, no atomics)
 // The per-(n, c) sums live in scratch from the context's caching allocator.
+//
+// Fused with SiLU (Silu = true), as the CPU kernel: the forward writes silu(z),
+// z = γ·x̂ + β, and never stores z; the backward recomputes z, writes dz = dy·silu'(z) into
+// dx while it sums a channel, and its last pass reads dz back from dx (in place). That pass
+// reads values other threads wrote; the barriers inside block_sum order those writes first.
 #pragma once
 
 #include "ambiseg/ops/cuda/api.hpp"
@@ -22,7 +27,7 @@ namespace ambiseg::ops::cuda_kernels {
 
 namespace detail {
 
-template <class T>
+template <class T, bool Silu>
 __global__ void group_norm_forward_kernel(const T* x, const T* gamma, const T* beta,
                                           std::int64_t c, std::int64_t s, std::int64_t groups,
                                           T eps, T* y, T* mean_out, T* rstd_out) {
@@ -45,29 +50,49 @@ __global__ void group_norm_forward_kernel(const T* x, const T* gamma, const T* b
   }
   for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
     const std::int64_t ch = g * cg + j / s;
-    yg[j] = (xg[j] - mu) * r * gamma[ch] + beta[ch];
+    const T z = (xg[j] - mu) * r * gamma[ch] + beta[ch];
+    if constexpr (Silu)
+      yg[j] = z * sigmoid(z);
+    else
+      yg[j] = z;
   }
 }
 
-// sums [N·C, 2]: (Σdy, Σdy·x̂) per (n, c). dx may be null.
-template <class T>
-__global__ void group_norm_backward_kernel(const T* x, const T* gamma, const T* mean,
-                                           const T* rstd, const T* dy, std::int64_t c,
-                                           std::int64_t s, std::int64_t groups, T* dx, T* sums) {
+// sums [N·C, 2]: (Σdy, Σdy·x̂) per (n, c). dx may be null unless Silu (then it holds dz,
+// and dy means dz from there on); beta is read only with Silu.
+template <class T, bool Silu>
+__global__ void group_norm_backward_kernel(const T* x, const T* gamma, const T* beta,
+                                           const T* mean, const T* rstd, const T* dy,
+                                           std::int64_t c, std::int64_t s, std::int64_t groups,
+                                           T* dx, T* sums) {
   const std::int64_t ng = blockIdx.x, n = ng / groups, g = ng % groups;
   const std::int64_t cg = c / groups, m = cg * s;
   const T mu = mean[ng], r = rstd[ng];
   const T* xg = x + ng * m;
-  const T* dyg = dy + ng * m;
+  const T* dyg = Silu ? dx + ng * m : dy + ng * m;  // dz lives in dx once computed
   T sum_gdy = T(0), sum_gdy_xhat = T(0);  // identical in every thread (block_sum broadcasts)
   for (std::int64_t cc = 0; cc < cg; ++cc) {
     const std::int64_t ch = g * cg + cc;
     const T* xc = xg + cc * s;
-    const T* dyc = dyg + cc * s;
     T sdy = T(0), sdyx = T(0);
-    for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) {
-      sdy += dyc[j];
-      sdyx += dyc[j] * xc[j];
+    if constexpr (Silu) {
+      const T a = r * gamma[ch], b = beta[ch] - mu * a;
+      const T* dy_c = dy + ng * m + cc * s;
+      T* dz_c = dx + ng * m + cc * s;
+      for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+        const T z = xc[j] * a + b;
+        const T sg = sigmoid(z);
+        const T dz = dy_c[j] * (sg * (T(1) + z * (T(1) - sg)));
+        dz_c[j] = dz;
+        sdy += dz;
+        sdyx += dz * xc[j];
+      }
+    } else {
+      const T* dyc = dyg + cc * s;
+      for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) {
+        sdy += dyc[j];
+        sdyx += dyc[j] * xc[j];
+      }
     }
     sdy = block_sum(sdy);
     sdyx = block_sum(sdyx);
@@ -117,11 +142,13 @@ inline std::int64_t spatial_extent(const shape& x) {
 
 }  // namespace detail
 
-template <cuda_scalar T>
-void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups, double eps,
-                        tensor_view<T, cuda> y, dev_out<T> mean, dev_out<T> rstd) {
-  const char* op = "group_norm_forward";
-  detail::group_norm_check(op, x.shape(), groups);
+namespace detail {
+
+template <class T, bool Silu>
+void launch_group_norm_forward(const char* op, dev_in<T> x, dev_in<T> gamma, dev_in<T> beta,
+                               int groups, double eps, tensor_view<T, cuda> y, dev_out<T> mean,
+                               dev_out<T> rstd) {
+  group_norm_check(op, x.shape(), groups);
   throw_if<value_error>(!(eps > 0), op, ": eps must be positive, got ", eps);
   const std::int64_t n = x.size(0), c = x.size(1);
   expect_shape(op, "gamma", gamma, shape{c});
@@ -130,43 +157,80 @@ void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups
   expect_shape(op, "mean", mean, shape{n, groups});
   expect_shape(op, "rstd", rstd, shape{n, groups});
   if (n == 0 || c == 0) return;
-  detail::group_norm_forward_kernel<T>
-      <<<detail::row_grid(op, n * groups), detail::block_threads, 0, current_cuda_context().stream()>>>(
-          x.data(), gamma.data(), beta.data(), c, detail::spatial_extent(x.shape()), groups,
+  group_norm_forward_kernel<T, Silu>
+      <<<row_grid(op, n * groups), block_threads, 0, current_cuda_context().stream()>>>(
+          x.data(), gamma.data(), beta.data(), c, spatial_extent(x.shape()), groups,
           static_cast<T>(eps), y.data(), mean.data(), rstd.data());
-  detail::check_launch("group_norm_forward_kernel");
+  check_launch("group_norm_forward_kernel");
+}
+
+// beta is read only with Silu (pass an empty view otherwise).
+template <class T, bool Silu>
+void launch_group_norm_backward(const char* op, dev_in<T> x, dev_in<T> gamma, dev_in<T> beta,
+                                dev_in<T> mean, dev_in<T> rstd, dev_in<T> dy, int groups,
+                                tensor_view<T, cuda> dx, dev_out<T> dgamma, dev_out<T> dbeta) {
+  group_norm_check(op, x.shape(), groups);
+  const std::int64_t n = x.size(0), c = x.size(1);
+  expect_shape(op, "gamma", gamma, shape{c});
+  if constexpr (Silu) expect_shape(op, "beta", beta, shape{c});
+  expect_shape(op, "mean", mean, shape{n, groups});
+  expect_shape(op, "rstd", rstd, shape{n, groups});
+  expect_shape(op, "dy", dy, x.shape());
+  const bool has_dx = present(dx), has_dg = present(dgamma), has_db = present(dbeta);
+  if constexpr (Silu) {
+    expect_shape(op, "dx", dx, x.shape());
+    throw_if<value_error>(dx.data() == dy.data() || dx.data() == x.data(), op,
+                          ": dx must not alias dy or x");
+  } else if (has_dx) {
+    expect_shape(op, "dx", dx, x.shape());
+  }
+  if (has_dg) expect_shape(op, "dgamma", dgamma, shape{c});
+  if (has_db) expect_shape(op, "dbeta", dbeta, shape{c});
+  if (n == 0 || c == 0 || (!has_dx && !has_dg && !has_db)) return;
+  cuda_context& ctx = current_cuda_context();
+  cuda_buffer sums = ctx.scratch(sizeof(T) * 2 * static_cast<std::size_t>(n * c));
+  group_norm_backward_kernel<T, Silu><<<row_grid(op, n * groups), block_threads, 0, ctx.stream()>>>(
+      x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), dy.data(), c,
+      spatial_extent(x.shape()), groups, has_dx ? dx.data() : nullptr, sums.as<T>());
+  check_launch("group_norm_backward_kernel");
+  if (has_dg || has_db) {
+    group_norm_param_grad_kernel<T><<<grid_for(c), block_threads, 0, ctx.stream()>>>(
+        sums.as<T>(), n, c, has_dg ? dgamma.data() : nullptr, has_db ? dbeta.data() : nullptr);
+    check_launch("group_norm_param_grad_kernel");
+  }
+}
+
+}  // namespace detail
+
+template <cuda_scalar T>
+void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups, double eps,
+                        tensor_view<T, cuda> y, dev_out<T> mean, dev_out<T> rstd) {
+  detail::launch_group_norm_forward<T, false>("group_norm_forward", x, gamma, beta, groups, eps,
+                                              y, mean, rstd);
 }
 
 template <cuda_scalar T>
 void group_norm_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> mean, dev_in<T> rstd,
                          dev_in<T> dy, int groups, tensor_view<T, cuda> dx, dev_out<T> dgamma,
                          dev_out<T> dbeta) {
-  const char* op = "group_norm_backward";
-  detail::group_norm_check(op, x.shape(), groups);
-  const std::int64_t n = x.size(0), c = x.size(1);
-  expect_shape(op, "gamma", gamma, shape{c});
-  expect_shape(op, "mean", mean, shape{n, groups});
-  expect_shape(op, "rstd", rstd, shape{n, groups});
-  expect_shape(op, "dy", dy, x.shape());
-  const bool has_dx = detail::present(dx), has_dg = detail::present(dgamma),
-             has_db = detail::present(dbeta);
-  if (has_dx) expect_shape(op, "dx", dx, x.shape());
-  if (has_dg) expect_shape(op, "dgamma", dgamma, shape{c});
-  if (has_db) expect_shape(op, "dbeta", dbeta, shape{c});
-  if (n == 0 || c == 0 || (!has_dx && !has_dg && !has_db)) return;
-  cuda_context& ctx = current_cuda_context();
-  cuda_buffer sums = ctx.scratch(sizeof(T) * 2 * static_cast<std::size_t>(n * c));
-  detail::group_norm_backward_kernel<T>
-      <<<detail::row_grid(op, n * groups), detail::block_threads, 0, ctx.stream()>>>(
-          x.data(), gamma.data(), mean.data(), rstd.data(), dy.data(), c,
-          detail::spatial_extent(x.shape()), groups, has_dx ? dx.data() : nullptr, sums.as<T>());
-  detail::check_launch("group_norm_backward_kernel");
-  if (has_dg || has_db) {
-    detail::group_norm_param_grad_kernel<T><<<detail::grid_for(c), detail::block_threads, 0,
-                                              ctx.stream()>>>(
-        sums.as<T>(), n, c, has_dg ? dgamma.data() : nullptr, has_db ? dbeta.data() : nullptr);
-    detail::check_launch("group_norm_param_grad_kernel");
-  }
+  detail::launch_group_norm_backward<T, false>("group_norm_backward", x, gamma, {}, mean, rstd,
+                                               dy, groups, dx, dgamma, dbeta);
+}
+
+template <cuda_scalar T>
+void group_norm_silu_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups,
+                             double eps, tensor_view<T, cuda> y, dev_out<T> mean,
+                             dev_out<T> rstd) {
+  detail::launch_group_norm_forward<T, true>("group_norm_silu_forward", x, gamma, beta, groups,
+                                             eps, y, mean, rstd);
+}
+
+template <cuda_scalar T>
+void group_norm_silu_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, dev_in<T> mean,
+                              dev_in<T> rstd, dev_in<T> dy, int groups, tensor_view<T, cuda> dx,
+                              dev_out<T> dgamma, dev_out<T> dbeta) {
+  detail::launch_group_norm_backward<T, true>("group_norm_silu_backward", x, gamma, beta, mean,
+                                              rstd, dy, groups, dx, dgamma, dbeta);
 }
 
 }  // namespace ambiseg::ops::cuda_kernels

@@ -20,6 +20,11 @@ namespace ambiseg::ops::cuda_kernels {
                                       tensor_view<T, cuda>, dev_out<T>, dev_out<T>);              \
   template void group_norm_backward<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, int, \
                                        tensor_view<T, cuda>, dev_out<T>, dev_out<T>);             \
+  template void group_norm_silu_forward<T>(dev_in<T>, dev_in<T>, dev_in<T>, int, double,          \
+                                           tensor_view<T, cuda>, dev_out<T>, dev_out<T>);         \
+  template void group_norm_silu_backward<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, \
+                                            dev_in<T>, int, tensor_view<T, cuda>, dev_out<T>,     \
+                                            dev_out<T>);                                          \
   template void silu_forward<T>(dev_in<T>, tensor_view<T, cuda>);                                 \
   template void silu_backward<T>(dev_in<T>, dev_in<T>, tensor_view<T, cuda>);                     \
   template void tanh_forward<T>(dev_in<T>, tensor_view<T, cuda>);                                 \
@@ -47,6 +52,8 @@ namespace ambiseg::ops::cuda_kernels {
   template void clip_grad_norm_async<T>(tensor_view<T, cuda>, double, tensor_view<double, cuda>); \
   template double global_grad_norm<T>(dev_in<T>);                                                 \
   template double clip_grad_norm<T>(tensor_view<T, cuda>, double, bool);                          \
+  template void ema_update<T>(tensor_view<T, cuda>, dev_in<T>, double);                          \
+  template void swap_contents<T>(tensor_view<T, cuda>, dev_out<T>);                               \
   template void diffusion_noise<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>,                    \
                                    tensor_view<T, cuda>);                                         \
   template void diffusion_predicted_x0<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, bool,       \

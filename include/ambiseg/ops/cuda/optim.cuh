@@ -1,4 +1,5 @@
-// ambiseg/ops/cuda/optim.cuh — AdamW update and global gradient norm on the GPU.
+// ambiseg/ops/cuda/optim.cuh — AdamW update, global gradient norm and weight averaging on
+// the GPU.
 //
 //   values, grads, exp_avg, exp_avg_sq: the flat parameter buffers [P]
 //
@@ -16,7 +17,7 @@
 
 #include <cmath>
 
-#include "ambiseg/optim/adamw.hpp"
+#include "ambiseg/optim/adamw_update.hpp"
 #include "ambiseg/ops/cuda/api.hpp"
 #include "ambiseg/ops/cuda/common.cuh"
 
@@ -69,6 +70,21 @@ void launch_grad_norm(cuda_context& ctx, const T* g, std::int64_t n, double* par
   check_launch("sum_squares_kernel");
   finish_norm_kernel<<<1, norm_blocks, 0, ctx.stream()>>>(partial, norm_blocks, norm);
   check_launch("finish_norm_kernel");
+}
+
+template <class T>
+__global__ void ema_kernel(T* shadow, const T* values, std::int64_t n, T keep, T take) {
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride())
+    shadow[i] = shadow[i] * keep + take * values[i];
+}
+
+template <class T>
+__global__ void swap_kernel(T* a, T* b, std::int64_t n) {
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
+    const T t = a[i];
+    a[i] = b[i];
+    b[i] = t;
+  }
 }
 
 inline void expect_norm_slot(const char* op, const tensor_view<double, cuda>& norm_out) {
@@ -143,6 +159,32 @@ double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_n
                         "clip_grad_norm: the total gradient norm is ", norm,
                         " (a gradient holds NaN or infinity)");
   return norm;
+}
+
+template <cuda_scalar T>
+void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay) {
+  const char* op = "ema_update";
+  throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), op, ": decay must lie in [0, 1], got ",
+                        decay);
+  throw_if<shape_error>(values.numel() != shadow.numel(), op, ": values have ", values.numel(),
+                        " elements, the average ", shadow.numel());
+  const std::int64_t n = shadow.numel();
+  if (n == 0) return;
+  detail::ema_kernel<T><<<detail::grid_for(n), detail::block_threads, 0,
+                          current_cuda_context().stream()>>>(
+      shadow.data(), values.data(), n, static_cast<T>(decay), static_cast<T>(1.0 - decay));
+  detail::check_launch("ema_kernel");
+}
+
+template <cuda_scalar T>
+void swap_contents(tensor_view<T, cuda> a, dev_out<T> b) {
+  throw_if<shape_error>(a.numel() != b.numel(), "swap_contents: ", a.numel(), " and ", b.numel(),
+                        " elements");
+  const std::int64_t n = a.numel();
+  if (n == 0 || a.data() == b.data()) return;
+  detail::swap_kernel<T><<<detail::grid_for(n), detail::block_threads, 0,
+                           current_cuda_context().stream()>>>(a.data(), b.data(), n);
+  detail::check_launch("swap_kernel");
 }
 
 }  // namespace ambiseg::ops::cuda_kernels
