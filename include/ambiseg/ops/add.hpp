@@ -16,6 +16,12 @@ void add_forward(in_view<T, D> a, in_view<T, D> b, tensor_view<T, D> y) {
   expect_shape("add_forward", "y", y, a.shape());
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::add_forward(a.data(), b.data(), y.data(), a.numel());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::add_forward<T>(a, b, y);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -36,6 +42,12 @@ void add_channel_bias_forward(tensor_view<T, D> h, in_view<T, D> e) {
   if constexpr (std::same_as<D, cpu>) {
     const std::int64_t nc = h.size(0) * h.size(1);
     cpu_kernels::add_channel_bias_forward(h.data(), e.data(), nc, nc ? h.numel() / nc : 0);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::add_channel_bias_forward<T>(h, e);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -47,6 +59,12 @@ void add_channel_bias_backward(in_view<T, D> dh, tensor_view<T, D> de) {
   if constexpr (std::same_as<D, cpu>) {
     const std::int64_t nc = dh.size(0) * dh.size(1);
     cpu_kernels::add_channel_bias_backward(dh.data(), de.data(), nc, nc ? dh.numel() / nc : 0);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::add_channel_bias_backward<T>(dh, de);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

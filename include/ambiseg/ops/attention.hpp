@@ -35,6 +35,12 @@ void attention_forward(in_view<T, D> qkv, int heads, tensor_view<T, D> y, out_vi
   expect_shape(op, "probs", probs, shape{d.bh, d.t, d.t});
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::attention_forward(qkv.data(), d.bh, d.ch, d.t, y.data(), probs.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::attention_forward<T>(qkv, heads, y, probs, ws);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -51,6 +57,12 @@ void attention_backward(in_view<T, D> qkv, in_view<T, D> probs, in_view<T, D> dy
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::attention_backward(qkv.data(), probs.data(), dy.data(), d.bh, d.ch, d.t,
                                     dqkv.data(), ws);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::attention_backward<T>(qkv, probs, dy, heads, dqkv, ws);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -14,6 +14,12 @@
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/core/workspace.hpp"
 
+// The CUDA kernels (ops/cuda/api.hpp, host declarations) are visible only to translation
+// units built against ambiseg::cuda, which defines AMBISEG_WITH_CUDA and links them.
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/ops/cuda/api.hpp"
+#endif
+
 namespace ambiseg::ops {
 
 template <class T, class D>
@@ -24,12 +30,20 @@ using out_view = std::type_identity_t<tensor_view<T, D>>;
 template <class T>
 concept op_scalar = std::same_as<T, float> || std::same_as<T, double>;
 
-// An op's CUDA branch: a compile error that says what is missing (the backend comes later).
+// A device with no kernels at all: a compile error that names the supported ones.
 template <class D>
 constexpr void unsupported_device() {
   static_assert(dependent_false<D>,
-                "ambiseg::ops: this op has no kernel for this device yet (the CUDA backend "
-                "is not implemented); use ambiseg::cpu");
+                "ambiseg::ops: no kernels for this device; use ambiseg::cpu or ambiseg::cuda");
+}
+
+// The CUDA branch of a front end in a build without the CUDA backend.
+template <class D>
+constexpr void cuda_backend_missing() {
+  static_assert(dependent_false<D>,
+                "ambiseg::ops: ambiseg::cuda tensors need the CUDA backend: configure with "
+                "-DAMBISEG_CUDA=ON and link the target ambiseg::cuda (it defines "
+                "AMBISEG_WITH_CUDA and links the kernels)");
 }
 
 namespace detail {

@@ -28,6 +28,12 @@ void concat_channels_forward(in_view<T, D> a, in_view<T, D> b, tensor_view<T, D>
     const std::int64_t n = a.size(0);
     cpu_kernels::concat_channels_forward(a.data(), b.data(), y.data(), n,
                                          n ? a.numel() / n : 0, n ? b.numel() / n : 0);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::concat_channels_forward<T>(a, b, y);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -58,6 +64,12 @@ void concat_channels_backward(in_view<T, D> dy, tensor_view<T, D> da, out_view<T
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::concat_channels_backward(dy.data(), has_a ? da.data() : nullptr,
                                           has_b ? db.data() : nullptr, n, ca * s, cb * s);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::concat_channels_backward<T>(dy, da, db);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -50,6 +50,16 @@ void conv2d_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_vi
   expect_shape(op, "y", y, shape{g.n, g.co, g.ho, g.wo});
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::conv2d_forward(x.data(), w.data(), b.data(), y.data(), g, ws);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    if constexpr (std::same_as<T, float>)
+      cuda_kernels::conv2d_forward(x, w, b, y, p.stride, p.padding, ws);
+    else
+      static_assert(dependent_false<T>, "ambiseg::ops::conv2d_forward: the CUDA convolution "
+                                        "(cuDNN) is float only; use tensor<float, cuda>");
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -69,6 +79,16 @@ void conv2d_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_vie
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
                                  g, ws);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    if constexpr (std::same_as<T, float>)
+      cuda_kernels::conv2d_backward(x, w, dy, dx, dw, db, p.stride, p.padding, ws);
+    else
+      static_assert(dependent_false<T>, "ambiseg::ops::conv2d_backward: the CUDA convolution "
+                                        "(cuDNN) is float only; use tensor<float, cuda>");
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

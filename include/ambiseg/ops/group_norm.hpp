@@ -41,6 +41,12 @@ void group_norm_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta
     cpu_kernels::group_norm_forward(x.data(), gamma.data(), beta.data(), n, c,
                                     detail::spatial_extent(x.shape()), groups, eps, y.data(),
                                     mean.data(), rstd.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::group_norm_forward<T>(x, gamma, beta, groups, eps, y, mean, rstd);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -66,6 +72,12 @@ void group_norm_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> mea
                                      mean.data(), rstd.data(), dy.data(),
                                      n, c, detail::spatial_extent(x.shape()), groups, dx.data(),
                                      dgamma.data(), dbeta.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::group_norm_backward<T>(x, gamma, mean, rstd, dy, groups, dx, dgamma, dbeta);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -91,6 +103,12 @@ void group_norm_silu_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D>
     cpu_kernels::group_norm_forward<T, true>(x.data(), gamma.data(), beta.data(), n, c,
                                              detail::spatial_extent(x.shape()), groups, eps,
                                              y.data(), mean.data(), rstd.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::group_norm_silu_forward<T>(x, gamma, beta, groups, eps, y, mean, rstd);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -119,6 +137,13 @@ void group_norm_silu_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D
                                               rstd.data(), dy.data(), n, c,
                                               detail::spatial_extent(x.shape()), groups,
                                               dx.data(), dgamma.data(), dbeta.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::group_norm_silu_backward<T>(x, gamma, beta, mean, rstd, dy, groups, dx,
+                                              dgamma, dbeta);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -24,6 +24,12 @@ void linear_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_vi
   expect_shape(op, "y", y, shape{n, out});
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::linear_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::linear_forward<T>(x, w, b, y);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -43,6 +49,12 @@ void linear_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_vie
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::linear_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
                                  n, in, out);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::linear_backward<T>(x, w, dy, dx, dw, db);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -13,6 +13,12 @@ void silu_forward(in_view<T, D> x, tensor_view<T, D> y) {
   expect_shape("silu_forward", "y", y, x.shape());
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::silu_forward(x.data(), y.data(), x.numel());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::silu_forward<T>(x, y);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -24,6 +30,12 @@ void silu_backward(in_view<T, D> x, in_view<T, D> dy, tensor_view<T, D> dx) {
   expect_shape("silu_backward", "dx", dx, x.shape());
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::silu_backward(x.data(), dy.data(), dx.data(), x.numel());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::silu_backward<T>(x, dy, dx);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -17,6 +17,12 @@ void timestep_embedding(in_view<T, D> t, int dim, double max_period, tensor_view
   expect_shape(op, "emb", emb, shape{t.size(0), dim});
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::timestep_embedding(t.data(), t.size(0), dim, max_period, emb.data());
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::timestep_embedding<T>(t, dim, max_period, emb);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -15,6 +15,12 @@ void upsample_nearest2x_forward(in_view<T, D> x, tensor_view<T, D> y) {
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::upsample_nearest2x_forward(x.data(), y.data(), x.size(0) * x.size(1), x.size(2),
                                             x.size(3));
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::upsample_nearest2x_forward<T>(x, y);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }
@@ -28,6 +34,12 @@ void upsample_nearest2x_backward(in_view<T, D> dy, tensor_view<T, D> dx) {
   if constexpr (std::same_as<D, cpu>) {
     cpu_kernels::upsample_nearest2x_backward(dy.data(), dx.data(), dx.size(0) * dx.size(1),
                                              dx.size(2), dx.size(3));
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::upsample_nearest2x_backward<T>(dy, dx);
+#else
+    cuda_backend_missing<D>();
+#endif
   } else {
     unsupported_device<D>();
   }

@@ -19,60 +19,13 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/tensor.hpp"
+#include "ambiseg/optim/adamw_update.hpp"
+
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/ops/cuda/api.hpp"
+#endif
 
 namespace ambiseg::optim {
-
-struct adamw_options {
-  double lr = 1e-4;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.01;
-
-  // The ranges torch.optim.AdamW accepts.
-  void validate() const {
-    throw_if<value_error>(!(lr >= 0.0) || !std::isfinite(lr), "adamw: invalid learning rate ", lr);
-    throw_if<value_error>(!(eps >= 0.0) || !std::isfinite(eps), "adamw: invalid eps ", eps);
-    throw_if<value_error>(!(beta1 >= 0.0 && beta1 < 1.0), "adamw: invalid beta1 ", beta1, " (need 0 <= beta1 < 1)");
-    throw_if<value_error>(!(beta2 >= 0.0 && beta2 < 1.0), "adamw: invalid beta2 ", beta2, " (need 0 <= beta2 < 1)");
-    throw_if<value_error>(!(weight_decay >= 0.0) || !std::isfinite(weight_decay),
-                          "adamw: invalid weight_decay ", weight_decay);
-  }
-};
-
-// The scalars of one step, shared by every element (and by a device kernel).
-template <class T>
-struct adamw_step_scalars {
-  T decay;                  // 1 − lr·wd
-  T beta1, one_minus_beta1;
-  T beta2, one_minus_beta2;
-  T step_size;              // lr / (1 − β1^t)
-  T bias_correction2_sqrt;  // √(1 − β2^t)
-  T eps;
-
-  static adamw_step_scalars make(const adamw_options& o, std::int64_t t) {
-    const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
-    const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
-    return {static_cast<T>(1.0 - o.lr * o.weight_decay),
-            static_cast<T>(o.beta1),
-            static_cast<T>(1.0 - o.beta1),
-            static_cast<T>(o.beta2),
-            static_cast<T>(1.0 - o.beta2),
-            static_cast<T>(o.lr / bias_correction1),
-            static_cast<T>(std::sqrt(bias_correction2)),
-            static_cast<T>(o.eps)};
-  }
-};
-
-// The element update in PyTorch's operation order (one rounding per torch op).
-template <class T>
-AMBISEG_HD void adamw_update_element(T& p, T g, T& m, T& v, const adamw_step_scalars<T>& s) {
-  p = p * s.decay;
-  m = m * s.beta1 + s.one_minus_beta1 * g;
-  v = v * s.beta2 + s.one_minus_beta2 * (g * g);
-  const T denom = std::sqrt(v) / s.bias_correction2_sqrt + s.eps;
-  p = p + (-s.step_size) * (m / denom);
-}
 
 template <class T, class D = cpu>
 class adamw {
@@ -109,10 +62,17 @@ class adamw {
       // Elements are independent: the result does not depend on the thread count.
 #pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
       for (std::int64_t i = 0; i < n; ++i) adamw_update_element(p[i], g[i], m[i], v[i], s);
-    } else {
+    } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+      // One launch, the same adamw_update_element per element; enqueued, not awaited.
+      ops::cuda_kernels::adamw_step<T>(values, grads, exp_avg_.view(), exp_avg_sq_.view(), s);
+#else
       static_assert(dependent_false<D>,
-                    "adamw::step: only the CPU loop exists; a device kernel applies "
-                    "adamw_update_element with adamw_step_scalars<T>::make(options, t)");
+                    "adamw<T, ambiseg::cuda>: the CUDA backend is not built in; configure with "
+                    "-DAMBISEG_CUDA=ON and link the target ambiseg::cuda");
+#endif
+    } else {
+      static_assert(dependent_false<D>, "adamw::step: no update for this device");
     }
     ++steps_;
   }

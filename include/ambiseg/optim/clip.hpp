@@ -10,6 +10,12 @@
 // A NaN or infinite norm throws value_error by default (PyTorch 1.13 would silently fill
 // the gradients with NaN); with nonfinite_policy::report the gradients are left untouched
 // and the non-finite norm is returned, so the caller can skip the step.
+//
+// On ambiseg::cuda (a build with -DAMBISEG_CUDA=ON) the same functions run the kernels of
+// ops/cuda/api.hpp: a fixed 512-chunk reduction in double (deterministic, but not the CPU's
+// 256-chunk order, so the norms agree to rounding, not bit for bit); they wait for the
+// context's stream because they return the norm to the host. A loop that wants no round
+// trip calls ops::cuda_kernels::clip_grad_norm_async and reads the norm when it logs.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +26,10 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/tensor.hpp"
+
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/ops/cuda/api.hpp"
+#endif
 
 namespace ambiseg::optim {
 
@@ -69,6 +79,43 @@ double clip_grad_norm(tensor_view<T, cpu> grads, double max_norm,
 
 template <class T>
 double clip_grad_norm(parameter_store<T, cpu>& params, double max_norm,
+                      nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
+  return clip_grad_norm<T>(params.flat_grads(), max_norm, on_nonfinite);
+}
+
+namespace detail {
+template <class D>
+constexpr void clip_needs_cuda_backend() {
+  static_assert(dependent_false<D>,
+                "optim::global_grad_norm / clip_grad_norm on ambiseg::cuda: the CUDA backend is "
+                "not built in; configure with -DAMBISEG_CUDA=ON and link the target ambiseg::cuda");
+}
+}  // namespace detail
+
+template <class T>
+double global_grad_norm(tensor_view<const T, cuda> grads) {
+#if defined(AMBISEG_WITH_CUDA)
+  return ops::cuda_kernels::global_grad_norm<T>(grads);
+#else
+  detail::clip_needs_cuda_backend<T>();
+  return 0.0;
+#endif
+}
+
+template <class T>
+double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm,
+                      nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
+#if defined(AMBISEG_WITH_CUDA)
+  return ops::cuda_kernels::clip_grad_norm<T>(grads, max_norm,
+                                               on_nonfinite == nonfinite_policy::report);
+#else
+  detail::clip_needs_cuda_backend<T>();
+  return 0.0;
+#endif
+}
+
+template <class T>
+double clip_grad_norm(parameter_store<T, cuda>& params, double max_norm,
                       nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
   return clip_grad_norm<T>(params.flat_grads(), max_norm, on_nonfinite);
 }

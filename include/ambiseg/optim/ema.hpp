@@ -4,8 +4,11 @@
 // the update of the usual diffusion training loops (guided-diffusion's update_ema). The
 // shadow starts as a copy of the weights and shares the parameter_store's flat layout, so
 // it is saved, loaded and swapped in by parameter name like the weights themselves.
+// ema<T, ambiseg::cuda> keeps the shadow on the GPU and runs ops/cuda kernels (update,
+// swap; the copy is a device-to-device copy), enqueued on the current context's stream.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <utility>
 
@@ -13,21 +16,39 @@
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/tensor.hpp"
 
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/ops/cuda/api.hpp"
+#endif
+
 namespace ambiseg::optim {
 
-template <class T>
+template <class T, class D = cpu>
 class ema {
+#if !defined(AMBISEG_WITH_CUDA)
+  static_assert(!std::same_as<D, cuda>,
+                "optim::ema<T, ambiseg::cuda>: the CUDA backend is not built in; configure with "
+                "-DAMBISEG_CUDA=ON and link the target ambiseg::cuda");
+#endif
+  static_assert(std::same_as<D, cpu> || std::same_as<D, cuda>, "optim::ema: unknown device");
+
  public:
-  ema(const parameter_store<T, cpu>& params, double decay) : decay_(decay) {
+  ema(const parameter_store<T, D>& params, double decay) : decay_(decay) {
     throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), "ema: decay must lie in [0, 1], got ", decay);
-    shadow_ = tensor<T, cpu>(params.flat_values().shape());
+    shadow_ = tensor<T, D>(params.flat_values().shape());
     shadow_.copy_from(params.flat_values());
   }
 
-  void update(const parameter_store<T, cpu>& params) {
+  void update(const parameter_store<T, D>& params) {
     const auto values = params.flat_values();
     throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::update: the store has ", values.numel(),
                           " flat elements, the average ", shadow_.numel());
+#if defined(AMBISEG_WITH_CUDA)
+    if constexpr (std::same_as<D, cuda>) {
+      ops::cuda_kernels::ema_update<T>(shadow_.view(), values, decay_);
+      ++updates_;
+      return;
+    }
+#endif
     const T keep = static_cast<T>(decay_), take = static_cast<T>(1.0 - decay_);
     T* s = shadow_.data();
     const T* v = values.data();
@@ -38,18 +59,28 @@ class ema {
   }
 
   // Evaluating with the averaged weights: swap in, evaluate, swap back.
-  void swap_with(parameter_store<T, cpu>& params) {
+  void swap_with(parameter_store<T, D>& params) {
     auto values = params.flat_values();
     throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::swap_with: size mismatch (",
                           values.numel(), " vs ", shadow_.numel(), ")");
+#if defined(AMBISEG_WITH_CUDA)
+    if constexpr (std::same_as<D, cuda>) {
+      ops::cuda_kernels::swap_contents<T>(shadow_.view(), values);
+      return;
+    }
+#endif
     T* s = shadow_.data();
     T* v = values.data();
     for (std::int64_t i = 0; i < shadow_.numel(); ++i) std::swap(s[i], v[i]);
   }
-  void copy_to(parameter_store<T, cpu>& params) const {
+  void copy_to(parameter_store<T, D>& params) const {
     auto values = params.flat_values();
     throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::copy_to: size mismatch (",
                           values.numel(), " vs ", shadow_.numel(), ")");
+    if constexpr (std::same_as<D, cuda>) {
+      device_memory<D>::copy(values.data(), shadow_.data(), sizeof(T) * shadow_.numel());
+      return;
+    }
     std::copy(shadow_.data(), shadow_.data() + shadow_.numel(), values.data());
   }
 
@@ -60,12 +91,12 @@ class ema {
     updates_ = n;
   }
   // Laid out like parameter_store::flat_values().
-  tensor_view<T, cpu> shadow() { return shadow_.view(); }
-  tensor_view<const T, cpu> shadow() const { return shadow_.view(); }
+  tensor_view<T, D> shadow() { return shadow_.view(); }
+  tensor_view<const T, D> shadow() const { return shadow_.view(); }
 
  private:
   double decay_;
-  tensor<T, cpu> shadow_;
+  tensor<T, D> shadow_;
   std::int64_t updates_ = 0;
 };
 
