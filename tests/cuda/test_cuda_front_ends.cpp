@@ -95,7 +95,7 @@ TEMPLATE_TEST_CASE("front ends on cuda: group norm, plain and fused with SiLU", 
                    float, double) {
   AMBISEG_REQUIRE_GPU();
   using T = TestType;
-  // float: fp32 statistics on the GPU, double statistics on the CPU.
+  // float: fp32 block-tree sums on the GPU, float blocks with double partials on the CPU.
   const tol<T> tl = std::is_same_v<T, float> ? tol<T>{1e-4, 1e-4} : tol<T>{1e-11, 1e-11};
   for (const shape s : {shape{2, 8, 6, 7}, shape{3, 12, 40}, shape{2, 4, 33, 33}}) {
     const int groups = s[1] == 12 ? 3 : 4;

@@ -2,8 +2,9 @@
 //
 //   x [N, C, ...] (rank 2 to 4; trailing extents are flattened to S)  gamma/beta [C]
 //   y like x      mean/rstd [N, G] (saved for the backward; rstd = 1/sqrt(var + eps))
-// Matches the reference's GroupNorm32 (float32 statistics, eps 1e-5) up to rounding; the
-// statistics here are computed in double.
+// Matches the reference's GroupNorm32 (float32 statistics, eps 1e-5) up to rounding. On cpu
+// the sums run in float blocks with double partials (ops/cpu/group_norm.hpp); on cuda in T
+// with a fixed block tree (ops/cuda/group_norm.cuh).
 #pragma once
 
 #include "ambiseg/ops/common.hpp"
