@@ -410,7 +410,13 @@ class unet {
     expect_shape(op, "x_t", x_t, shape{n, config_.out_channels, h, w});
     expect_shape(op, "image", image, shape{n, config_.image_channels(), h, w});
     expect_shape(op, "t", t, shape{n});
-    if constexpr (std::same_as<D, cpu>) expect_finite<T>("unet::forward: t", t);
+    if constexpr (std::same_as<D, cpu>) {
+      expect_finite<T>("unet::forward: t", t);
+    } else {  // t is [N]: a copy this small is cheaper than a device-side flag
+      tensor<T> t_host(t.shape());
+      device_memory<D>::copy_to_host(t_host.data(), t.data(), sizeof(T) * t.numel());
+      expect_finite<T>("unet::forward: t", t_host.cview());
+    }
   }
 
   struct plan_key {

@@ -158,4 +158,26 @@ template <cuda_scalar T>
 void diffusion_reverse_step(dev_in<T> x_t, dev_in<T> x0_hat, dev_in<T> z, dev_in<T> c_xt, dev_in<T> c_x0,
                             dev_in<T> c_noise, tensor_view<T, cuda> x_s);
 
+// The regression target f* = c_x0·x0 + c_eps·ε (diffusion::regression_target).
+template <cuda_scalar T>
+void diffusion_target(dev_in<T> x0, dev_in<T> eps, dev_in<T> c_x0, dev_in<T> c_eps,
+                      tensor_view<T, cuda> out);
+// ε̂ = (x_t − α·x̂0)/σ with x̂0 = c_xt·x_t + c_f·f (diffusion::predicted_eps); inv_sigma = 1/σ.
+template <cuda_scalar T>
+void diffusion_predicted_eps(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<T> c_f,
+                             dev_in<T> alpha, dev_in<T> inv_sigma, tensor_view<T, cuda> eps_hat);
+// The x-space loss's per-sample part: squared_sums[n] = Σ_p (x̂0 − x0)² (double, one block
+// per sample, deterministic) with x̂0 = c_xt·x_t + c_f·f evaluated in double, and, when
+// grad_f is given, grad_f = grad_coeff·(x̂0 − x0) (grad_coeff = 2·w·c_f/(B·P) per sample).
+// Coefficients are double [N] so that the loss agrees with the host facade to rounding of
+// the sum only; the caller weights and averages the N sums on the host.
+template <cuda_scalar T>
+void diffusion_x0_loss(dev_in<T> x0, dev_in<T> x_t, dev_in<T> f,
+                       tensor_view<const double, cuda> c_xt, tensor_view<const double, cuda> c_f,
+                       tensor_view<const double, cuda> grad_coeff, tensor_view<T, cuda> grad_f,
+                       tensor_view<double, cuda> squared_sums);
+// dst [B·n, ...] row b·n + j = src [B, ...] row b (conditioning repeated per chain).
+template <cuda_scalar T>
+void repeat_rows(dev_in<T> src, std::int64_t repeats, tensor_view<T, cuda> dst);
+
 }  // namespace ambiseg::ops::cuda_kernels

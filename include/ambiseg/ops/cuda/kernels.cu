@@ -59,7 +59,17 @@ namespace ambiseg::ops::cuda_kernels {
   template void diffusion_predicted_x0<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, bool,       \
                                           tensor_view<T, cuda>);                                  \
   template void diffusion_reverse_step<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>,  \
-                                          dev_in<T>, tensor_view<T, cuda>);
+                                          dev_in<T>, tensor_view<T, cuda>);                       \
+  template void diffusion_target<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>,                   \
+                                    tensor_view<T, cuda>);                                        \
+  template void diffusion_predicted_eps<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>, \
+                                           dev_in<T>, tensor_view<T, cuda>);                      \
+  template void diffusion_x0_loss<T>(dev_in<T>, dev_in<T>, dev_in<T>,                             \
+                                     tensor_view<const double, cuda>,                             \
+                                     tensor_view<const double, cuda>,                             \
+                                     tensor_view<const double, cuda>, tensor_view<T, cuda>,       \
+                                     tensor_view<double, cuda>);                                  \
+  template void repeat_rows<T>(dev_in<T>, std::int64_t, tensor_view<T, cuda>);
 
 AMBISEG_CUDA_INSTANTIATE(float)
 AMBISEG_CUDA_INSTANTIATE(double)

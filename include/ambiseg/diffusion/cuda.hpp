@@ -1,0 +1,405 @@
+// ambiseg/diffusion/cuda.hpp — the diffusion facade on the GPU: cuda_diffusion<Diffusion, T>.
+//
+// Shape legend: B batch (training) or B·n chains (sampling), P = elements per sample,
+// Cc conditioning channels; every tensor here is a tensor<·, cuda> unless it says host.
+//
+// A thin device layer over gaussian_diffusion (diffusion.hpp is untouched and stays
+// host-only): the per-sample scalars (α, σ, x̂0 coefficients, weights, sampler steps) are
+// computed on the host in double by the same policies and the same gaussian_diffusion
+// members (level, x0_coeffs, weight), packed into one host block and uploaded with one
+// copy per call; the per-element maths runs in the kernels of ops/cuda/diffusion.cuh,
+// which evaluate the same AMBISEG_HD functions. All random numbers (training times, ε,
+// initial noise, the sampler's z) are drawn on the host from the caller's ambiseg::rng in
+// exactly the order of the host facade and copied up, so a seed gives the same draws on
+// CPU and GPU and the two agree to floating-point rounding (not bit for bit: the host
+// evaluates each element in double, the sampling kernels in T).
+//
+// A device denoiser is any callable
+//   void(tensor_view<const T, cuda> x_t, std::span<const double> t,
+//        tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)
+// (t stays on the host: the network uploads it, see forward_denoiser). Requires the CUDA
+// backend (-DAMBISEG_CUDA=ON, target ambiseg::cuda).
+#pragma once
+
+#if !defined(AMBISEG_WITH_CUDA)
+#error "ambiseg/diffusion/cuda.hpp needs the CUDA backend: configure with -DAMBISEG_CUDA=ON and link ambiseg::cuda"
+#endif
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "ambiseg/core/cuda_memory.hpp"
+#include "ambiseg/diffusion/diffusion.hpp"
+#include "ambiseg/ops/cuda/api.hpp"
+
+namespace ambiseg::diffusion {
+
+template <class F, class T>
+concept cuda_denoiser = std::invocable<F&, tensor_view<const T, cuda>, std::span<const double>,
+                                       tensor_view<const T, cuda>, tensor_view<T, cuda>>;
+
+// Buffers of one training step on the device (the device twin of training_batch<T>).
+template <class T>
+struct cuda_training_batch {
+  std::vector<double> t;                // [B]  host
+  tensor<T> eps_host;                   // [B, ...] host staging of ε (drawn on the host)
+  tensor<T, cuda> eps;                  // [B, ...]
+  tensor<T, cuda> x_t;                  // [B, ...]
+  tensor<T, cuda> f;                    // [B, ...]  network output
+  tensor<T, cuda> grad_f;               // [B, ...]  dL/df
+  std::vector<double> per_sample_loss;  // [B]  host, w(t_b)·mean_p (x0 − x̂0)²
+};
+
+// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, cuda> (nn::unet
+// on cuda) to a device denoiser: t is rounded to T and uploaded, the output copied into
+// f_out on the device. The network must outlive the adapter.
+template <class Net, class Mode, class T = float>
+class forward_denoiser {
+ public:
+  forward_denoiser(Net& net, Mode mode) : net_(&net), mode_(mode) {}
+  void operator()(tensor_view<const T, cuda> x_t, std::span<const double> t,
+                  tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out) {
+    const shape ts{static_cast<std::int64_t>(t.size())};
+    if (!(t_host_.shape() == ts)) {
+      t_host_ = tensor<T>(ts);
+      t_dev_ = tensor<T, cuda>(ts);
+    }
+    for (std::size_t i = 0; i < t.size(); ++i)
+      t_host_[static_cast<std::int64_t>(i)] = static_cast<T>(t[i]);
+    copy_to_device<T>(t_host_.cview(), t_dev_.view());
+    const tensor_view<const T, cuda> f = net_->forward(x_t, cond, t_dev_.cview(), mode_);
+    expect_shape("forward_denoiser", "f_out", f_out, f.shape());
+    device_memory<cuda>::copy(f_out.data(), f.data(), sizeof(T) * static_cast<std::size_t>(f.numel()));
+  }
+
+ private:
+  Net* net_;
+  Mode mode_;
+  tensor<T> t_host_;
+  tensor<T, cuda> t_dev_;
+};
+
+template <class Diffusion, class T = float>
+class cuda_diffusion {
+ public:
+  using host_type = Diffusion;
+  using value_type = T;
+
+  explicit cuda_diffusion(Diffusion host) : host_(std::move(host)) {}
+  const Diffusion& host() const { return host_; }
+
+  // ---- (a) the forward process (device views; t on the host) ------------------------
+
+  void add_noise(tensor_view<const T, cuda> x0, std::span<const double> t,
+                 tensor_view<const T, cuda> eps, tensor_view<T, cuda> x_t) {
+    const std::int64_t b = check_batch("add_noise", x0.shape(), t);
+    auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
+      const noise_level lv = host_.level(t[static_cast<std::size_t>(i)]);
+      row[0] = static_cast<T>(lv.alpha);
+      row[1] = static_cast<T>(lv.sigma);
+    });
+    ops::cuda_kernels::diffusion_noise<T>(x0, eps, k.row(0), k.row(1), x_t);
+  }
+
+  void target(tensor_view<const T, cuda> x0, std::span<const double> t,
+              tensor_view<const T, cuda> eps, tensor_view<T, cuda> out) {
+    const std::int64_t b = check_batch("target", x0.shape(), t);
+    using P = typename Diffusion::prediction_type;
+    auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
+      const noise_level lv = host_.level(t[static_cast<std::size_t>(i)]);
+      const target_affine c = P::target_coeffs(lv.alpha, lv.sigma);
+      row[0] = static_cast<T>(c.c_x0);
+      row[1] = static_cast<T>(c.c_eps);
+    });
+    ops::cuda_kernels::diffusion_target<T>(x0, eps, k.row(0), k.row(1), out);
+  }
+
+  void predict_x0(tensor_view<const T, cuda> x_t, std::span<const double> t,
+                  tensor_view<const T, cuda> f, tensor_view<T, cuda> x0_hat) {
+    const std::int64_t b = check_batch("predict_x0", x_t.shape(), t);
+    auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
+      const affine c = host_.x0_coeffs(host_.level(t[static_cast<std::size_t>(i)]));
+      row[0] = static_cast<T>(c.c_xt);
+      row[1] = static_cast<T>(c.c_f);
+    });
+    ops::cuda_kernels::diffusion_predicted_x0<T>(x_t, f, k.row(0), k.row(1), false, x0_hat);
+  }
+
+  void predict_eps(tensor_view<const T, cuda> x_t, std::span<const double> t,
+                   tensor_view<const T, cuda> f, tensor_view<T, cuda> eps_hat) {
+    const std::int64_t b = check_batch("predict_eps", x_t.shape(), t);
+    auto k = upload<T>(b, 4, [&](std::int64_t i, T* row) {
+      const noise_level lv = host_.level(t[static_cast<std::size_t>(i)]);
+      throw_if<value_error>(!(lv.sigma > 0.0), "predict_eps: eps is undefined at t = ", lv.t,
+                            " where sigma = 0");
+      const affine c = host_.x0_coeffs(lv);
+      row[0] = static_cast<T>(c.c_xt);
+      row[1] = static_cast<T>(c.c_f);
+      row[2] = static_cast<T>(lv.alpha);
+      row[3] = static_cast<T>(1.0 / lv.sigma);
+    });
+    ops::cuda_kernels::diffusion_predicted_eps<T>(x_t, f, k.row(0), k.row(1), k.row(2), k.row(3),
+                                                  eps_hat);
+  }
+
+  // ---- (b) the loss ----------------------------------------------------------------------
+
+  // gaussian_diffusion::loss on the device: the same value (per-sample sums reduced on the
+  // GPU in double, then weighted and averaged on the host) and grad_f (optional) =
+  // (2·w_b/(B·P))·c_f·(x̂0 − x0). Waits for the stream (it returns the loss).
+  double loss(tensor_view<const T, cuda> x0, tensor_view<const T, cuda> x_t,
+              std::span<const double> t, tensor_view<const T, cuda> f,
+              tensor_view<T, cuda> grad_f = {}, std::span<double> per_sample = {}) {
+    const std::int64_t b = check_batch("loss", x0.shape(), t);
+    expect_shape("loss", "x_t", x_t, x0.shape());
+    expect_shape("loss", "f", f, x0.shape());
+    if (grad_f.data() != nullptr) expect_shape("loss", "grad_f", grad_f, x0.shape());
+    throw_if<shape_error>(!per_sample.empty() && static_cast<std::int64_t>(per_sample.size()) != b,
+                          "loss: per_sample has ", per_sample.size(), " entries for a batch of ", b);
+    const double per = static_cast<double>(x0.numel() / b);
+    std::vector<double> weights(static_cast<std::size_t>(b));
+    auto k = upload<double>(b, 3, [&](std::int64_t i, double* row) {
+      const double ti = t[static_cast<std::size_t>(i)];
+      const affine c = host_.x0_coeffs(host_.level(ti));
+      const double w = host_.weight(ti);
+      weights[static_cast<std::size_t>(i)] = w;
+      row[0] = c.c_xt;
+      row[1] = c.c_f;
+      // The host facade's grad_scale·c_f, in the same order of operations.
+      row[2] = 2.0 * w / (static_cast<double>(b) * per) * c.c_f;
+    });
+    if (!(sums_dev_.shape() == shape{b})) sums_dev_ = tensor<double, cuda>(shape{b});
+    ops::cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, k.row(0), k.row(1), k.row(2), grad_f,
+                                            sums_dev_.view());
+    std::vector<double> sums(static_cast<std::size_t>(b));
+    device_memory<cuda>::copy_to_host(sums.data(), sums_dev_.data(), sizeof(double) * sums.size());
+    double total = 0.0;
+    for (std::size_t i = 0; i < sums.size(); ++i) {
+      const double sample_loss = weights[i] * sums[i] / per;
+      if (!per_sample.empty()) per_sample[i] = sample_loss;
+      total += sample_loss;
+    }
+    const double result = total / static_cast<double>(b);
+    throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
+                          " (a non-finite value in x0, x_t or the network output f)");
+    return result;
+  }
+
+  // gaussian_diffusion::draw_training_noise, the same draws in the same order (all t, then
+  // ε row-major, on the host), ε copied to batch.eps.
+  template <class TS = stratified_timesteps>
+  void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, cuda_training_batch<T>& batch,
+                           const TS& ts = {}) const {
+    static_assert(check_timestep_sampler<TS>());
+    throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1,
+                          "draw_training_noise: x0 shape ", x0_shape.to_string(),
+                          " has no batch axis");
+    batch.t.resize(static_cast<std::size_t>(x0_shape[0]));
+    ts.draw(std::span<double>(batch.t), g);
+    batch.eps_host.resize(x0_shape);
+    for (T& e : batch.eps_host) e = static_cast<T>(g.normal());
+    if (!(batch.eps.shape() == x0_shape)) batch.eps = tensor<T, cuda>(x0_shape);
+    copy_to_device<T>(batch.eps_host.cview(), batch.eps.view());
+  }
+
+  // x_t from batch.t and batch.eps, f = net(x_t, t, cond), the loss and batch.grad_f.
+  template <class Net>
+  double training_loss(Net&& net, tensor_view<const T, cuda> x0, tensor_view<const T, cuda> cond,
+                       cuda_training_batch<T>& batch) {
+    static_assert(cuda_denoiser<Net, T>,
+                  "cuda_diffusion::training_loss: the network must be callable as "
+                  "void(tensor_view<const T, cuda> x_t, std::span<const double> t, "
+                  "tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)");
+    const std::int64_t n = check_batch("training_loss", x0.shape(), batch.t);
+    expect_shape("training_loss", "eps", batch.eps.cview(), x0.shape());
+    check_cond("training_loss", cond, n);
+    for (tensor<T, cuda>* buf : {&batch.x_t, &batch.f, &batch.grad_f})
+      if (!(buf->shape() == x0.shape())) *buf = tensor<T, cuda>(x0.shape());
+    batch.per_sample_loss.resize(static_cast<std::size_t>(n));
+    const std::span<const double> t(batch.t);
+    add_noise(x0, t, batch.eps.cview(), batch.x_t.view());
+    std::invoke(net, batch.x_t.cview(), t, cond, batch.f.view());
+    return loss(x0, batch.x_t.cview(), t, batch.f.cview(), batch.grad_f.view(),
+                std::span<double>(batch.per_sample_loss));
+  }
+
+  // ---- (c) sampling ----------------------------------------------------------------------
+
+  // gaussian_diffusion::sample_chains on the device: x [B, ...] holds x_1 on entry and x̂0
+  // on return. z for a stochastic sampler is drawn on the host for all elements of a step,
+  // in element order (the host facade's order), and copied up once per step.
+  template <class Net, class Smp>
+  void sample_chains(Net&& net, const Smp& smp, tensor_view<T, cuda> x,
+                     tensor_view<const T, cuda> cond, rng& g, const sampling_options& opts = {}) {
+    static_assert(check_sampler<Smp>());
+    static_assert(cuda_denoiser<Net, T>,
+                  "cuda_diffusion::sample_chains: the network must be callable as "
+                  "void(tensor_view<const T, cuda> x_t, std::span<const double> t, "
+                  "tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)");
+    throw_if<value_error>(opts.steps < 1, "sample: steps = ", opts.steps, " must be >= 1");
+    throw_if<shape_error>(x.rank() < 1 || x.size(0) < 1, "sample: x has shape ",
+                          x.shape().to_string(), ", expected [B, ...] with B >= 1");
+    const std::int64_t chains = x.size(0);
+    check_cond("sample", cond, chains);
+    for (tensor<T, cuda>* buf : {&f_, &x0_hat_})
+      if (!(buf->shape() == x.shape())) *buf = tensor<T, cuda>(x.shape());
+    if constexpr (Smp::stochastic) {
+      if (!(z_dev_.shape() == x.shape())) z_dev_ = tensor<T, cuda>(x.shape());
+      z_host_.resize(x.shape());
+    }
+    std::vector<double> t_batch(static_cast<std::size_t>(chains));
+    const double steps = static_cast<double>(opts.steps);
+    for (int i = opts.steps; i >= 1; --i) {
+      const double t = static_cast<double>(i) / steps, s = static_cast<double>(i - 1) / steps;
+      std::fill(t_batch.begin(), t_batch.end(), t);
+      std::invoke(net, tensor_view<const T, cuda>(x), std::span<const double>(t_batch), cond,
+                  f_.view());
+      const noise_level lt = host_.level(t);
+      const affine c = host_.x0_coeffs(lt);
+      if (i == 1) {  // s = 0: the result is x̂0 itself
+        auto k = upload<T>(chains, 2, [&](std::int64_t, T* row) {
+          row[0] = static_cast<T>(c.c_xt);
+          row[1] = static_cast<T>(c.c_f);
+        });
+        ops::cuda_kernels::diffusion_predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0, x);
+        break;
+      }
+      const step_coeffs sk = smp.coefficients(lt.log_snr, log_snr(host_.schedule(), s));
+      throw_if<value_error>(!std::isfinite(sk.c_xt) || !std::isfinite(sk.c_x0) ||
+                                !std::isfinite(sk.c_noise),
+                            "sample: ", Smp::name, " step from t = ", t, " to s = ", s,
+                            " has non-finite coefficients (", sk.c_xt, ", ", sk.c_x0, ", ",
+                            sk.c_noise, ")");
+      auto k = upload<T>(chains, 5, [&](std::int64_t, T* row) {
+        row[0] = static_cast<T>(c.c_xt);
+        row[1] = static_cast<T>(c.c_f);
+        row[2] = static_cast<T>(sk.c_xt);
+        row[3] = static_cast<T>(sk.c_x0);
+        row[4] = static_cast<T>(sk.c_noise);
+      });
+      ops::cuda_kernels::diffusion_predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0,
+                                                   x0_hat_.view());
+      tensor_view<const T, cuda> z;
+      if constexpr (Smp::stochastic) {
+        for (T& v : z_host_) v = static_cast<T>(g.normal());
+        copy_to_device<T>(z_host_.cview(), z_dev_.view());
+        z = z_dev_.cview();
+      }
+      ops::cuda_kernels::diffusion_reverse_step<T>(x, x0_hat_.cview(), z, k.row(2), k.row(3),
+                                                   k.row(4), x);
+    }
+  }
+
+  // gaussian_diffusion::sample on the device: images [B, Cc, H, W] → x̂0 [B·n,
+  // mask_channels, H, W], row b·n + j = chain j of image b. x_1 is drawn on the host from g
+  // (the host facade's draws) unless init_noise (device, [B·n, mask_channels, H, W]) is
+  // given; the images are repeated per chain on the device.
+  template <class Net, class Smp>
+  tensor<T, cuda> sample(Net&& net, const Smp& smp, tensor_view<const T, cuda> images,
+                         int n_per_image, rng& g, const sampling_options& opts = {},
+                         tensor_view<const T, cuda> init_noise = {}) {
+    expect_rank("sample", "images", images, 4);
+    throw_if<value_error>(n_per_image < 1, "sample: n_per_image = ", n_per_image, " must be >= 1");
+    throw_if<value_error>(opts.mask_channels < 1, "sample: mask_channels = ", opts.mask_channels,
+                          " must be >= 1");
+    const std::int64_t n_images = images.size(0), n = n_per_image;
+    const ambiseg::shape chain_shape{n_images * n, opts.mask_channels, images.size(2),
+                                     images.size(3)};
+    tensor<T, cuda> x(chain_shape);
+    if (init_noise.data() != nullptr) {
+      expect_shape("sample", "init_noise", init_noise, chain_shape);
+      device_memory<cuda>::copy(x.data(), init_noise.data(),
+                                sizeof(T) * static_cast<std::size_t>(x.numel()));
+    } else {
+      tensor<T> x_host(chain_shape);
+      for (T& v : x_host) v = static_cast<T>(g.normal());
+      copy_to_device<T>(x_host.cview(), x.view());
+    }
+    tensor<T, cuda> cond(ambiseg::shape{n_images * n, images.size(1), images.size(2), images.size(3)});
+    ops::cuda_kernels::repeat_rows<T>(images, n, cond.view());
+    sample_chains(std::forward<Net>(net), smp, x.view(), cond.cview(), g, opts);
+    return x;
+  }
+
+ private:
+  // `rows` coefficient vectors of length b, filled on the host (fill(i, row) writes the
+  // rows' entries for sample i) and uploaded with one copy; row(j) is a [b] device view.
+  template <class U>
+  struct coeff_block {
+    tensor<U, cuda>* dev;
+    std::int64_t b;
+    tensor_view<const U, cuda> row(int j) const {
+      return tensor_view<const U, cuda>(dev->data() + j * b, ambiseg::shape{b});
+    }
+  };
+  template <class U, class Fill>
+  coeff_block<U> upload(std::int64_t b, int rows, Fill&& fill) {
+    auto& dev = coeff_dev<U>();
+    auto& staging = coeff_host<U>();
+    const ambiseg::shape s{rows, b};
+    staging.resize(s);
+    std::vector<U> entry(static_cast<std::size_t>(rows));
+    for (std::int64_t i = 0; i < b; ++i) {
+      fill(i, entry.data());
+      for (int j = 0; j < rows; ++j) staging[j * b + i] = entry[static_cast<std::size_t>(j)];
+    }
+    // The previous block may still be read by queued kernels: the copy below runs on the
+    // legacy default stream, which the context's blocking stream is ordered with, so it
+    // starts only after them (docs/cuda.md, "Context and streams").
+    // Grown, never shrunk, so alternating block sizes (sampling's last step) reallocate nothing.
+    if (dev.numel() < s.numel()) dev = tensor<U, cuda>(ambiseg::shape{s.numel()});
+    device_memory<cuda>::copy_from_host(dev.data(), staging.data(),
+                                        sizeof(U) * static_cast<std::size_t>(s.numel()));
+    return {&dev, b};
+  }
+  template <class U>
+  tensor<U, cuda>& coeff_dev() {
+    if constexpr (std::same_as<U, double>) return coeff_dev_double_;
+    else return coeff_dev_;
+  }
+  template <class U>
+  tensor<U>& coeff_host() {
+    if constexpr (std::same_as<U, double>) return coeff_host_double_;
+    else return coeff_host_;
+  }
+
+  static std::int64_t check_batch(const char* op, const ambiseg::shape& x, std::span<const double> t) {
+    throw_if<shape_error>(x.rank() < 1 || x[0] < 1 || x.numel() < 1, op, ": x has shape ",
+                          x.to_string(), ", expected [B, ...] with B >= 1");
+    throw_if<shape_error>(static_cast<std::int64_t>(t.size()) != x[0], op, ": ", t.size(),
+                          " times for a batch of ", x[0]);
+    return x[0];
+  }
+  static void check_cond(const char* op, tensor_view<const T, cuda> cond, std::int64_t batch) {
+    if (cond.data() == nullptr) return;
+    throw_if<shape_error>(cond.rank() < 1 || cond.size(0) != batch, op, ": cond has shape ",
+                          cond.shape().to_string(), ", expected ", batch, " rows");
+  }
+
+  Diffusion host_;
+  tensor<T> coeff_host_;
+  tensor<T, cuda> coeff_dev_;
+  tensor<double> coeff_host_double_;
+  tensor<double, cuda> coeff_dev_double_;
+  tensor<double, cuda> sums_dev_;
+  tensor<T, cuda> f_, x0_hat_, z_dev_;
+  tensor<T> z_host_;
+};
+
+// The binary masks of x̂0 on the device (x̂0 > 0), on the host.
+template <class T>
+tensor<std::uint8_t> to_masks(tensor_view<const T, cuda> x0_hat) {
+  tensor<T> host(x0_hat.shape());
+  copy_to_host<T>(x0_hat, host.view());
+  return to_masks(host);
+}
+template <class T>
+tensor<std::uint8_t> to_masks(const tensor<T, cuda>& x0_hat) {
+  return to_masks<T>(x0_hat.cview());
+}
+
+}  // namespace ambiseg::diffusion

@@ -1,0 +1,223 @@
+// The diffusion facade on the GPU (diffusion/cuda.hpp) against the host facade
+// (diffusion/diffusion.hpp): every per-element entry point, the loss with dL/df and the
+// per-sample losses, and sampling (DDIM and DDPM) from the same seed, with an analytic
+// device network and with the UNet. GPU cases skip without a device; the validation case
+// runs everywhere.
+//
+// Tolerances: the elementwise maths is evaluated in double on the host and in T on the
+// GPU with coefficients rounded to T, so float results agree to a few ulps (2e-6 relative
+// + 1e-6), double ones to 1e-12. The loss is evaluated per element in double on both and
+// summed in another order: relative 1e-12 for float and double inputs alike, and dL/df
+// (double product rounded to T once) to 1 ulp. Sampling with tanh(x_t + cond) as network:
+// 2e-5 for float after 8 steps (each step's rounding passes through a contraction), 1e-12
+// for double. Sampling with the UNet: 1e-3 of the largest |x̂0|.
+#include "cuda_unet_util.hpp"
+
+#include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/ops/all.hpp>
+
+#include <vector>
+
+using namespace ambiseg;
+using namespace cuda_test;
+
+namespace {
+
+template <class T>
+tol<T> elementwise_tol() {
+  if constexpr (std::is_same_v<T, float>) return {1e-6, 2e-6};
+  else return {1e-12, 1e-12};
+}
+
+// f = tanh(x_t + cond) on either device through the ops front ends: cheap, smooth, and it
+// reads cond, so a wrongly repeated conditioning row changes the result.
+template <class T, class D>
+struct tanh_net {
+  tensor<T, D> sum;
+  void operator()(tensor_view<const T, D> x_t, std::span<const double>, tensor_view<const T, D> cond,
+                  tensor_view<T, D> f_out) {
+    sum.resize(x_t.shape());
+    ops::add_forward(x_t, cond, sum.view());
+    ops::tanh_forward(sum.cview(), f_out);
+  }
+};
+
+std::vector<double> times(std::int64_t b, std::uint32_t seed, double lo, double hi) {
+  auto r = random_tensor<double>(shape{b}, seed, lo, hi);
+  return std::vector<double>(r.data(), r.data() + b);
+}
+
+template <class Diffusion, class T>
+void check_elementwise(const Diffusion& host) {
+  diffusion::cuda_diffusion<Diffusion, T> dev(host);
+  const shape s{5, 1, 7, 9};
+  const auto x0 = random_tensor<T>(s, 1), eps = random_tensor<T>(s, 2, -3, 3);
+  const auto f = random_tensor<T>(s, 3), x_t = random_tensor<T>(s, 4, -2, 2);
+  const auto x0d = to_device(x0), epsd = to_device(eps), fd = to_device(f), x_td = to_device(x_t);
+  const std::vector<double> t = times(5, 5, 0.02, 0.98);
+  const auto tl = elementwise_tol<T>();
+  tensor<T> out(s);
+  tensor<T, cuda> outd(s);
+
+  host.add_noise(x0.cview(), t, eps.cview(), out.view());
+  dev.add_noise(x0d.cview(), t, epsd.cview(), outd.view());
+  require_close(outd, out, tl, "add_noise");
+  host.target(x0.cview(), t, eps.cview(), out.view());
+  dev.target(x0d.cview(), t, epsd.cview(), outd.view());
+  require_close(outd, out, tl, "target");
+  host.predict_x0(x_t.cview(), t, f.cview(), out.view());
+  dev.predict_x0(x_td.cview(), t, fd.cview(), outd.view());
+  require_close(outd, out, tl, "predict_x0");
+  host.predict_eps(x_t.cview(), t, f.cview(), out.view());
+  dev.predict_eps(x_td.cview(), t, fd.cview(), outd.view());
+  require_close(outd, out, {tl.atol * 10, tl.rtol * 10}, "predict_eps");  // 1/σ amplifies
+
+  tensor<T> grad(s);
+  tensor<T, cuda> gradd(s);
+  std::vector<double> per(5), perd(5);
+  const double l = host.loss(x0.cview(), x_t.cview(), t, f.cview(), grad.view(), per);
+  const double ld = dev.loss(x0d.cview(), x_td.cview(), t, fd.cview(), gradd.view(), perd);
+  CHECK(std::abs(ld - l) <= 1e-12 * std::abs(l));
+  for (int i = 0; i < 5; ++i) CHECK(std::abs(perd[i] - per[i]) <= 1e-12 * std::abs(per[i]));
+  require_close(gradd, grad, {0.0, std::is_same_v<T, float> ? 1.2e-7 : 1e-15}, "loss grad_f");
+  // without the gradient, the same value
+  CHECK(dev.loss(x0d.cview(), x_td.cview(), t, fd.cview()) == ld);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("cuda_diffusion: noising, targets, predictions and the loss match the host",
+                   "[cuda][diffusion]", float, double) {
+  AMBISEG_REQUIRE_GPU();
+  using T = TestType;
+  using S = diffusion::reference_schedule;  // clipped: α, σ stay away from 0
+  using W = diffusion::snr_plus_one_weighting;
+  const S sched = diffusion::make_reference_schedule(0.1);
+  check_elementwise<diffusion::reference_config_diffusion, T>(diffusion::reference_config_diffusion(sched));
+  check_elementwise<diffusion::paper_diffusion, T>(diffusion::paper_diffusion(sched));
+  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::eps_prediction, W>, T>(
+      diffusion::gaussian_diffusion<S, diffusion::eps_prediction, W>(sched));
+  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>, T>(
+      diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>(sched));
+}
+
+TEMPLATE_TEST_CASE("cuda_diffusion: sampling with an analytic network matches the host "
+                   "(DDIM, DDPM, clipping, conditioning per chain)",
+                   "[cuda][diffusion]", float, double) {
+  AMBISEG_REQUIRE_GPU();
+  using T = TestType;
+  using D = diffusion::reference_config_diffusion;
+  const D host(diffusion::make_reference_schedule(0.1));
+  diffusion::cuda_diffusion<D, T> dev(host);
+  const auto images = random_tensor<T>(shape{3, 1, 6, 5}, 11);
+  const auto imagesd = to_device(images);
+  const tol<T> tl = std::is_same_v<T, float> ? tol<T>{2e-5, 2e-5} : tol<T>{1e-12, 1e-12};
+  for (bool clip : {false, true}) {
+    diffusion::sampling_options opts;
+    opts.steps = 8;
+    opts.clip_x0 = clip;
+    tanh_net<T, cpu> host_net;
+    tanh_net<T, cuda> dev_net;
+    {
+      rng g1(3), g2(3);
+      const auto a = host.sample(host_net, diffusion::ddim_sampler{}, images, 4, g1, opts);
+      const auto b = dev.sample(dev_net, diffusion::ddim_sampler{}, imagesd.cview(), 4, g2, opts);
+      require_close(b, a, tl, "ddim");
+      CHECK(g1() == g2());  // the same number of draws
+    }
+    {
+      rng g1(4), g2(4);
+      const auto a = host.sample(host_net, diffusion::ddpm_large{}, images, 4, g1, opts);
+      const auto b = dev.sample(dev_net, diffusion::ddpm_large{}, imagesd.cview(), 4, g2, opts);
+      require_close(b, a, tl, "ddpm_large");
+      CHECK(g1() == g2());
+      const auto ma = diffusion::to_masks(a), mb = diffusion::to_masks(b);
+      std::int64_t differ = 0;
+      for (std::int64_t i = 0; i < ma.numel(); ++i) differ += ma[i] != mb[i];
+      CHECK(differ <= 1);  // only an x̂0 within rounding of 0 may flip
+    }
+  }
+}
+
+TEST_CASE("cuda_diffusion: UNet sampling from the same initial noise matches the CPU (DDIM, DDPM)",
+          "[cuda][diffusion][unet]") {
+  AMBISEG_REQUIRE_GPU();
+  const nn::unet_config cfg = nn::unet_config::tiny();
+  nn::unet<float> cpu_net(cfg, 51);
+  nn::unet<float, cuda> gpu_net(cfg, 51);
+  perturb_and_mirror(cpu_net, gpu_net, 52);
+  using D = diffusion::reference_config_diffusion;
+  const D host(diffusion::make_reference_schedule(0.1));
+  diffusion::cuda_diffusion<D> dev(host);
+  const auto images = random_tensor<float>(shape{2, cfg.image_channels(), 32, 32}, 53);
+  const auto imagesd = to_device(images);
+  // the initial noise is given explicitly (and drawn from the same rng otherwise)
+  rng noise_gen(54);
+  tensor<float> init(shape{6, 1, 32, 32});
+  for (float& v : init) v = static_cast<float>(noise_gen.normal());
+  const auto initd = to_device(init);
+
+  tensor<float> t_host;
+  auto cpu_denoiser = [&](tensor_view<const float> x_t, std::span<const double> t,
+                          tensor_view<const float> cond, tensor_view<float> f_out) {
+    t_host.resize(shape{static_cast<std::int64_t>(t.size())});
+    for (std::size_t i = 0; i < t.size(); ++i) t_host[static_cast<std::int64_t>(i)] = float(t[i]);
+    const auto f = cpu_net.forward(x_t, cond, t_host.cview(), nn::pass::inference);
+    std::copy(f.data(), f.data() + f.numel(), f_out.data());
+  };
+  diffusion::forward_denoiser<nn::unet<float, cuda>, nn::pass> gpu_denoiser(gpu_net,
+                                                                           nn::pass::inference);
+  diffusion::sampling_options opts;
+  opts.steps = 5;
+  auto check = [&](const tensor<float>& a, const tensor<float, cuda>& b, const char* what) {
+    const double err = scaled_error(to_host(b), a, 1e-3, 1e-6);
+    INFO(what << ": scaled error " << err);
+    CHECK(err <= 1.0);
+  };
+  {
+    rng g1(9), g2(9);
+    const auto a = host.sample(cpu_denoiser, diffusion::ddim_sampler{}, images, 3, g1, opts, init.cview());
+    const auto b = dev.sample(gpu_denoiser, diffusion::ddim_sampler{}, imagesd.cview(), 3, g2, opts, initd.cview());
+    check(a, b, "ddim");
+  }
+  {
+    rng g1(10), g2(10);
+    const auto a = host.sample(cpu_denoiser, diffusion::ddpm_small{}, images, 3, g1, opts, init.cview());
+    const auto b = dev.sample(gpu_denoiser, diffusion::ddpm_small{}, imagesd.cview(), 3, g2, opts, initd.cview());
+    check(a, b, "ddpm_small");
+  }
+  {  // x_1 drawn by the facade itself from the seed
+    rng g1(11), g2(11);
+    const auto a = host.sample(cpu_denoiser, diffusion::ddpm_large{}, images, 3, g1, opts);
+    const auto b = dev.sample(gpu_denoiser, diffusion::ddpm_large{}, imagesd.cview(), 3, g2, opts);
+    check(a, b, "ddpm_large, drawn noise");
+  }
+}
+
+TEST_CASE("cuda_diffusion validates before touching the device", "[cuda][diffusion]") {
+  // Runs without a GPU: placeholder (never dereferenced) device views.
+  static float placeholder[4];
+  auto v = [](shape s) { return tensor_view<float, cuda>(placeholder, s); };
+  auto c = [](shape s) { return tensor_view<const float, cuda>(placeholder, s); };
+  diffusion::cuda_diffusion<diffusion::reference_config_diffusion> dev(
+      diffusion::reference_config_diffusion(diffusion::make_reference_schedule(0.1)));
+  const std::vector<double> t2{0.1, 0.2}, t3{0.1, 0.2, 0.3};
+  CHECK_THROWS_AS(dev.add_noise(c({3, 1, 4, 4}), t2, c({3, 1, 4, 4}), v({3, 1, 4, 4})), shape_error);
+  CHECK_THROWS_AS(dev.predict_x0(c({0, 1, 4, 4}), {}, c({0, 1, 4, 4}), v({0, 1, 4, 4})), shape_error);
+  CHECK_THROWS_AS(dev.loss(c({3, 1, 4, 4}), c({3, 1, 4, 5}), t3, c({3, 1, 4, 4})), shape_error);
+  std::vector<double> per(2);
+  CHECK_THROWS_AS(dev.loss(c({3, 1, 4, 4}), c({3, 1, 4, 4}), t3, c({3, 1, 4, 4}), {}, per), shape_error);
+  tanh_net<float, cuda> net;
+  rng g(1);
+  diffusion::sampling_options opts;
+  opts.steps = 0;
+  CHECK_THROWS_AS(dev.sample_chains(net, diffusion::ddim_sampler{}, v({2, 1, 4, 4}), {}, g, opts),
+                  value_error);
+  opts.steps = 4;
+  CHECK_THROWS_AS(dev.sample_chains(net, diffusion::ddim_sampler{}, v({2, 1, 4, 4}), c({3, 1, 4, 4}), g, opts),
+                  shape_error);
+  CHECK_THROWS_AS(dev.sample(net, diffusion::ddim_sampler{}, c({2, 1, 4, 4}), 0, g, opts), value_error);
+  CHECK_THROWS_AS(dev.sample(net, diffusion::ddim_sampler{}, c({2, 4, 4}), 1, g, opts), shape_error);
+  diffusion::cuda_training_batch<float> batch;
+  CHECK_THROWS_AS(dev.draw_training_noise(shape{}, g, batch), shape_error);
+}
