@@ -33,6 +33,7 @@
 
 #include "ambiseg/core/workspace.hpp"
 #include "ambiseg/ops/cpu/conv2d_geometry.hpp"
+#include "ambiseg/ops/cpu/conv2d_rowshift.hpp"
 #include "ambiseg/ops/cpu/conv2d_shifted.hpp"
 #include "ambiseg/ops/cpu/gemm.hpp"
 
@@ -56,6 +57,9 @@ struct conv_tuning {
   // 1-channel head) im2col's K = 9·Ci is faster. dW has no such limit (its K is the band).
   std::int64_t shifted_min_ci_forward = 8;
   std::int64_t shifted_dw_cols = 1024;
+  // Other "same" stride-1 K×K convolutions: im2col along the width only
+  // (conv2d_rowshift.hpp) instead of full im2col; bands of about band_bytes.
+  bool rowshift = true;
 };
 inline conv_tuning& conv_settings() {
   static conv_tuning t;
@@ -69,6 +73,8 @@ struct conv_plan {
   std::int64_t col_elems = 0;  // elements of one band buffer (0: no im2col)
   bool shifted = false;        // K² shifted GEMMs instead of im2col (needs images in parallel
                                // or one thread: its GEMMs are too small to split)
+  bool rowshift = false;       // width-only im2col ("same" stride 1, when not shifted)
+  std::int64_t rowshift_rows = 0, rowshift_col_elems = 0;  // its band and band buffer
 };
 
 inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) {
@@ -82,6 +88,12 @@ inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) 
   const auto& t = conv_settings();
   p.shifted = g.k > 1 && g.transposable() && t.shifted_min_width > 0 &&
               g.wo >= t.shifted_min_width && (p.images_parallel || max_threads == 1);
+  // (With images one after another its GEMMs, K = K·Ci, run multithreaded.)
+  p.rowshift = !p.shifted && g.k > 1 && g.transposable() && t.rowshift;
+  if (p.rowshift) {
+    p.rowshift_rows = rowshift_band_rows(g, t.band_bytes, elem_bytes);
+    p.rowshift_col_elems = cpu_kernels::rowshift_col_elems(g, p.rowshift_rows);
+  }
   if (g.pointwise()) {
     p.band_rows = g.ho;
     p.col_elems = 0;
@@ -244,6 +256,21 @@ void conv_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
     });
     return;
   }
+  if (p.rowshift && g.ci >= conv_settings().shifted_min_ci_forward) {
+    T* buf[2];
+    ws.get_many<T, 2>({static_cast<std::size_t>(kk * g.co * g.ci),
+                       static_cast<std::size_t>(p.rowshift_col_elems * p.threads)},
+                      buf);
+    if (flip)  // w is [g.ci, g.co, K, K] here (the convolution whose dx this is)
+      rowshift_weights(w, g.ci, g.co, g.k, true, buf[0]);
+    else
+      rowshift_weights(w, g.co, g.ci, g.k, false, buf[0]);
+    for_each_image(p, g.n, [&](std::int64_t i, int t_id) {
+      rowshift_forward_image(x + i * g.ci * g.in_plane(), buf[0], b, y + i * g.co * g.out_plane(),
+                             g, p.rowshift_rows, buf[1] + t_id * p.rowshift_col_elems);
+    });
+    return;
+  }
   if (!flip) {
     T* cols = p.col_elems ? ws.get<T>(static_cast<std::size_t>(p.col_elems * p.threads)) : nullptr;
     conv_forward_planned(x, w, b, y, g, p, cols);
@@ -310,6 +337,27 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
           for (int th = 0; th < pw.threads; ++th) sum += buf[1][th * wsize + (k * g.co + o) * g.ci + i];
           dw[(o * g.ci + i) * kk + k] += sum;
         }
+  } else if (dw && pw.rowshift) {
+    const std::int64_t wsize = kk * g.co * g.ci, kc = g.k * g.ci;
+    T* buf[2];
+    ws.get_many<T, 2>({static_cast<std::size_t>(pw.rowshift_col_elems * pw.threads),
+                       static_cast<std::size_t>(wsize * pw.threads)},
+                      buf);
+    std::fill_n(buf[1], wsize * pw.threads, T(0));
+    for_each_image(pw, g.n, [&](std::int64_t i, int t_id) {
+      rowshift_filter_grad_image(x + i * g.ci * HW, dy + i * g.co * P, buf[1] + t_id * wsize, g,
+                                 pw.rowshift_rows, buf[0] + t_id * pw.rowshift_col_elems);
+    });
+#pragma omp parallel for schedule(static)
+    for (std::int64_t o = 0; o < g.co; ++o)
+      for (std::int64_t i = 0; i < g.ci; ++i)
+        for (std::int64_t kh = 0; kh < g.k; ++kh)
+          for (std::int64_t kw = 0; kw < g.k; ++kw) {
+            T sum = T(0);
+            for (int th = 0; th < pw.threads; ++th)
+              sum += buf[1][th * wsize + (kh * g.co + o) * kc + kw * g.ci + i];
+            dw[((o * g.ci + i) * g.k + kh) * g.k + kw] += sum;
+          }
   } else if (dw) {
     const std::int64_t partial_elems = pw.images_parallel ? g.co * ckk * pw.threads : 0;
     T* buf[2];
