@@ -1,0 +1,144 @@
+// The whole network on the GPU at the paper's shapes (reference config, 128×128, float,
+// strict FP32: no TF32): UNet forward (inference), one training step (noise drawn on the
+// host, facade, forward, x-space loss, backward, clip 1.0, AdamW) and 10-step sampling
+// (DDIM and DDPM, noise from the host rng), at batch 8 and 16. Timed with CUDA events on
+// the stream of the network's context around each iteration, so the host's share (noise
+// draws, copies, the loss read-back, cuDNN/cuBLAS launches) counts wherever the GPU waits
+// for it. The first iteration (cuDNN plan building, workspace growth) runs before timing.
+// The same cases for PyTorch: benchmarks/peer/torch_unet_bench_gpu.py.
+//
+// Compiled by the C++ compiler (benchmarks/CMakeLists.txt sets LANGUAGE CXX on this file):
+// it includes nn/ and the CPU op layer, which nvcc must not see. The .cu suffix keeps the
+// CPU-only bm_*.cpp glob from picking it up. Without a GPU every case reports "no CUDA
+// device".
+#include <benchmark/benchmark.h>
+#include <cuda_runtime_api.h>
+
+#include <ambiseg/core/cuda_context.hpp>
+#include <ambiseg/core/cuda_memory.hpp>
+#include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/nn/unet.hpp>
+#include <ambiseg/optim/adamw.hpp>
+#include <ambiseg/optim/clip.hpp>
+
+#include <cstdint>
+
+using namespace ambiseg;
+
+namespace {
+
+constexpr std::int64_t image_size = 128;
+
+tensor<float, cuda> random_device(shape s, rng& g, bool binary = false) {
+  tensor<float> h(s);
+  for (auto& v : h) {
+    const double u = g.normal();
+    v = binary ? (u > 0 ? 1.f : -1.f) : static_cast<float>(u);
+  }
+  tensor<float, cuda> d(s);
+  copy_to_device<float>(h.cview(), d.view());
+  return d;
+}
+
+bool skip_without_gpu(benchmark::State& state) {
+  if (cuda_available()) return false;
+  state.SkipWithError("no CUDA device");
+  for (auto _ : state) {
+  }
+  return true;
+}
+
+template <class F>
+void run_timed(benchmark::State& state, F&& fn) {
+  fn();  // warm-up: cuDNN plans for every conv shape, workspaces, cuBLAS
+  cudaStream_t stream = current_cuda_context().stream();
+  cudaEvent_t start, stop;
+  cuda_check(cudaEventCreate(&start), "cudaEventCreate");
+  cuda_check(cudaEventCreate(&stop), "cudaEventCreate");
+  for (auto _ : state) {
+    cuda_check(cudaEventRecord(start, stream), "cudaEventRecord");
+    fn();
+    cuda_check(cudaEventRecord(stop, stream), "cudaEventRecord");
+    cuda_check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    cuda_check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms / 1e3);
+  }
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+}
+
+using diffusion_t = diffusion::reference_config_diffusion;
+using gpu_denoiser = diffusion::forward_denoiser<nn::unet<float, cuda>, nn::pass>;
+
+void bm_cuda_unet_forward(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const std::int64_t n = state.range(0);
+  nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
+  rng g(2);
+  const auto x = random_device({n, 1, image_size, image_size}, g);
+  const auto img = random_device({n, 3, image_size, image_size}, g);
+  tensor<float> t_host(shape{n});
+  for (auto& v : t_host) v = static_cast<float>(g.uniform());
+  tensor<float, cuda> t(shape{n});
+  copy_to_device<float>(t_host.cview(), t.view());
+  net.reserve(n, image_size, image_size, nn::pass::inference);
+  run_timed(state, [&] { net.forward(x.cview(), img.cview(), t.cview(), nn::pass::inference); });
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void bm_cuda_unet_train_step(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const std::int64_t n = state.range(0);
+  nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
+  optim::adamw<float, cuda> opt(net.parameters());
+  diffusion::cuda_diffusion<diffusion_t> diff(diffusion_t(diffusion::make_reference_schedule(0.1)));
+  diffusion::cuda_training_batch<float> batch;
+  rng g(3);
+  const auto x0 = random_device({n, 1, image_size, image_size}, g, true);
+  const auto img = random_device({n, 3, image_size, image_size}, g);
+  net.reserve(n, image_size, image_size, nn::pass::training);
+  gpu_denoiser denoiser(net, nn::pass::training);
+  run_timed(state, [&] {
+    diff.draw_training_noise(x0.shape(), g, batch);
+    benchmark::DoNotOptimize(diff.training_loss(denoiser, x0.cview(), img.cview(), batch));
+    net.parameters().zero_grad();
+    net.backward(batch.grad_f.cview());
+    optim::clip_grad_norm(net.parameters(), 1.0);
+    opt.step(net.parameters());
+  });
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
+template <class Sampler>
+void bm_cuda_unet_sample10(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const std::int64_t n = state.range(0);
+  nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
+  diffusion::cuda_diffusion<diffusion_t> diff(diffusion_t(diffusion::make_reference_schedule(0.1)));
+  rng g(4);
+  const auto img = random_device({n, 3, image_size, image_size}, g);
+  net.reserve(n, image_size, image_size, nn::pass::inference);
+  gpu_denoiser denoiser(net, nn::pass::inference);
+  diffusion::sampling_options opts;
+  opts.steps = 10;
+  run_timed(state, [&] {
+    // n images, one chain each: the batch the network sees is n
+    benchmark::DoNotOptimize(diff.sample(denoiser, Sampler{}, img.cview(), 1, g, opts).data());
+  });
+  state.counters["masks/s"] =
+      benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+BENCHMARK(bm_cuda_unet_forward)->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_cuda_unet_train_step)->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(bm_cuda_unet_sample10, diffusion::ddim_sampler)
+    ->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(bm_cuda_unet_sample10, diffusion::ddpm_large)
+    ->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
