@@ -28,14 +28,18 @@ inline void perturb_and_mirror(nn::unet<float>& cpu_net, nn::unet<float, cuda>& 
   copy_to_device<float>(cpu_net.parameters().flat_values(), gpu_net.parameters().flat_values());
 }
 
-// max over elements of |gpu − cpu| / (atol + rtol·max|cpu|): ≤ 1 passes.
-inline double scaled_error(const tensor<float>& gpu, const tensor<float>& cpu, double rtol,
-                           double atol) {
+// max over elements of |gpu − cpu| / (atol + rtol·max|cpu|): ≤ 1 passes (with both
+// tolerances 0: 0 when equal, infinite otherwise).
+template <class T>
+double scaled_error(const tensor<T>& gpu, const tensor<T>& cpu, double rtol, double atol) {
+  REQUIRE(gpu.shape() == cpu.shape());
   double peak = 0, worst = 0;
   for (std::int64_t i = 0; i < cpu.numel(); ++i) peak = std::max(peak, std::abs(double(cpu[i])));
+  const double bound = atol + rtol * peak;
   for (std::int64_t i = 0; i < cpu.numel(); ++i) {
     const double d = std::abs(double(gpu[i]) - double(cpu[i]));
-    worst = std::max(worst, std::isfinite(d) ? d / (atol + rtol * peak) : INFINITY);
+    const double e = !std::isfinite(d) ? INFINITY : bound > 0 ? d / bound : (d == 0 ? 0.0 : INFINITY);
+    worst = std::max(worst, e);
   }
   return worst;
 }
