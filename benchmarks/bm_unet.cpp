@@ -144,6 +144,27 @@ void BM_layer_groupnorm_silu(benchmark::State& state) {
 }
 BENCHMARK(BM_layer_groupnorm_silu)->Args({32, 128})->Args({64, 128})->Args({64, 32})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The fused GroupNorm+SiLU the ResBlocks and the head use: forward, backward (args: C, H).
+// GB/s counts the bytes that must cross memory: forward x, y; backward x, dy, dx.
+void BM_layer_groupnorm_silu_fused(benchmark::State& state) {
+  const std::int64_t n = 8, c = state.range(0), h = state.range(1);
+  const int groups = nn::unet_config::groups_for(c);
+  rng gen(5);
+  auto x = normal(shape{n, c, h, h}, gen), dy = normal(shape{n, c, h, h}, gen);
+  tensor<float> gamma(shape{c}), beta(shape{c}), dgamma(shape{c}), dbeta(shape{c});
+  gamma.fill(1.f);
+  beta.fill(0.f);
+  tensor<float> y(x.shape()), dx(x.shape()), mean(shape{n, groups}), rstd(shape{n, groups});
+  for (auto _ : state) {
+    ops::group_norm_silu_forward(x, gamma, beta, groups, 1e-5, y.view(), mean.view(), rstd.view());
+    ops::group_norm_silu_backward(x, gamma, beta, mean, rstd, dy, groups, dx.view(), dgamma.view(),
+                                  dbeta.view());
+  }
+  state.counters["GB/s"] = benchmark::Counter(5.0 * x.numel() * sizeof(float) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_layer_groupnorm_silu_fused)->Args({32, 128})->Args({64, 128})->Args({64, 32})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Attention at the lowest level: [8, 128, 16×16], 4 heads, forward + backward.
 void BM_layer_attention(benchmark::State& state) {
   const std::int64_t n = 8, c = 128, t = 256;

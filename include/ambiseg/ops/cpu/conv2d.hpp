@@ -57,6 +57,7 @@ struct conv_tuning {
   // 1-channel head) im2col's K = 9·Ci is faster. dW has no such limit (its K is the band).
   std::int64_t shifted_min_ci_forward = 8;
   std::int64_t shifted_dw_cols = 1024;
+  std::int64_t shifted_dw_ci_block = 16;  // input channels per dW GEMM (conv2d_shifted.hpp)
   // Other "same" stride-1 K×K convolutions: im2col along the width only
   // (conv2d_rowshift.hpp) instead of full im2col; bands of about band_bytes.
   bool rowshift = true;
@@ -240,7 +241,8 @@ void conv_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
   const std::int64_t kk = g.k * g.k;
   if (p.shifted && g.ci >= conv_settings().shifted_min_ci_forward) {
     const auto& t = conv_settings();
-    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols);
+    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols,
+                                                 t.shifted_dw_ci_block);
     const std::int64_t per_thread = s.xpad_elems + g.co * s.fwd_rows * s.wp;
     T* buf[2];
     ws.get_many<T, 2>({static_cast<std::size_t>(kk * g.co * g.ci),
@@ -317,7 +319,8 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
 
   if (dw && pw.shifted) {
     const auto& t = conv_settings();
-    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols);
+    const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols,
+                                                 t.shifted_dw_ci_block);
     const std::int64_t per_thread = s.xpad_elems + g.co * s.dw_rows * s.wp;
     const std::int64_t wsize = kk * g.co * g.ci;
     T* buf[2];
