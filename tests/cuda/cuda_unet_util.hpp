@@ -1,6 +1,8 @@
 // Helpers for the whole-network CUDA tests: one UNet on each device with the same weights,
 // and comparisons scaled to a tensor's own magnitude (a deep network's float error grows
-// with the size of the values, not per element).
+// with the size of the values, not per element). Generic in the device D: the tests run
+// each case with D = cpu too (everywhere, so without a GPU), which checks the device layer's
+// orchestration and the tests' own tolerances; D = cuda skips without a GPU.
 #pragma once
 
 #include "cuda_test_util.hpp"
@@ -19,13 +21,43 @@ using namespace ambiseg;
 // would leave most of the network without a gradient signal: every weight gets a uniform
 // perturbation of ±spread on top, on the host, and the GPU model receives the same flat
 // buffer (the layout depends only on the registrations, identical on both devices).
-inline void perturb_and_mirror(nn::unet<float>& cpu_net, nn::unet<float, cuda>& gpu_net,
-                               std::uint32_t seed, double spread = 0.05) {
+// A test case's element type and device, for TEMPLATE_TEST_CASE.
+template <class T, class D>
+struct on_device {
+  using value = T;
+  using device = D;
+};
+#define AMBISEG_REQUIRE_GPU_IF_CUDA(D)                                    \
+  do {                                                                    \
+    if constexpr (std::same_as<D, ::ambiseg::cuda>) AMBISEG_REQUIRE_GPU(); \
+  } while (0)
+
+template <class D, class T>
+tensor<T, D> to_dev(const tensor<T>& h) {
+  tensor<T, D> d(h.shape());
+  device_memory<D>::copy_from_host(d.data(), h.data(), sizeof(T) * static_cast<std::size_t>(h.numel()));
+  return d;
+}
+template <class T, class D>
+tensor<T> host_copy(tensor_view<const T, D> d) {
+  tensor<T> h(d.shape());
+  device_memory<D>::copy_to_host(h.data(), d.data(), sizeof(T) * static_cast<std::size_t>(h.numel()));
+  return h;
+}
+template <class T, class D>
+tensor<T> host_copy(const tensor<T, D>& d) {
+  return host_copy<T, D>(d.cview());
+}
+
+template <class D>
+void perturb_and_mirror(nn::unet<float>& cpu_net, nn::unet<float, D>& dev_net, std::uint32_t seed,
+                        double spread = 0.05) {
   auto values = cpu_net.parameters().flat_values();
   const auto noise = random_tensor<float>(values.shape(), seed, -spread, spread);
   for (const auto& e : cpu_net.parameters().entries())
     for (std::int64_t i = e.offset; i < e.offset + e.shape.numel(); ++i) values[i] += noise[i];
-  copy_to_device<float>(cpu_net.parameters().flat_values(), gpu_net.parameters().flat_values());
+  device_memory<D>::copy_from_host(dev_net.parameters().flat_values().data(), values.data(),
+                                   sizeof(float) * static_cast<std::size_t>(values.numel()));
 }
 
 // max over elements of |gpu − cpu| / (atol + rtol·max|cpu|): ≤ 1 passes (with both
@@ -44,24 +76,17 @@ double scaled_error(const tensor<T>& gpu, const tensor<T>& cpu, double rtol, dou
   return worst;
 }
 
-inline tensor<float> host_copy(tensor_view<const float, cuda> d) {
-  tensor<float> h(d.shape());
-  copy_to_host<float>(d, h.view());
-  return h;
-}
-inline tensor<float> host_copy(tensor_view<const float> v) {
-  tensor<float> h(v.shape());
-  h.copy_from(v);
-  return h;
-}
 
 // Every parameter's gradient (or value) on the GPU against the CPU, per parameter tensor,
 // scaled by that tensor's largest CPU entry.
-inline void require_params_close(const parameter_store<float>& cpu_store,
-                                 const parameter_store<float, cuda>& gpu_store, bool grads,
-                                 double rtol, double atol) {
-  const tensor<float> gpu_flat = host_copy(grads ? gpu_store.flat_grads() : gpu_store.flat_values());
-  const tensor<float> cpu_flat = host_copy(grads ? cpu_store.flat_grads() : cpu_store.flat_values());
+template <class D>
+void require_params_close(const parameter_store<float>& cpu_store,
+                          const parameter_store<float, D>& gpu_store, bool grads, double rtol,
+                          double atol) {
+  const tensor<float> gpu_flat =
+      host_copy<float, D>(grads ? gpu_store.flat_grads() : gpu_store.flat_values());
+  const tensor<float> cpu_flat =
+      host_copy<float, cpu>(grads ? cpu_store.flat_grads() : cpu_store.flat_values());
   int failures = 0;
   for (const auto& e : cpu_store.entries()) {
     tensor<float> g(e.shape), c(e.shape);

@@ -1,8 +1,10 @@
-// The diffusion facade on the GPU (diffusion/cuda.hpp) against the host facade
-// (diffusion/diffusion.hpp): every per-element entry point, the loss with dL/df and the
-// per-sample losses, and sampling (DDIM and DDPM) from the same seed, with an analytic
-// device network and with the UNet. GPU cases skip without a device; the validation case
-// runs everywhere.
+// The diffusion facade on a device (diffusion/device.hpp; cuda_diffusion of
+// diffusion/cuda.hpp on the GPU) against the host facade (diffusion/diffusion.hpp): every
+// per-element entry point, the loss with dL/df and the per-sample losses, and sampling (DDIM
+// and DDPM) from the same seed, with an analytic device network and with the UNet. Each
+// case runs with D = cpu (everywhere: the device layer on host tensors, in the GPU's float
+// arithmetic, which also checks the tolerances below) and D = cuda (skips without a GPU);
+// the validation case runs everywhere.
 //
 // Tolerances: the elementwise maths is evaluated in double on the host and in T on the
 // GPU with coefficients rounded to T. Coefficients such as 1/α reach ~10³ near t = 1, and
@@ -17,6 +19,7 @@
 #include "cuda_unet_util.hpp"
 
 #include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/diffusion/device.hpp>
 #include <ambiseg/ops/all.hpp>
 
 #include <vector>
@@ -26,10 +29,10 @@ using namespace cuda_test;
 
 namespace {
 
-template <class T>
-void require_peak_close(const tensor<T, cuda>& gpu, const tensor<T>& cpu, double rtol,
+template <class T, class D>
+void require_peak_close(const tensor<T, D>& gpu, const tensor<T>& cpu, double rtol,
                         const char* what) {
-  const double err = scaled_error(to_host(gpu), cpu, rtol, 0.0);
+  const double err = scaled_error(host_copy(gpu), cpu, rtol, 0.0);
   INFO(what << ": error / (rtol·max|cpu|) = " << err);
   CHECK(err <= 1.0);
 }
@@ -52,17 +55,17 @@ std::vector<double> times(std::int64_t b, std::uint32_t seed, double lo, double 
   return std::vector<double>(r.data(), r.data() + b);
 }
 
-template <class Diffusion, class T>
+template <class Diffusion, class T, class D>
 void check_elementwise(const Diffusion& host) {
-  diffusion::cuda_diffusion<Diffusion, T> dev(host);
+  diffusion::device_diffusion<Diffusion, T, D> dev(host);
   const shape s{5, 1, 7, 9};
   const auto x0 = random_tensor<T>(s, 1), eps = random_tensor<T>(s, 2, -3, 3);
   const auto f = random_tensor<T>(s, 3), x_t = random_tensor<T>(s, 4, -2, 2);
-  const auto x0d = to_device(x0), epsd = to_device(eps), fd = to_device(f), x_td = to_device(x_t);
+  const auto x0d = to_dev<D>(x0), epsd = to_dev<D>(eps), fd = to_dev<D>(f), x_td = to_dev<D>(x_t);
   const std::vector<double> t = times(5, 5, 0.02, 0.98);
   const double rtol = std::is_same_v<T, float> ? 2e-6 : 1e-13;
   tensor<T> out(s);
-  tensor<T, cuda> outd(s);
+  tensor<T, D> outd(s);
 
   host.add_noise(x0.cview(), t, eps.cview(), out.view());
   dev.add_noise(x0d.cview(), t, epsd.cview(), outd.view());
@@ -78,7 +81,7 @@ void check_elementwise(const Diffusion& host) {
   require_peak_close(outd, out, 10 * rtol, "predict_eps");  // 1/σ amplifies
 
   tensor<T> grad(s);
-  tensor<T, cuda> gradd(s);
+  tensor<T, D> gradd(s);
   std::vector<double> per(5), perd(5);
   const double l = host.loss(x0.cview(), x_t.cview(), t, f.cview(), grad.view(), per);
   const double ld = dev.loss(x0d.cview(), x_td.cview(), t, fd.cview(), gradd.view(), perd);
@@ -91,50 +94,57 @@ void check_elementwise(const Diffusion& host) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("cuda_diffusion: noising, targets, predictions and the loss match the host",
-                   "[cuda][diffusion]", float, double) {
-  AMBISEG_REQUIRE_GPU();
-  using T = TestType;
+using f_cpu = on_device<float, cpu>;
+using d_cpu = on_device<double, cpu>;
+using f_cuda = on_device<float, cuda>;
+using d_cuda = on_device<double, cuda>;
+
+TEMPLATE_TEST_CASE("device_diffusion: noising, targets, predictions and the loss match the host",
+                   "[cuda][diffusion]", f_cpu, d_cpu, f_cuda, d_cuda) {
+  using T = typename TestType::value;
+  using D = typename TestType::device;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
   using S = diffusion::reference_schedule;  // clipped: α, σ stay away from 0
   using W = diffusion::snr_plus_one_weighting;
   const S sched = diffusion::make_reference_schedule(0.1);
-  check_elementwise<diffusion::reference_config_diffusion, T>(diffusion::reference_config_diffusion(sched));
-  check_elementwise<diffusion::paper_diffusion, T>(diffusion::paper_diffusion(sched));
-  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::eps_prediction, W>, T>(
+  check_elementwise<diffusion::reference_config_diffusion, T, D>(diffusion::reference_config_diffusion(sched));
+  check_elementwise<diffusion::paper_diffusion, T, D>(diffusion::paper_diffusion(sched));
+  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::eps_prediction, W>, T, D>(
       diffusion::gaussian_diffusion<S, diffusion::eps_prediction, W>(sched));
-  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>, T>(
+  check_elementwise<diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>, T, D>(
       diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>(sched));
 }
 
-TEMPLATE_TEST_CASE("cuda_diffusion: sampling with an analytic network matches the host "
+TEMPLATE_TEST_CASE("device_diffusion: sampling with an analytic network matches the host "
                    "(DDIM, DDPM, clipping, conditioning per chain)",
-                   "[cuda][diffusion]", float, double) {
-  AMBISEG_REQUIRE_GPU();
-  using T = TestType;
-  using D = diffusion::reference_config_diffusion;
-  const D host(diffusion::make_reference_schedule(0.1));
-  diffusion::cuda_diffusion<D, T> dev(host);
+                   "[cuda][diffusion]", f_cpu, d_cpu, f_cuda, d_cuda) {
+  using T = typename TestType::value;
+  using D = typename TestType::device;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
+  using Diff = diffusion::reference_config_diffusion;
+  const Diff host(diffusion::make_reference_schedule(0.1));
+  diffusion::device_diffusion<Diff, T, D> dev(host);
   const auto images = random_tensor<T>(shape{3, 1, 6, 5}, 11);
-  const auto imagesd = to_device(images);
+  const auto imagesd = to_dev<D>(images);
   const tol<T> tl = std::is_same_v<T, float> ? tol<T>{2e-5, 2e-5} : tol<T>{1e-12, 1e-12};
   for (bool clip : {false, true}) {
     diffusion::sampling_options opts;
     opts.steps = 8;
     opts.clip_x0 = clip;
     tanh_net<T, cpu> host_net;
-    tanh_net<T, cuda> dev_net;
+    tanh_net<T, D> dev_net;
     {
       rng g1(3), g2(3);
       const auto a = host.sample(host_net, diffusion::ddim_sampler{}, images, 4, g1, opts);
       const auto b = dev.sample(dev_net, diffusion::ddim_sampler{}, imagesd.cview(), 4, g2, opts);
-      require_close(b, a, tl, "ddim");
+      require_close(host_copy(b), a, tl, "ddim");
       CHECK(g1() == g2());  // the same number of draws
     }
     {
       rng g1(4), g2(4);
       const auto a = host.sample(host_net, diffusion::ddpm_large{}, images, 4, g1, opts);
       const auto b = dev.sample(dev_net, diffusion::ddpm_large{}, imagesd.cview(), 4, g2, opts);
-      require_close(b, a, tl, "ddpm_large");
+      require_close(host_copy(b), a, tl, "ddpm_large");
       CHECK(g1() == g2());
       const auto ma = diffusion::to_masks(a), mb = diffusion::to_masks(b);
       std::int64_t differ = 0;
@@ -144,23 +154,24 @@ TEMPLATE_TEST_CASE("cuda_diffusion: sampling with an analytic network matches th
   }
 }
 
-TEST_CASE("cuda_diffusion: UNet sampling from the same initial noise matches the CPU (DDIM, DDPM)",
-          "[cuda][diffusion][unet]") {
-  AMBISEG_REQUIRE_GPU();
+TEMPLATE_TEST_CASE("device_diffusion: UNet sampling from the same initial noise matches the CPU "
+                   "(DDIM, DDPM)", "[cuda][diffusion][unet]", cpu, cuda) {
+  using D = TestType;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
   const nn::unet_config cfg = nn::unet_config::tiny();
   nn::unet<float> cpu_net(cfg, 51);
-  nn::unet<float, cuda> gpu_net(cfg, 51);
+  nn::unet<float, D> gpu_net(cfg, 51);
   perturb_and_mirror(cpu_net, gpu_net, 52);
-  using D = diffusion::reference_config_diffusion;
-  const D host(diffusion::make_reference_schedule(0.1));
-  diffusion::cuda_diffusion<D> dev(host);
+  using Diff = diffusion::reference_config_diffusion;
+  const Diff host(diffusion::make_reference_schedule(0.1));
+  diffusion::device_diffusion<Diff, float, D> dev(host);
   const auto images = random_tensor<float>(shape{2, cfg.image_channels(), 32, 32}, 53);
-  const auto imagesd = to_device(images);
+  const auto imagesd = to_dev<D>(images);
   // the initial noise is given explicitly (and drawn from the same rng otherwise)
   rng noise_gen(54);
   tensor<float> init(shape{6, 1, 32, 32});
   for (float& v : init) v = static_cast<float>(noise_gen.normal());
-  const auto initd = to_device(init);
+  const auto initd = to_dev<D>(init);
 
   tensor<float> t_host;
   auto cpu_denoiser = [&](tensor_view<const float> x_t, std::span<const double> t,
@@ -170,12 +181,12 @@ TEST_CASE("cuda_diffusion: UNet sampling from the same initial noise matches the
     const auto f = cpu_net.forward(x_t, cond, t_host.cview(), nn::pass::inference);
     std::copy(f.data(), f.data() + f.numel(), f_out.data());
   };
-  diffusion::forward_denoiser<nn::unet<float, cuda>, nn::pass> gpu_denoiser(gpu_net,
-                                                                           nn::pass::inference);
+  diffusion::forward_denoiser<nn::unet<float, D>, nn::pass, float, D> gpu_denoiser(
+      gpu_net, nn::pass::inference);
   diffusion::sampling_options opts;
   opts.steps = 5;
-  auto check = [&](const tensor<float>& a, const tensor<float, cuda>& b, const char* what) {
-    const double err = scaled_error(to_host(b), a, 1e-3, 1e-6);
+  auto check = [&](const tensor<float>& a, const tensor<float, D>& b, const char* what) {
+    const double err = scaled_error(host_copy(b), a, 1e-3, 1e-6);
     INFO(what << ": scaled error " << err);
     CHECK(err <= 1.0);
   };
@@ -200,6 +211,8 @@ TEST_CASE("cuda_diffusion: UNet sampling from the same initial noise matches the
 }
 
 TEST_CASE("cuda_diffusion validates before touching the device", "[cuda][diffusion]") {
+  static_assert(std::same_as<diffusion::cuda_diffusion<diffusion::paper_diffusion>,
+                             diffusion::device_diffusion<diffusion::paper_diffusion, float, cuda>>);
   // Runs without a GPU: placeholder (never dereferenced) device views.
   static float placeholder[4];
   auto v = [](shape s) { return tensor_view<float, cuda>(placeholder, s); };

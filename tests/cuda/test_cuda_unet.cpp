@@ -1,8 +1,10 @@
 // The whole UNet and one whole training step on the GPU against the CPU: nn::unet<float>
 // and nn::unet<float, cuda> with the same weights, the diffusion facade on each device
 // (gaussian_diffusion on the host, cuda_diffusion on the GPU) drawing from the same seed,
-// clip_grad_norm and AdamW on each. Skips without a GPU (the checks of bad input run
-// everywhere where they need no device).
+// clip_grad_norm and AdamW on each. Every case also runs with the "device" cpu (the device
+// layer of diffusion/device.hpp on host tensors): everywhere, so without a GPU, where it
+// checks the orchestration and these tests' own logic; the cuda instances skip without a
+// GPU.
 //
 // Tolerances (float, strict FP32 on the GPU: no TF32): the CPU and the GPU sum in
 // different orders (im2col GEMM vs cuDNN engines, blocked vs tree reductions) through ~50
@@ -17,7 +19,7 @@
 // of the tensor's scale, far outside these bounds.
 #include "cuda_unet_util.hpp"
 
-#include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/diffusion/device.hpp>
 #include <ambiseg/optim/adamw.hpp>
 #include <ambiseg/optim/clip.hpp>
 
@@ -30,10 +32,11 @@ using nn::unet_config;
 
 namespace {
 
+template <class D>
 void check_forward_backward(const unet_config& cfg, std::int64_t n, std::int64_t hw,
                             std::uint32_t seed) {
   nn::unet<float> cpu_net(cfg, seed);
-  nn::unet<float, cuda> gpu_net(cfg, seed);
+  nn::unet<float, D> gpu_net(cfg, seed);
   perturb_and_mirror(cpu_net, gpu_net, seed + 1);
   require_params_close(cpu_net.parameters(), gpu_net.parameters(), false, 0.0, 0.0);
 
@@ -41,15 +44,15 @@ void check_forward_backward(const unet_config& cfg, std::int64_t n, std::int64_t
   const auto img = random_tensor<float>(shape{n, cfg.image_channels(), hw, hw}, seed + 3);
   const auto t = random_tensor<float>(shape{n}, seed + 4, 0.0, 1.0);
   const auto df = random_tensor<float>(shape{n, cfg.out_channels, hw, hw}, seed + 5);
-  const auto xd = to_device(x), imgd = to_device(img), td = to_device(t), dfd = to_device(df);
+  const auto xd = to_dev<D>(x), imgd = to_dev<D>(img), td = to_dev<D>(t), dfd = to_dev<D>(df);
 
   // inference first (its own activation plan), then training
-  const auto f_cpu_inf = host_copy(cpu_net.forward(x.cview(), img.cview(), t.cview(), pass::inference));
-  const auto f_gpu_inf = host_copy(gpu_net.forward(xd.cview(), imgd.cview(), td.cview(), pass::inference));
+  const auto f_cpu_inf = host_copy<float, cpu>(cpu_net.forward(x.cview(), img.cview(), t.cview(), pass::inference));
+  const auto f_gpu_inf = host_copy<float, D>(gpu_net.forward(xd.cview(), imgd.cview(), td.cview(), pass::inference));
   CHECK(scaled_error(f_gpu_inf, f_cpu_inf, 2e-4, 1e-5) <= 1.0);
 
-  const auto f_cpu = host_copy(cpu_net.forward(x.cview(), img.cview(), t.cview(), pass::training));
-  const auto f_gpu = host_copy(gpu_net.forward(xd.cview(), imgd.cview(), td.cview(), pass::training));
+  const auto f_cpu = host_copy<float, cpu>(cpu_net.forward(x.cview(), img.cview(), t.cview(), pass::training));
+  const auto f_gpu = host_copy<float, D>(gpu_net.forward(xd.cview(), imgd.cview(), td.cview(), pass::training));
   INFO("forward scaled error " << scaled_error(f_gpu, f_cpu, 2e-4, 1e-5));
   CHECK(scaled_error(f_gpu, f_cpu, 2e-4, 1e-5) <= 1.0);
   // the output is not trivially zero or saturated
@@ -74,31 +77,32 @@ void check_forward_backward(const unet_config& cfg, std::int64_t n, std::int64_t
 
 }  // namespace
 
-TEST_CASE("unet<float, cuda>: forward and every parameter gradient match the CPU (tiny, 16x16)",
-          "[cuda][unet]") {
-  AMBISEG_REQUIRE_GPU();
-  check_forward_backward(unet_config::tiny(), 3, 16, 21);
+TEMPLATE_TEST_CASE("unet<float, D>: forward and every parameter gradient match the CPU (tiny, 16x16)",
+                   "[cuda][unet]", cpu, cuda) {
+  AMBISEG_REQUIRE_GPU_IF_CUDA(TestType);
+  check_forward_backward<TestType>(unet_config::tiny(), 3, 16, 21);
 }
 
 TEST_CASE("unet<float, cuda>: forward and every parameter gradient match the CPU (small, 64x64)",
           "[cuda][unet]") {
   AMBISEG_REQUIRE_GPU();
-  check_forward_backward(unet_config::small(), 2, 64, 31);
+  check_forward_backward<cuda>(unet_config::small(), 2, 64, 31);
 }
 
 TEST_CASE("unet<float, cuda>: a non-finite time is reported on the device too", "[cuda][unet]") {
   AMBISEG_REQUIRE_GPU();
   nn::unet<float, cuda> net(unet_config::tiny(), 1);
-  const auto x = to_device(random_tensor<float>(shape{2, 1, 8, 8}, 1));
-  const auto img = to_device(random_tensor<float>(shape{2, 3, 8, 8}, 2));
+  const auto x = to_dev<cuda>(random_tensor<float>(shape{2, 1, 8, 8}, 1));
+  const auto img = to_dev<cuda>(random_tensor<float>(shape{2, 3, 8, 8}, 2));
   auto t_host = tensor<float>::from(shape{2}, {0.5f, std::numeric_limits<float>::quiet_NaN()});
-  const auto t = to_device(t_host);
+  const auto t = to_dev<cuda>(t_host);
   CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview()), value_error);
 }
 
-TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matches the CPU",
-          "[cuda][unet][train]") {
-  AMBISEG_REQUIRE_GPU();
+TEMPLATE_TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matches the CPU",
+                   "[cuda][unet][train]", cpu, cuda) {
+  using D = TestType;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
   const unet_config cfg = unet_config::tiny();
   const std::int64_t n = 4, hw = 32;
   const double clip_norm = 1e-3;  // below the gradient norm, so clipping acts
@@ -106,20 +110,20 @@ TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matc
   aopts.lr = 1e-3;
 
   nn::unet<float> cpu_net(cfg, 41);
-  nn::unet<float, cuda> gpu_net(cfg, 41);
+  nn::unet<float, D> gpu_net(cfg, 41);
   perturb_and_mirror(cpu_net, gpu_net, 42);
   optim::adamw<float> cpu_opt(cpu_net.parameters(), aopts);
-  optim::adamw<float, cuda> gpu_opt(gpu_net.parameters(), aopts);
+  optim::adamw<float, D> gpu_opt(gpu_net.parameters(), aopts);
 
   // masks in {−1, 1}, images in [−1, 1]
   auto x0 = random_tensor<float>(shape{n, 1, hw, hw}, 43);
   for (float& v : x0) v = v > 0 ? 1.0f : -1.0f;
   const auto img = random_tensor<float>(shape{n, cfg.image_channels(), hw, hw}, 44);
-  const auto x0d = to_device(x0), imgd = to_device(img);
+  const auto x0d = to_dev<D>(x0), imgd = to_dev<D>(img);
 
   using diffusion_t = diffusion::reference_config_diffusion;
   const diffusion_t host_diffusion(diffusion::make_reference_schedule(0.1));
-  diffusion::cuda_diffusion<diffusion_t> gpu_diffusion(host_diffusion);
+  diffusion::device_diffusion<diffusion_t, float, D> gpu_diffusion(host_diffusion);
 
   // CPU step, as train::trainer::step does it
   rng g_cpu(7);
@@ -139,11 +143,11 @@ TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matc
   const double cpu_norm = optim::clip_grad_norm(cpu_net.parameters(), clip_norm);
   cpu_opt.step(cpu_net.parameters());
 
-  // GPU step: the same code with cuda in the template arguments
+  // device step: the same code with D in the template arguments
   rng g_gpu(7);
-  diffusion::cuda_training_batch<float> gpu_batch;
+  diffusion::device_training_batch<float, D> gpu_batch;
   gpu_diffusion.draw_training_noise(x0.shape(), g_gpu, gpu_batch);
-  diffusion::forward_denoiser<nn::unet<float, cuda>, pass> gpu_denoiser(gpu_net, pass::training);
+  diffusion::forward_denoiser<nn::unet<float, D>, pass, float, D> gpu_denoiser(gpu_net, pass::training);
   const double gpu_loss = gpu_diffusion.training_loss(gpu_denoiser, x0d.cview(), imgd.cview(), gpu_batch);
   gpu_net.parameters().zero_grad();
   gpu_net.backward(gpu_batch.grad_f.cview());
@@ -152,15 +156,15 @@ TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matc
 
   // the same draws
   REQUIRE(gpu_batch.t == cpu_batch.t);
-  CHECK(scaled_error(host_copy(gpu_batch.eps.cview()), host_copy(cpu_batch.eps.cview()), 0.0, 0.0) <= 1.0);
-  CHECK(scaled_error(host_copy(gpu_batch.x_t.cview()), host_copy(cpu_batch.x_t.cview()), 1e-6, 1e-7) <= 1.0);
+  CHECK(scaled_error(host_copy(gpu_batch.eps), host_copy(cpu_batch.eps), 0.0, 0.0) <= 1.0);
+  CHECK(scaled_error(host_copy(gpu_batch.x_t), host_copy(cpu_batch.x_t), 1e-6, 1e-7) <= 1.0);
 
   INFO("loss cpu " << cpu_loss << " gpu " << gpu_loss << "; norm cpu " << cpu_norm << " gpu " << gpu_norm);
   CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-4 * std::abs(cpu_loss));
   for (std::size_t i = 0; i < cpu_batch.per_sample_loss.size(); ++i)
     CHECK(std::abs(gpu_batch.per_sample_loss[i] - cpu_batch.per_sample_loss[i]) <=
           1e-4 * std::abs(cpu_batch.per_sample_loss[i]) + 1e-9);
-  CHECK(scaled_error(host_copy(gpu_batch.grad_f.cview()), host_copy(cpu_batch.grad_f.cview()), 2e-4, 1e-9) <= 1.0);
+  CHECK(scaled_error(host_copy(gpu_batch.grad_f), host_copy(cpu_batch.grad_f), 2e-4, 1e-9) <= 1.0);
   CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-3 * cpu_norm);
   CHECK(cpu_norm > clip_norm);  // so that the clipping path is the one compared
   // clipped gradients, then values after the step

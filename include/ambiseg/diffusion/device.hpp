@@ -1,30 +1,31 @@
-// ambiseg/diffusion/cuda.hpp — the diffusion facade on the GPU: cuda_diffusion<Diffusion, T>.
+// ambiseg/diffusion/device.hpp — the diffusion facade on a device tensor type:
+// device_diffusion<Diffusion, T, D> (D = cuda: the GPU; D = cpu: the same orchestration on
+// host tensors, in the GPU's arithmetic — what lets a machine without a GPU test every line
+// of this file except the kernels themselves). diffusion/cuda.hpp names the cuda forms.
 //
 // Shape legend: B batch (training) or B·n chains (sampling), P = elements per sample,
-// Cc conditioning channels; every tensor here is a tensor<·, cuda> unless it says host.
+// Cc conditioning channels; tensors are tensor<·, D> unless they say host.
 //
-// A thin device layer over gaussian_diffusion (diffusion.hpp is untouched and stays
-// host-only): the per-sample scalars (α, σ, x̂0 coefficients, weights, sampler steps) are
+// A thin device layer over gaussian_diffusion (diffusion.hpp is untouched and stays the
+// host facade): the per-sample scalars (α, σ, x̂0 coefficients, weights, sampler steps) are
 // computed on the host in double by the same policies and the same gaussian_diffusion
 // members (level, x0_coeffs, weight), packed into one host block and uploaded with one
-// copy per call; the per-element maths runs in the kernels of ops/cuda/diffusion.cuh,
-// which evaluate the same AMBISEG_HD functions. All random numbers (training times, ε,
-// initial noise, the sampler's z) are drawn on the host from the caller's ambiseg::rng in
-// exactly the order of the host facade and copied up, so a seed gives the same draws on
-// CPU and GPU and the two agree to floating-point rounding (not bit for bit: the host
-// evaluates each element in double, the sampling kernels in T).
+// copy per call; the per-element maths runs in diffusion_kernels<D> (ops/cuda/diffusion.cuh
+// on the GPU), which evaluates the same AMBISEG_HD functions in T with the coefficients
+// rounded to T. All random numbers (training times, ε, initial noise, the sampler's z) are
+// drawn on the host from the caller's ambiseg::rng in exactly the order of the host facade
+// and copied up, so a seed gives the same draws on every device and the results agree with
+// gaussian_diffusion to floating-point rounding (not bit for bit: the host facade evaluates
+// each element in double). The loss is evaluated per element in double on every device.
 //
 // A device denoiser is any callable
-//   void(tensor_view<const T, cuda> x_t, std::span<const double> t,
-//        tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)
-// (t stays on the host: the network uploads it, see forward_denoiser). Requires the CUDA
-// backend (-DAMBISEG_CUDA=ON, target ambiseg::cuda).
+//   void(tensor_view<const T, D> x_t, std::span<const double> t,
+//        tensor_view<const T, D> cond, tensor_view<T, D> f_out)
+// (t stays on the host: the network uploads it, see forward_denoiser).
 #pragma once
 
-#if !defined(AMBISEG_WITH_CUDA)
-#error "ambiseg/diffusion/cuda.hpp needs the CUDA backend: configure with -DAMBISEG_CUDA=ON and link ambiseg::cuda"
-#endif
-
+#include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <functional>
@@ -32,81 +33,257 @@
 #include <utility>
 #include <vector>
 
-#include "ambiseg/core/cuda_memory.hpp"
+#include "ambiseg/core/device.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/core/cuda_memory.hpp"
 #include "ambiseg/ops/cuda/api.hpp"
+#endif
 
 namespace ambiseg::diffusion {
 
-template <class F, class T>
-concept cuda_denoiser = std::invocable<F&, tensor_view<const T, cuda>, std::span<const double>,
-                                       tensor_view<const T, cuda>, tensor_view<T, cuda>>;
+// ---- the per-element maths with per-sample coefficients [B], per device -----------------
+// The signatures of ops/cuda/api.hpp's diffusion_* functions. The cpu versions compute in T
+// exactly as the kernels do (same functions, same coefficient rounding), except that the
+// host compiler may contract differently from nvcc.
+template <class D>
+struct diffusion_kernels;
+
+template <>
+struct diffusion_kernels<cpu> {
+  template <class T>
+  using in = tensor_view<const T, cpu>;
+  template <class T>
+  using out = tensor_view<T, cpu>;
+
+  template <class T>
+  static void noise(in<T> x0, in<T> eps, in<T> alpha, in<T> sigma, out<T> x_t) {
+    const char* op = "diffusion_kernels::noise";
+    expect_shape(op, "eps", eps, x0.shape());
+    expect_shape(op, "x_t", x_t, x0.shape());
+    const std::int64_t e = per_sample(op, x0, {alpha.shape(), sigma.shape()});
+    for (std::int64_t i = 0; i < x0.numel(); ++i)
+      x_t[i] = noised(alpha[i / e], sigma[i / e], x0[i], eps[i]);
+  }
+  template <class T>
+  static void target(in<T> x0, in<T> eps, in<T> c_x0, in<T> c_eps, out<T> y) {
+    const char* op = "diffusion_kernels::target";
+    expect_shape(op, "eps", eps, x0.shape());
+    expect_shape(op, "out", y, x0.shape());
+    const std::int64_t e = per_sample(op, x0, {c_x0.shape(), c_eps.shape()});
+    for (std::int64_t i = 0; i < x0.numel(); ++i)
+      y[i] = regression_target(c_x0[i / e], c_eps[i / e], x0[i], eps[i]);
+  }
+  template <class T>
+  static void predicted_x0(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, bool clip, out<T> x0_hat) {
+    const char* op = "diffusion_kernels::predicted_x0";
+    expect_shape(op, "f", f, x_t.shape());
+    expect_shape(op, "x0_hat", x0_hat, x_t.shape());
+    const std::int64_t e = per_sample(op, x_t, {c_xt.shape(), c_f.shape()});
+    for (std::int64_t i = 0; i < x_t.numel(); ++i) {
+      const T v = diffusion::predicted_x0(c_xt[i / e], c_f[i / e], x_t[i], f[i]);
+      x0_hat[i] = clip ? clip_unit(v) : v;
+    }
+  }
+  template <class T>
+  static void predicted_eps(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, in<T> alpha,
+                            in<T> inv_sigma, out<T> eps_hat) {
+    const char* op = "diffusion_kernels::predicted_eps";
+    expect_shape(op, "f", f, x_t.shape());
+    expect_shape(op, "eps_hat", eps_hat, x_t.shape());
+    const std::int64_t e =
+        per_sample(op, x_t, {c_xt.shape(), c_f.shape(), alpha.shape(), inv_sigma.shape()});
+    for (std::int64_t i = 0; i < x_t.numel(); ++i) {
+      const std::int64_t n = i / e;
+      const T x0h = diffusion::predicted_x0(c_xt[n], c_f[n], x_t[i], f[i]);
+      eps_hat[i] = diffusion::predicted_eps(alpha[n], inv_sigma[n], x_t[i], x0h);
+    }
+  }
+  template <class T>
+  static void x0_loss(in<T> x0, in<T> x_t, in<T> f, in<double> c_xt, in<double> c_f,
+                      in<double> grad_coeff, out<T> grad_f, out<double> squared_sums) {
+    const char* op = "diffusion_kernels::x0_loss";
+    expect_shape(op, "x_t", x_t, x0.shape());
+    expect_shape(op, "f", f, x0.shape());
+    const bool want_grad = grad_f.data() != nullptr;
+    if (want_grad) expect_shape(op, "grad_f", grad_f, x0.shape());
+    const std::int64_t e = per_sample(op, x0, {c_xt.shape(), c_f.shape(), squared_sums.shape()});
+    if (want_grad) per_sample(op, x0, {grad_coeff.shape()});
+    for (std::int64_t n = 0; n < x0.size(0); ++n) {
+      double acc = 0.0;
+      for (std::int64_t i = n * e; i < (n + 1) * e; ++i) {
+        const double diff = diffusion::predicted_x0<double>(c_xt[n], c_f[n], x_t[i], f[i]) - x0[i];
+        acc += diff * diff;
+        if (want_grad) grad_f[i] = static_cast<T>(grad_coeff[n] * diff);
+      }
+      squared_sums[n] = acc;
+    }
+  }
+  template <class T>
+  static void reverse_step(in<T> x_t, in<T> x0_hat, in<T> z, in<T> c_xt, in<T> c_x0,
+                           in<T> c_noise, out<T> x_s) {
+    const char* op = "diffusion_kernels::reverse_step";
+    expect_shape(op, "x0_hat", x0_hat, x_t.shape());
+    const bool has_z = z.data() != nullptr;
+    if (has_z) expect_shape(op, "z", z, x_t.shape());
+    expect_shape(op, "x_s", x_s, x_t.shape());
+    const std::int64_t e = per_sample(op, x_t, {c_xt.shape(), c_x0.shape(), c_noise.shape()});
+    for (std::int64_t i = 0; i < x_t.numel(); ++i) {
+      const std::int64_t n = i / e;
+      x_s[i] = has_z ? diffusion::reverse_step(c_xt[n], c_x0[n], c_noise[n], x_t[i], x0_hat[i], z[i])
+                     : diffusion::reverse_step(c_xt[n], c_x0[n], T(0), x_t[i], x0_hat[i], T(0));
+    }
+  }
+  template <class T>
+  static void repeat_rows(in<T> src, std::int64_t repeats, out<T> dst) {
+    throw_if<value_error>(repeats < 1, "diffusion_kernels::repeat_rows: repeats = ", repeats,
+                          " must be >= 1");
+    throw_if<shape_error>(src.rank() < 1 || dst.rank() != src.rank() ||
+                              dst.size(0) != src.size(0) * repeats ||
+                              dst.numel() != src.numel() * repeats,
+                          "diffusion_kernels::repeat_rows: src ", src.shape(), " and dst ",
+                          dst.shape(), " for ", repeats, " repeats");
+    if (src.numel() == 0) return;
+    const std::int64_t row = src.numel() / src.size(0);
+    for (std::int64_t b = 0; b < src.size(0); ++b)
+      for (std::int64_t j = 0; j < repeats; ++j)
+        std::copy(src.data() + b * row, src.data() + (b + 1) * row, dst.data() + (b * repeats + j) * row);
+  }
+
+ private:
+  template <class V>
+  static std::int64_t per_sample(const char* op, const V& batch, std::initializer_list<shape> coeffs) {
+    throw_if<shape_error>(batch.rank() < 1 || batch.size(0) < 1, op, ": the batch has shape ",
+                          batch.shape(), ", expected [N, ...] with N >= 1");
+    for (const shape& s : coeffs)
+      throw_if<shape_error>(!(s == shape{batch.size(0)}), op, ": a coefficient vector has shape ",
+                            s, ", expected [", batch.size(0), "]");
+    return std::max<std::int64_t>(batch.numel() / batch.size(0), 1);
+  }
+};
+
+#if defined(AMBISEG_WITH_CUDA)
+template <>
+struct diffusion_kernels<cuda> {
+  template <class T>
+  using in = tensor_view<const T, cuda>;
+  template <class T>
+  using out = tensor_view<T, cuda>;
+  template <class T>
+  static void noise(in<T> x0, in<T> eps, in<T> alpha, in<T> sigma, out<T> x_t) {
+    ops::cuda_kernels::diffusion_noise<T>(x0, eps, alpha, sigma, x_t);
+  }
+  template <class T>
+  static void target(in<T> x0, in<T> eps, in<T> c_x0, in<T> c_eps, out<T> y) {
+    ops::cuda_kernels::diffusion_target<T>(x0, eps, c_x0, c_eps, y);
+  }
+  template <class T>
+  static void predicted_x0(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, bool clip, out<T> x0_hat) {
+    ops::cuda_kernels::diffusion_predicted_x0<T>(x_t, f, c_xt, c_f, clip, x0_hat);
+  }
+  template <class T>
+  static void predicted_eps(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, in<T> alpha,
+                            in<T> inv_sigma, out<T> eps_hat) {
+    ops::cuda_kernels::diffusion_predicted_eps<T>(x_t, f, c_xt, c_f, alpha, inv_sigma, eps_hat);
+  }
+  template <class T>
+  static void x0_loss(in<T> x0, in<T> x_t, in<T> f, in<double> c_xt, in<double> c_f,
+                      in<double> grad_coeff, out<T> grad_f, out<double> squared_sums) {
+    ops::cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, c_xt, c_f, grad_coeff, grad_f, squared_sums);
+  }
+  template <class T>
+  static void reverse_step(in<T> x_t, in<T> x0_hat, in<T> z, in<T> c_xt, in<T> c_x0,
+                           in<T> c_noise, out<T> x_s) {
+    ops::cuda_kernels::diffusion_reverse_step<T>(x_t, x0_hat, z, c_xt, c_x0, c_noise, x_s);
+  }
+  template <class T>
+  static void repeat_rows(in<T> src, std::int64_t repeats, out<T> dst) {
+    ops::cuda_kernels::repeat_rows<T>(src, repeats, dst);
+  }
+};
+#endif
+
+
+template <class F, class T, class D>
+concept device_denoiser = std::invocable<F&, tensor_view<const T, D>, std::span<const double>,
+                                         tensor_view<const T, D>, tensor_view<T, D>>;
+
+namespace detail {
+// host → device copy of a whole host tensor into a device buffer of the same shape.
+template <class T, class D>
+void upload_to(tensor_view<const T> host, tensor_view<T, D> dev) {
+  expect_shape("device_diffusion: upload", "destination", dev, host.shape());
+  device_memory<D>::copy_from_host(dev.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
+}
+}  // namespace detail
 
 // Buffers of one training step on the device (the device twin of training_batch<T>).
-template <class T>
-struct cuda_training_batch {
+template <class T, class D>
+struct device_training_batch {
   std::vector<double> t;                // [B]  host
   tensor<T> eps_host;                   // [B, ...] host staging of ε (drawn on the host)
-  tensor<T, cuda> eps;                  // [B, ...]
-  tensor<T, cuda> x_t;                  // [B, ...]
-  tensor<T, cuda> f;                    // [B, ...]  network output
-  tensor<T, cuda> grad_f;               // [B, ...]  dL/df
+  tensor<T, D> eps;                  // [B, ...]
+  tensor<T, D> x_t;                  // [B, ...]
+  tensor<T, D> f;                    // [B, ...]  network output
+  tensor<T, D> grad_f;               // [B, ...]  dL/df
   std::vector<double> per_sample_loss;  // [B]  host, w(t_b)·mean_p (x0 − x̂0)²
 };
 
-// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, cuda> (nn::unet
+// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet
 // on cuda) to a device denoiser: t is rounded to T and uploaded, the output copied into
 // f_out on the device. The network must outlive the adapter.
-template <class Net, class Mode, class T = float>
+template <class Net, class Mode, class T = float, class D = cuda>
 class forward_denoiser {
  public:
   forward_denoiser(Net& net, Mode mode) : net_(&net), mode_(mode) {}
-  void operator()(tensor_view<const T, cuda> x_t, std::span<const double> t,
-                  tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out) {
+  void operator()(tensor_view<const T, D> x_t, std::span<const double> t,
+                  tensor_view<const T, D> cond, tensor_view<T, D> f_out) {
     const shape ts{static_cast<std::int64_t>(t.size())};
     if (!(t_host_.shape() == ts)) {
       t_host_ = tensor<T>(ts);
-      t_dev_ = tensor<T, cuda>(ts);
+      t_dev_ = tensor<T, D>(ts);
     }
     for (std::size_t i = 0; i < t.size(); ++i)
       t_host_[static_cast<std::int64_t>(i)] = static_cast<T>(t[i]);
-    copy_to_device<T>(t_host_.cview(), t_dev_.view());
-    const tensor_view<const T, cuda> f = net_->forward(x_t, cond, t_dev_.cview(), mode_);
+    detail::upload_to<T, D>(t_host_.cview(), t_dev_.view());
+    const tensor_view<const T, D> f = net_->forward(x_t, cond, t_dev_.cview(), mode_);
     expect_shape("forward_denoiser", "f_out", f_out, f.shape());
-    device_memory<cuda>::copy(f_out.data(), f.data(), sizeof(T) * static_cast<std::size_t>(f.numel()));
+    device_memory<D>::copy(f_out.data(), f.data(), sizeof(T) * static_cast<std::size_t>(f.numel()));
   }
 
  private:
   Net* net_;
   Mode mode_;
   tensor<T> t_host_;
-  tensor<T, cuda> t_dev_;
+  tensor<T, D> t_dev_;
 };
 
-template <class Diffusion, class T = float>
-class cuda_diffusion {
+template <class Diffusion, class T, class D>
+class device_diffusion {
+  using kernels = diffusion_kernels<D>;
+
  public:
   using host_type = Diffusion;
   using value_type = T;
 
-  explicit cuda_diffusion(Diffusion host) : host_(std::move(host)) {}
+  explicit device_diffusion(Diffusion host) : host_(std::move(host)) {}
   const Diffusion& host() const { return host_; }
 
   // ---- (a) the forward process (device views; t on the host) ------------------------
 
-  void add_noise(tensor_view<const T, cuda> x0, std::span<const double> t,
-                 tensor_view<const T, cuda> eps, tensor_view<T, cuda> x_t) {
+  void add_noise(tensor_view<const T, D> x0, std::span<const double> t,
+                 tensor_view<const T, D> eps, tensor_view<T, D> x_t) {
     const std::int64_t b = check_batch("add_noise", x0.shape(), t);
     auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
       const noise_level lv = host_.level(t[static_cast<std::size_t>(i)]);
       row[0] = static_cast<T>(lv.alpha);
       row[1] = static_cast<T>(lv.sigma);
     });
-    ops::cuda_kernels::diffusion_noise<T>(x0, eps, k.row(0), k.row(1), x_t);
+    kernels::template noise<T>(x0, eps, k.row(0), k.row(1), x_t);
   }
 
-  void target(tensor_view<const T, cuda> x0, std::span<const double> t,
-              tensor_view<const T, cuda> eps, tensor_view<T, cuda> out) {
+  void target(tensor_view<const T, D> x0, std::span<const double> t,
+              tensor_view<const T, D> eps, tensor_view<T, D> out) {
     const std::int64_t b = check_batch("target", x0.shape(), t);
     using P = typename Diffusion::prediction_type;
     auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
@@ -115,22 +292,22 @@ class cuda_diffusion {
       row[0] = static_cast<T>(c.c_x0);
       row[1] = static_cast<T>(c.c_eps);
     });
-    ops::cuda_kernels::diffusion_target<T>(x0, eps, k.row(0), k.row(1), out);
+    kernels::template target<T>(x0, eps, k.row(0), k.row(1), out);
   }
 
-  void predict_x0(tensor_view<const T, cuda> x_t, std::span<const double> t,
-                  tensor_view<const T, cuda> f, tensor_view<T, cuda> x0_hat) {
+  void predict_x0(tensor_view<const T, D> x_t, std::span<const double> t,
+                  tensor_view<const T, D> f, tensor_view<T, D> x0_hat) {
     const std::int64_t b = check_batch("predict_x0", x_t.shape(), t);
     auto k = upload<T>(b, 2, [&](std::int64_t i, T* row) {
       const affine c = host_.x0_coeffs(host_.level(t[static_cast<std::size_t>(i)]));
       row[0] = static_cast<T>(c.c_xt);
       row[1] = static_cast<T>(c.c_f);
     });
-    ops::cuda_kernels::diffusion_predicted_x0<T>(x_t, f, k.row(0), k.row(1), false, x0_hat);
+    kernels::template predicted_x0<T>(x_t, f, k.row(0), k.row(1), false, x0_hat);
   }
 
-  void predict_eps(tensor_view<const T, cuda> x_t, std::span<const double> t,
-                   tensor_view<const T, cuda> f, tensor_view<T, cuda> eps_hat) {
+  void predict_eps(tensor_view<const T, D> x_t, std::span<const double> t,
+                   tensor_view<const T, D> f, tensor_view<T, D> eps_hat) {
     const std::int64_t b = check_batch("predict_eps", x_t.shape(), t);
     auto k = upload<T>(b, 4, [&](std::int64_t i, T* row) {
       const noise_level lv = host_.level(t[static_cast<std::size_t>(i)]);
@@ -142,7 +319,7 @@ class cuda_diffusion {
       row[2] = static_cast<T>(lv.alpha);
       row[3] = static_cast<T>(1.0 / lv.sigma);
     });
-    ops::cuda_kernels::diffusion_predicted_eps<T>(x_t, f, k.row(0), k.row(1), k.row(2), k.row(3),
+    kernels::template predicted_eps<T>(x_t, f, k.row(0), k.row(1), k.row(2), k.row(3),
                                                   eps_hat);
   }
 
@@ -151,9 +328,9 @@ class cuda_diffusion {
   // gaussian_diffusion::loss on the device: the same value (per-sample sums reduced on the
   // GPU in double, then weighted and averaged on the host) and grad_f (optional) =
   // (2·w_b/(B·P))·c_f·(x̂0 − x0). Waits for the stream (it returns the loss).
-  double loss(tensor_view<const T, cuda> x0, tensor_view<const T, cuda> x_t,
-              std::span<const double> t, tensor_view<const T, cuda> f,
-              tensor_view<T, cuda> grad_f = {}, std::span<double> per_sample = {}) {
+  double loss(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
+              std::span<const double> t, tensor_view<const T, D> f,
+              tensor_view<T, D> grad_f = {}, std::span<double> per_sample = {}) {
     const std::int64_t b = check_batch("loss", x0.shape(), t);
     expect_shape("loss", "x_t", x_t, x0.shape());
     expect_shape("loss", "f", f, x0.shape());
@@ -172,11 +349,11 @@ class cuda_diffusion {
       // The host facade's grad_scale·c_f, in the same order of operations.
       row[2] = 2.0 * w / (static_cast<double>(b) * per) * c.c_f;
     });
-    if (!(sums_dev_.shape() == shape{b})) sums_dev_ = tensor<double, cuda>(shape{b});
-    ops::cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, k.row(0), k.row(1), k.row(2), grad_f,
+    if (!(sums_dev_.shape() == shape{b})) sums_dev_ = tensor<double, D>(shape{b});
+    kernels::template x0_loss<T>(x0, x_t, f, k.row(0), k.row(1), k.row(2), grad_f,
                                             sums_dev_.view());
     std::vector<double> sums(static_cast<std::size_t>(b));
-    device_memory<cuda>::copy_to_host(sums.data(), sums_dev_.data(), sizeof(double) * sums.size());
+    device_memory<D>::copy_to_host(sums.data(), sums_dev_.data(), sizeof(double) * sums.size());
     double total = 0.0;
     for (std::size_t i = 0; i < sums.size(); ++i) {
       const double sample_loss = weights[i] * sums[i] / per;
@@ -192,7 +369,7 @@ class cuda_diffusion {
   // gaussian_diffusion::draw_training_noise, the same draws in the same order (all t, then
   // ε row-major, on the host), ε copied to batch.eps.
   template <class TS = stratified_timesteps>
-  void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, cuda_training_batch<T>& batch,
+  void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, device_training_batch<T, D>& batch,
                            const TS& ts = {}) const {
     static_assert(check_timestep_sampler<TS>());
     throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1,
@@ -202,23 +379,23 @@ class cuda_diffusion {
     ts.draw(std::span<double>(batch.t), g);
     batch.eps_host.resize(x0_shape);
     for (T& e : batch.eps_host) e = static_cast<T>(g.normal());
-    if (!(batch.eps.shape() == x0_shape)) batch.eps = tensor<T, cuda>(x0_shape);
-    copy_to_device<T>(batch.eps_host.cview(), batch.eps.view());
+    if (!(batch.eps.shape() == x0_shape)) batch.eps = tensor<T, D>(x0_shape);
+    detail::upload_to<T, D>(batch.eps_host.cview(), batch.eps.view());
   }
 
   // x_t from batch.t and batch.eps, f = net(x_t, t, cond), the loss and batch.grad_f.
   template <class Net>
-  double training_loss(Net&& net, tensor_view<const T, cuda> x0, tensor_view<const T, cuda> cond,
-                       cuda_training_batch<T>& batch) {
-    static_assert(cuda_denoiser<Net, T>,
-                  "cuda_diffusion::training_loss: the network must be callable as "
-                  "void(tensor_view<const T, cuda> x_t, std::span<const double> t, "
-                  "tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)");
+  double training_loss(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
+                       device_training_batch<T, D>& batch) {
+    static_assert(device_denoiser<Net, T, D>,
+                  "device_diffusion::training_loss: the network must be callable as "
+                  "void(tensor_view<const T, D> x_t, std::span<const double> t, "
+                  "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
     const std::int64_t n = check_batch("training_loss", x0.shape(), batch.t);
     expect_shape("training_loss", "eps", batch.eps.cview(), x0.shape());
     check_cond("training_loss", cond, n);
-    for (tensor<T, cuda>* buf : {&batch.x_t, &batch.f, &batch.grad_f})
-      if (!(buf->shape() == x0.shape())) *buf = tensor<T, cuda>(x0.shape());
+    for (tensor<T, D>* buf : {&batch.x_t, &batch.f, &batch.grad_f})
+      if (!(buf->shape() == x0.shape())) *buf = tensor<T, D>(x0.shape());
     batch.per_sample_loss.resize(static_cast<std::size_t>(n));
     const std::span<const double> t(batch.t);
     add_noise(x0, t, batch.eps.cview(), batch.x_t.view());
@@ -233,22 +410,22 @@ class cuda_diffusion {
   // on return. z for a stochastic sampler is drawn on the host for all elements of a step,
   // in element order (the host facade's order), and copied up once per step.
   template <class Net, class Smp>
-  void sample_chains(Net&& net, const Smp& smp, tensor_view<T, cuda> x,
-                     tensor_view<const T, cuda> cond, rng& g, const sampling_options& opts = {}) {
+  void sample_chains(Net&& net, const Smp& smp, tensor_view<T, D> x,
+                     tensor_view<const T, D> cond, rng& g, const sampling_options& opts = {}) {
     static_assert(check_sampler<Smp>());
-    static_assert(cuda_denoiser<Net, T>,
-                  "cuda_diffusion::sample_chains: the network must be callable as "
-                  "void(tensor_view<const T, cuda> x_t, std::span<const double> t, "
-                  "tensor_view<const T, cuda> cond, tensor_view<T, cuda> f_out)");
+    static_assert(device_denoiser<Net, T, D>,
+                  "device_diffusion::sample_chains: the network must be callable as "
+                  "void(tensor_view<const T, D> x_t, std::span<const double> t, "
+                  "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
     throw_if<value_error>(opts.steps < 1, "sample: steps = ", opts.steps, " must be >= 1");
     throw_if<shape_error>(x.rank() < 1 || x.size(0) < 1, "sample: x has shape ",
                           x.shape().to_string(), ", expected [B, ...] with B >= 1");
     const std::int64_t chains = x.size(0);
     check_cond("sample", cond, chains);
-    for (tensor<T, cuda>* buf : {&f_, &x0_hat_})
-      if (!(buf->shape() == x.shape())) *buf = tensor<T, cuda>(x.shape());
+    for (tensor<T, D>* buf : {&f_, &x0_hat_})
+      if (!(buf->shape() == x.shape())) *buf = tensor<T, D>(x.shape());
     if constexpr (Smp::stochastic) {
-      if (!(z_dev_.shape() == x.shape())) z_dev_ = tensor<T, cuda>(x.shape());
+      if (!(z_dev_.shape() == x.shape())) z_dev_ = tensor<T, D>(x.shape());
       z_host_.resize(x.shape());
     }
     std::vector<double> t_batch(static_cast<std::size_t>(chains));
@@ -256,7 +433,7 @@ class cuda_diffusion {
     for (int i = opts.steps; i >= 1; --i) {
       const double t = static_cast<double>(i) / steps, s = static_cast<double>(i - 1) / steps;
       std::fill(t_batch.begin(), t_batch.end(), t);
-      std::invoke(net, tensor_view<const T, cuda>(x), std::span<const double>(t_batch), cond,
+      std::invoke(net, tensor_view<const T, D>(x), std::span<const double>(t_batch), cond,
                   f_.view());
       const noise_level lt = host_.level(t);
       const affine c = host_.x0_coeffs(lt);
@@ -265,7 +442,7 @@ class cuda_diffusion {
           row[0] = static_cast<T>(c.c_xt);
           row[1] = static_cast<T>(c.c_f);
         });
-        ops::cuda_kernels::diffusion_predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0, x);
+        kernels::template predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0, x);
         break;
       }
       const step_coeffs sk = smp.coefficients(lt.log_snr, log_snr(host_.schedule(), s));
@@ -281,15 +458,15 @@ class cuda_diffusion {
         row[3] = static_cast<T>(sk.c_x0);
         row[4] = static_cast<T>(sk.c_noise);
       });
-      ops::cuda_kernels::diffusion_predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0,
+      kernels::template predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0,
                                                    x0_hat_.view());
-      tensor_view<const T, cuda> z;
+      tensor_view<const T, D> z;
       if constexpr (Smp::stochastic) {
         for (T& v : z_host_) v = static_cast<T>(g.normal());
-        copy_to_device<T>(z_host_.cview(), z_dev_.view());
+        detail::upload_to<T, D>(z_host_.cview(), z_dev_.view());
         z = z_dev_.cview();
       }
-      ops::cuda_kernels::diffusion_reverse_step<T>(x, x0_hat_.cview(), z, k.row(2), k.row(3),
+      kernels::template reverse_step<T>(x, x0_hat_.cview(), z, k.row(2), k.row(3),
                                                    k.row(4), x);
     }
   }
@@ -299,9 +476,9 @@ class cuda_diffusion {
   // (the host facade's draws) unless init_noise (device, [B·n, mask_channels, H, W]) is
   // given; the images are repeated per chain on the device.
   template <class Net, class Smp>
-  tensor<T, cuda> sample(Net&& net, const Smp& smp, tensor_view<const T, cuda> images,
+  tensor<T, D> sample(Net&& net, const Smp& smp, tensor_view<const T, D> images,
                          int n_per_image, rng& g, const sampling_options& opts = {},
-                         tensor_view<const T, cuda> init_noise = {}) {
+                         tensor_view<const T, D> init_noise = {}) {
     expect_rank("sample", "images", images, 4);
     throw_if<value_error>(n_per_image < 1, "sample: n_per_image = ", n_per_image, " must be >= 1");
     throw_if<value_error>(opts.mask_channels < 1, "sample: mask_channels = ", opts.mask_channels,
@@ -309,18 +486,18 @@ class cuda_diffusion {
     const std::int64_t n_images = images.size(0), n = n_per_image;
     const ambiseg::shape chain_shape{n_images * n, opts.mask_channels, images.size(2),
                                      images.size(3)};
-    tensor<T, cuda> x(chain_shape);
+    tensor<T, D> x(chain_shape);
     if (init_noise.data() != nullptr) {
       expect_shape("sample", "init_noise", init_noise, chain_shape);
-      device_memory<cuda>::copy(x.data(), init_noise.data(),
+      device_memory<D>::copy(x.data(), init_noise.data(),
                                 sizeof(T) * static_cast<std::size_t>(x.numel()));
     } else {
       tensor<T> x_host(chain_shape);
       for (T& v : x_host) v = static_cast<T>(g.normal());
-      copy_to_device<T>(x_host.cview(), x.view());
+      detail::upload_to<T, D>(x_host.cview(), x.view());
     }
-    tensor<T, cuda> cond(ambiseg::shape{n_images * n, images.size(1), images.size(2), images.size(3)});
-    ops::cuda_kernels::repeat_rows<T>(images, n, cond.view());
+    tensor<T, D> cond(ambiseg::shape{n_images * n, images.size(1), images.size(2), images.size(3)});
+    kernels::template repeat_rows<T>(images, n, cond.view());
     sample_chains(std::forward<Net>(net), smp, x.view(), cond.cview(), g, opts);
     return x;
   }
@@ -330,10 +507,10 @@ class cuda_diffusion {
   // rows' entries for sample i) and uploaded with one copy; row(j) is a [b] device view.
   template <class U>
   struct coeff_block {
-    tensor<U, cuda>* dev;
+    tensor<U, D>* dev;
     std::int64_t b;
-    tensor_view<const U, cuda> row(int j) const {
-      return tensor_view<const U, cuda>(dev->data() + j * b, ambiseg::shape{b});
+    tensor_view<const U, D> row(int j) const {
+      return tensor_view<const U, D>(dev->data() + j * b, ambiseg::shape{b});
     }
   };
   template <class U, class Fill>
@@ -351,13 +528,13 @@ class cuda_diffusion {
     // legacy default stream, which the context's blocking stream is ordered with, so it
     // starts only after them (docs/cuda.md, "Context and streams").
     // Grown, never shrunk, so alternating block sizes (sampling's last step) reallocate nothing.
-    if (dev.numel() < s.numel()) dev = tensor<U, cuda>(ambiseg::shape{s.numel()});
-    device_memory<cuda>::copy_from_host(dev.data(), staging.data(),
+    if (dev.numel() < s.numel()) dev = tensor<U, D>(ambiseg::shape{s.numel()});
+    device_memory<D>::copy_from_host(dev.data(), staging.data(),
                                         sizeof(U) * static_cast<std::size_t>(s.numel()));
     return {&dev, b};
   }
   template <class U>
-  tensor<U, cuda>& coeff_dev() {
+  tensor<U, D>& coeff_dev() {
     if constexpr (std::same_as<U, double>) return coeff_dev_double_;
     else return coeff_dev_;
   }
@@ -374,7 +551,7 @@ class cuda_diffusion {
                           " times for a batch of ", x[0]);
     return x[0];
   }
-  static void check_cond(const char* op, tensor_view<const T, cuda> cond, std::int64_t batch) {
+  static void check_cond(const char* op, tensor_view<const T, D> cond, std::int64_t batch) {
     if (cond.data() == nullptr) return;
     throw_if<shape_error>(cond.rank() < 1 || cond.size(0) != batch, op, ": cond has shape ",
                           cond.shape().to_string(), ", expected ", batch, " rows");
@@ -382,24 +559,26 @@ class cuda_diffusion {
 
   Diffusion host_;
   tensor<T> coeff_host_;
-  tensor<T, cuda> coeff_dev_;
+  tensor<T, D> coeff_dev_;
   tensor<double> coeff_host_double_;
-  tensor<double, cuda> coeff_dev_double_;
-  tensor<double, cuda> sums_dev_;
-  tensor<T, cuda> f_, x0_hat_, z_dev_;
+  tensor<double, D> coeff_dev_double_;
+  tensor<double, D> sums_dev_;
+  tensor<T, D> f_, x0_hat_, z_dev_;
   tensor<T> z_host_;
 };
 
-// The binary masks of x̂0 on the device (x̂0 > 0), on the host.
-template <class T>
-tensor<std::uint8_t> to_masks(tensor_view<const T, cuda> x0_hat) {
+// The binary masks of x̂0 on a device other than the host (x̂0 > 0), returned on the host.
+template <class T, class D>
+  requires(!std::same_as<D, cpu>)
+tensor<std::uint8_t> to_masks(tensor_view<const T, D> x0_hat) {
   tensor<T> host(x0_hat.shape());
-  copy_to_host<T>(x0_hat, host.view());
+  device_memory<D>::copy_to_host(host.data(), x0_hat.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
   return to_masks(host);
 }
-template <class T>
-tensor<std::uint8_t> to_masks(const tensor<T, cuda>& x0_hat) {
-  return to_masks<T>(x0_hat.cview());
+template <class T, class D>
+  requires(!std::same_as<D, cpu>)
+tensor<std::uint8_t> to_masks(const tensor<T, D>& x0_hat) {
+  return to_masks<T, D>(x0_hat.cview());
 }
 
 }  // namespace ambiseg::diffusion
