@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace ambiseg::ops::cpu_kernels {
@@ -35,6 +36,22 @@ inline void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_
     cblas_dgemm(CblasRowMajor, cta, ctb, static_cast<blasint>(m), static_cast<blasint>(n),
                 static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
                 static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+// The same product with C's columns split into pieces of at most max_mnk / (M·K) columns
+// (a multiple of 16). OpenBLAS multiplies matrices with M·N·K ≤ 10⁶ by an unpacked
+// small-matrix kernel; for thin products (K or M of 32) that skips packing costs larger
+// than the product's own (see attention.hpp for the measured gain).
+template <class T>
+inline void gemm_column_pieces(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k,
+                               T alpha, const T* a, std::int64_t lda, const T* b,
+                               std::int64_t ldb, T beta, T* c, std::int64_t ldc,
+                               std::int64_t max_mnk) {
+  std::int64_t piece = max_mnk / std::max<std::int64_t>(m * k, 1);
+  piece = piece >= 16 ? piece / 16 * 16 : std::max<std::int64_t>(piece, 1);
+  for (std::int64_t c0 = 0; c0 < n; c0 += piece)
+    gemm(ta, tb, m, std::min(piece, n - c0), k, alpha, a, lda,
+         tb == trans::no ? b + c0 : b + c0 * ldb, ldb, beta, c + c0, ldc);
 }
 
 }  // namespace ambiseg::ops::cpu_kernels
