@@ -1,0 +1,152 @@
+// ambiseg/train/commands_eval.hpp — `ambiseg eval`: the paper's protocol (SPEC §8).
+//
+// For each test image max(n) masks are sampled once; the first n of them are the n-sample
+// set (chains are independent, so any n of them are an n-sample draw). Scored against the
+// case's annotations: GED² (all-pairs estimator), dice, IoU, HM-IoU, raw and after
+// relative-area post-processing. With --baselines (synthetic data) two reference rows:
+//   oracle    n fresh annotations per image from the generator's annotator model
+//   majority  one deterministic mask repeated n times: the pixel-wise majority of 64
+//             oracle annotations (a perfect "most likely mask" segmenter)
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/io/atomic_file.hpp"
+#include "ambiseg/metrics/evaluate.hpp"
+#include "ambiseg/train/cli.hpp"
+#include "ambiseg/train/inputs.hpp"
+#include "ambiseg/train/sampling.hpp"
+
+namespace ambiseg::train {
+
+struct eval_row {
+  std::string method;
+  int n = 0;
+  metrics::evaluation_result result;
+};
+
+// masks [B, N, H, W] (N ≥ n) → the first n per image, contiguous [B, n, H, W].
+inline std::vector<std::uint8_t> first_samples(tensor_view<const std::uint8_t> masks, int n) {
+  const std::int64_t b = masks.size(0), total = masks.size(1), plane = masks.size(2) * masks.size(3);
+  throw_if<value_error>(n > total, "first_samples: ", n, " of ", total);
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(b * n * plane));
+  for (std::int64_t k = 0; k < b; ++k)
+    std::copy(masks.data() + k * total * plane, masks.data() + (k * total + n) * plane,
+              out.begin() + k * n * plane);
+  return out;
+}
+
+inline nlohmann::ordered_json rows_to_json(const std::vector<eval_row>& rows, const nlohmann::json& info) {
+  nlohmann::ordered_json j;
+  j["info"] = info;
+  auto& list = j["results"] = nlohmann::ordered_json::array();
+  auto metrics_json = [](const metrics::set_metrics& m) {
+    return nlohmann::ordered_json{{"ged", m.ged}, {"dice", m.dice}, {"iou", m.iou}, {"hm_iou", m.hm_iou}};
+  };
+  for (const auto& r : rows) {
+    nlohmann::ordered_json e{{"method", r.method}, {"n", r.n}, {"images", r.result.images},
+                             {"annotations", r.result.m}, {"raw", metrics_json(r.result.raw)}};
+    if (r.result.pp) e["pp"] = metrics_json(*r.result.pp);
+    list.push_back(e);
+  }
+  return j;
+}
+
+inline std::string rows_to_markdown(const std::vector<eval_row>& rows) {
+  std::ostringstream md;
+  const bool pp = !rows.empty() && rows[0].result.pp.has_value();
+  md << "| method | n | GED² | dice | IoU | HM-IoU |" << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp |" : "") << "\n"
+     << "|---|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|" : "") << "\n";
+  auto cells = [&](const metrics::set_metrics& m) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice, m.iou, m.hm_iou);
+    return std::string(buf);
+  };
+  for (const auto& r : rows) {
+    md << "| " << r.method << " | " << r.n << " |" << cells(r.result.raw);
+    if (r.result.pp) md << cells(*r.result.pp);
+    md << "\n";
+  }
+  return md.str();
+}
+
+inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
+  const loaded_model m = load_model(cmd.ckpt, cmd.use_ema);
+  data_request dr = cmd.data;
+  dr.synthetic_size = m.config.crop_size;
+  const sample_inputs in = gather_inputs(m, dr, std::nullopt, cmd.images);
+  const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3), plane = h * w;
+  const std::int64_t anns = in.cases[0].annotations();
+  std::vector<std::uint8_t> annotations(static_cast<std::size_t>(b * anns * plane));
+  for (std::int64_t k = 0; k < b; ++k) {
+    const data::case_ref c = in.cases[static_cast<std::size_t>(k)];
+    throw_if<value_error>(c.annotations() != anns, "ambiseg eval: case '", c.id, "' has ", c.annotations(),
+                          " annotations, the first has ", anns, " (the protocol needs the same m)");
+    std::copy(c.masks.data(), c.masks.data() + anns * plane, annotations.begin() + k * anns * plane);
+  }
+  const metrics::mask_batch_view ann_view{annotations.data(), b, anns, h, w};
+  metrics::evaluation_options eo;
+  eo.pp_ratio = cmd.pp;
+  const int n_max = *std::max_element(cmd.n.begin(), cmd.n.end());
+
+  rng g(cmd.seed);
+  const auto t0 = std::chrono::steady_clock::now();
+  const sample_result r = sample_masks(*m.net, *m.diffusion, in.images.cview(),
+                                       {n_max, cmd.steps, cmd.sampler, cmd.clip_x0, std::max(64, n_max)}, g);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s\n";
+
+  std::vector<eval_row> rows;
+  auto score = [&](const std::string& method, int n, const std::vector<std::uint8_t>& masks) {
+    rows.push_back({method, n, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
+  };
+  for (int n : cmd.n) score("model", n, first_samples(r.masks.cview(), n));
+
+  if (cmd.baselines) {
+    // The test cases are generator images synthetic_test_offset + k (data_source.hpp).
+    const data::synthetic_lesions gen(data::synthetic_config{.size = m.config.crop_size, .seed = dr.synthetic_seed});
+    rng oracle_rng = rng::derive(cmd.seed, 7);
+    for (int n : cmd.n) {
+      std::vector<std::uint8_t> oracle(static_cast<std::size_t>(b * n * plane)), majority(oracle.size());
+      for (std::int64_t k = 0; k < b; ++k) {
+        const std::uint64_t index = synthetic_test_offset + static_cast<std::uint64_t>(k);
+        const auto fresh = gen.annotations(index, n, oracle_rng);
+        std::copy(fresh.data(), fresh.data() + n * plane, oracle.begin() + k * n * plane);
+        const auto many = gen.annotations(index, 64, oracle_rng);
+        for (std::int64_t p = 0; p < plane; ++p) {
+          int votes = 0;
+          for (int a = 0; a < 64; ++a) votes += many[a * plane + p];
+          for (int j = 0; j < n; ++j) majority[static_cast<std::size_t>((k * n + j) * plane + p)] = votes > 32 ? 1 : 0;
+        }
+      }
+      score("oracle", n, oracle);
+      score("majority", n, majority);
+    }
+  }
+
+  const nlohmann::json info{{"checkpoint", cmd.ckpt.string()}, {"step", m.step}, {"data", cmd.data.spec},
+                            {"sampler", cmd.sampler == sampler_kind::ddim ? "ddim"
+                                        : cmd.sampler == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large"},
+                            {"steps", cmd.steps}, {"ema_weights", m.ema_weights}, {"sampling_seconds", seconds},
+                            {"pp_ratio", cmd.pp ? nlohmann::json(*cmd.pp) : nlohmann::json(nullptr)}};
+  const std::string json = rows_to_json(rows, info).dump(2) + "\n", md = rows_to_markdown(rows);
+  out << json << "\n" << md;
+  if (cmd.out) {
+    std::filesystem::create_directories(*cmd.out);
+    io::write_file_atomically(*cmd.out / "eval.json", json);
+    io::write_file_atomically(*cmd.out / "eval.md", md);
+    err << "wrote " << (*cmd.out / "eval.json").string() << " and " << (*cmd.out / "eval.md").string() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ambiseg::train

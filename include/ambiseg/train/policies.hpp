@@ -1,0 +1,216 @@
+// ambiseg/train/policies.hpp — run-time choice of (schedule, prediction, weighting) mapped
+// onto the compile-time policies of diffusion/ through one small dispatch.
+//
+//   policy_choice   names read from the command line or a checkpoint's config JSON
+//   make_diffusion  → std::unique_ptr<diffusion_model>, a virtual interface over
+//                   gaussian_diffusion<clipped<input_scaled<S>>, P, W>
+//
+// The schedule is always input-scaled and λ-clipped (SPEC §2; clipping keeps ε/v
+// predictions defined at t = 0, 1), with S ∈ {cosine, linear, linear_simple, parabola},
+// P ∈ {x, eps, v}, W ∈ {snr, trunc_snr, snr_plus_one, uniform, sigmoid}: 60 classes, each
+// instantiating only the loss, the noise draw and one sampling loop per sampler. The
+// network is float; the diffusion scalars stay double inside the facade.
+//
+// Shape legend: B batch (or chains), P pixels per mask, Cc image channels.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/random.hpp"
+#include "ambiseg/core/tensor.hpp"
+#include "ambiseg/diffusion/all.hpp"
+
+namespace ambiseg::train {
+
+// void(x_t [B,1,H,W], t [B], cond [B,Cc,H,W], f_out [B,1,H,W]) — the diffusion denoiser.
+using denoiser_fn = std::function<void(tensor_view<const float>, std::span<const double>,
+                                       tensor_view<const float>, tensor_view<float>)>;
+
+enum class sampler_kind { ddim, ddpm_small, ddpm_large };
+
+inline const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> v{"cosine", "linear", "linear_simple", "parabola"};
+  return v;
+}
+inline const std::vector<std::string>& prediction_names() {
+  static const std::vector<std::string> v{"x", "eps", "v"};
+  return v;
+}
+inline const std::vector<std::string>& weighting_names() {
+  static const std::vector<std::string> v{"snr", "trunc_snr", "snr_plus_one", "uniform", "sigmoid"};
+  return v;
+}
+inline const std::vector<std::string>& sampler_names() {
+  static const std::vector<std::string> v{"ddim", "ddpm", "ddpm_small", "ddpm_large"};
+  return v;
+}
+
+namespace policy_detail {
+inline std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : "|") + n;
+  return s;
+}
+inline void check_name(const char* what, const std::string& value, const std::vector<std::string>& allowed) {
+  for (const auto& a : allowed)
+    if (a == value) return;
+  throw value_error(std::string("unknown ") + what + " '" + value + "' (expected " + joined(allowed) + ")");
+}
+}  // namespace policy_detail
+
+// "ddpm" is the reference default, DDPM with the large variance.
+inline sampler_kind parse_sampler(const std::string& name) {
+  policy_detail::check_name("sampler", name, sampler_names());
+  if (name == "ddim") return sampler_kind::ddim;
+  if (name == "ddpm_small") return sampler_kind::ddpm_small;
+  return sampler_kind::ddpm_large;
+}
+
+struct policy_choice {
+  std::string schedule = "cosine";
+  double input_scale = 0.1;       // b of input_scaled<S> (paper: 0.1)
+  std::string prediction = "x";
+  std::string weighting = "snr_plus_one";  // the reference config; the paper's final is trunc_snr
+  double sigmoid_bias = 0.0;      // b̃ of the sigmoid weighting
+  bool stratified_t = true;       // stratified t per batch (reference) or plain uniform
+
+  void validate() const {
+    policy_detail::check_name("schedule", schedule, schedule_names());
+    policy_detail::check_name("prediction", prediction, prediction_names());
+    policy_detail::check_name("weighting", weighting, weighting_names());
+    throw_if<value_error>(!(input_scale > 0.0 && input_scale <= 1.0), "policy_choice: input scale b = ",
+                          input_scale, " must lie in (0, 1]");
+    throw_if<value_error>(!std::isfinite(sigmoid_bias), "policy_choice: sigmoid bias ", sigmoid_bias);
+  }
+  friend bool operator==(const policy_choice&, const policy_choice&) = default;
+};
+
+inline void to_json(nlohmann::json& j, const policy_choice& p) {
+  j = nlohmann::json{{"schedule", p.schedule},   {"input_scale", p.input_scale},
+                     {"prediction", p.prediction}, {"weighting", p.weighting},
+                     {"sigmoid_bias", p.sigmoid_bias}, {"stratified_t", p.stratified_t}};
+}
+inline void from_json(const nlohmann::json& j, policy_choice& p) {
+  policy_choice d;
+  try {
+    d.schedule = j.value("schedule", d.schedule);
+    d.input_scale = j.value("input_scale", d.input_scale);
+    d.prediction = j.value("prediction", d.prediction);
+    d.weighting = j.value("weighting", d.weighting);
+    d.sigmoid_bias = j.value("sigmoid_bias", d.sigmoid_bias);
+    d.stratified_t = j.value("stratified_t", d.stratified_t);
+  } catch (const nlohmann::json::exception& e) {
+    throw format_error(std::string("policy_choice: bad JSON: ") + e.what());
+  }
+  try {
+    d.validate();
+  } catch (const value_error& e) {
+    throw format_error(e.what());
+  }
+  p = d;
+}
+
+// What the trainer and the sampler runner need from a diffusion, without its types.
+class diffusion_model {
+ public:
+  virtual ~diffusion_model() = default;
+  virtual const policy_choice& choice() const = 0;
+  // Names of the compile-time policies actually instantiated (for logs and tests).
+  virtual std::string describe() const = 0;
+  virtual double log_snr(double t) const = 0;
+  virtual double weight(double t) const = 0;
+  // Fills batch.t (stratified or uniform, per the choice) and batch.eps ~ N(0, 1).
+  virtual void draw_training_noise(const shape& x0_shape, rng& g,
+                                   diffusion::training_batch<float>& batch) const = 0;
+  // The x-space weighted loss; batch.grad_f receives dL/df.
+  virtual double training_loss(const denoiser_fn& net, tensor_view<const float> x0,
+                               tensor_view<const float> cond,
+                               diffusion::training_batch<float>& batch) const = 0;
+  // x [B,1,H,W] holds x_1 on entry and x̂0 on return; cond row-aligned with x.
+  virtual void sample_chains(const denoiser_fn& net, sampler_kind sampler, tensor_view<float> x,
+                             tensor_view<const float> cond, rng& g,
+                             const diffusion::sampling_options& opts) const = 0;
+};
+
+template <class Diffusion>
+class diffusion_model_impl final : public diffusion_model {
+ public:
+  diffusion_model_impl(Diffusion d, policy_choice choice) : d_(std::move(d)), choice_(std::move(choice)) {}
+
+  const policy_choice& choice() const override { return choice_; }
+  std::string describe() const override {
+    return std::string("gaussian_diffusion<clipped<input_scaled<") + choice_.schedule + ">>, " +
+           Diffusion::prediction_type::name + "_prediction, " + Diffusion::weighting_type::name + ">";
+  }
+  double log_snr(double t) const override { return d_.level(t).log_snr; }
+  double weight(double t) const override { return d_.weight(t); }
+
+  void draw_training_noise(const shape& x0_shape, rng& g,
+                           diffusion::training_batch<float>& batch) const override {
+    if (choice_.stratified_t)
+      d_.draw_training_noise(x0_shape, g, batch, diffusion::stratified_timesteps{});
+    else
+      d_.draw_training_noise(x0_shape, g, batch, diffusion::uniform_timesteps{});
+  }
+  double training_loss(const denoiser_fn& net, tensor_view<const float> x0, tensor_view<const float> cond,
+                       diffusion::training_batch<float>& batch) const override {
+    return d_.template training_loss<float>(net, x0, cond, batch);
+  }
+  void sample_chains(const denoiser_fn& net, sampler_kind sampler, tensor_view<float> x,
+                     tensor_view<const float> cond, rng& g,
+                     const diffusion::sampling_options& opts) const override {
+    switch (sampler) {
+      case sampler_kind::ddim: d_.sample_chains(net, diffusion::ddim_sampler{}, x, cond, g, opts); break;
+      case sampler_kind::ddpm_small: d_.sample_chains(net, diffusion::ddpm_small{}, x, cond, g, opts); break;
+      case sampler_kind::ddpm_large: d_.sample_chains(net, diffusion::ddpm_large{}, x, cond, g, opts); break;
+    }
+  }
+
+ private:
+  Diffusion d_;
+  policy_choice choice_;
+};
+
+namespace policy_detail {
+
+template <class S, class P>
+std::unique_ptr<diffusion_model> with_weighting(const policy_choice& c) {
+  using schedule_t = diffusion::clipped<diffusion::input_scaled<S>>;
+  schedule_t schedule{diffusion::input_scaled<S>(S{}, c.input_scale)};
+  auto make = [&]<class W>(W w) -> std::unique_ptr<diffusion_model> {
+    using D = diffusion::gaussian_diffusion<schedule_t, P, W>;
+    return std::make_unique<diffusion_model_impl<D>>(D(schedule, w), c);
+  };
+  if (c.weighting == "snr") return make(diffusion::snr_weighting{});
+  if (c.weighting == "trunc_snr") return make(diffusion::truncated_snr_weighting{});
+  if (c.weighting == "snr_plus_one") return make(diffusion::snr_plus_one_weighting{});
+  if (c.weighting == "uniform") return make(diffusion::uniform_weighting{});
+  return make(diffusion::sigmoid_weighting{c.sigmoid_bias});
+}
+
+template <class S>
+std::unique_ptr<diffusion_model> with_prediction(const policy_choice& c) {
+  if (c.prediction == "x") return with_weighting<S, diffusion::x_prediction>(c);
+  if (c.prediction == "eps") return with_weighting<S, diffusion::eps_prediction>(c);
+  return with_weighting<S, diffusion::v_prediction>(c);
+}
+
+}  // namespace policy_detail
+
+inline std::unique_ptr<diffusion_model> make_diffusion(const policy_choice& c) {
+  c.validate();
+  if (c.schedule == "cosine") return policy_detail::with_prediction<diffusion::cosine>(c);
+  if (c.schedule == "linear") return policy_detail::with_prediction<diffusion::linear>(c);
+  if (c.schedule == "linear_simple") return policy_detail::with_prediction<diffusion::linear_simple>(c);
+  return policy_detail::with_prediction<diffusion::parabola>(c);
+}
+
+}  // namespace ambiseg::train

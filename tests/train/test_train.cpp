@@ -1,0 +1,329 @@
+// tests/train: trainer determinism and bit-for-bit resume, learning on a tiny problem, the
+// sampler runner, the policy dispatch, the CLI's parsing and a tiny end-to-end run.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ambiseg/io/image.hpp"
+#include "ambiseg/io/npy.hpp"
+#include "ambiseg/train/all.hpp"
+
+using namespace ambiseg;
+using namespace ambiseg::train;
+
+namespace {
+
+trainer_config tiny_config(std::uint64_t seed = 3) {
+  trainer_config c;
+  c.net = nn::unet_config::tiny();
+  c.batch_size = 2;
+  c.crop_size = 16;
+  c.seed = seed;
+  c.adamw.lr = 1e-3;
+  c.lr = {1e-3, 2, 50, 10};
+  return c;
+}
+
+data::case_set tiny_data(std::int64_t count = 6) {
+  return data::synthetic_lesions({.size = 16, .seed = 11}).make_cases(0, static_cast<std::uint64_t>(count));
+}
+
+bool same_bits(tensor_view<const float> a, tensor_view<const float> b) {
+  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0;
+}
+
+std::filesystem::path temp_dir(const std::string& name) {
+  const auto p = std::filesystem::path(AMBISEG_BINARY_DIR) / "test_train_tmp" / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+double clipped_cosine_log_snr(double t, double b) {
+  // SPEC §2 written out: λ_b = −2 log tan(πt/2) + 2 log b, γ_b = sigmoid(λ_b) ∈ [0, 1] with
+  // γ_b(0) = 1, γ_b(1) = 0, so k = sigmoid(20) − sigmoid(−20), k0 = sigmoid(−20).
+  const double pi = 3.14159265358979323846;
+  const double lambda_b = -2.0 * std::log(std::tan(pi * t / 2)) + 2.0 * std::log(b);
+  const double sig = [](double x) { return 1.0 / (1.0 + std::exp(-x)); }(lambda_b);
+  const double s20 = 1.0 / (1.0 + std::exp(-20.0)), sm20 = 1.0 / (1.0 + std::exp(20.0));
+  const double gamma = (s20 - sm20) * sig + sm20;
+  return std::log(gamma / (1.0 - gamma));
+}
+
+}  // namespace
+
+TEST_CASE("trainer: the same seed gives the same weights, another seed others", "[train]") {
+  const auto data = tiny_data();
+  trainer<data::case_set> a(tiny_config(3), data), b(tiny_config(3), data), c(tiny_config(4), data);
+  for (int i = 0; i < 3; ++i) {
+    const auto ra = a.step(), rb = b.step();
+    REQUIRE(ra.loss == rb.loss);
+    REQUIRE(ra.grad_norm == rb.grad_norm);
+    c.step();
+  }
+  CHECK(a.steps_done() == 3);
+  CHECK(same_bits(a.network().parameters().flat_values(), b.network().parameters().flat_values()));
+  CHECK_FALSE(same_bits(a.network().parameters().flat_values(), c.network().parameters().flat_values()));
+}
+
+TEST_CASE("trainer: a resumed run continues bit for bit (weights, moments, EMA)", "[train]") {
+  const auto data = tiny_data();
+  trainer_config config = tiny_config(5);
+  config.ema_decay = 0.9;
+  config.policy.prediction = "v";
+  const auto dir = temp_dir("resume");
+  trainer<data::case_set> straight(config, data);
+  std::vector<double> straight_losses;
+  for (int i = 0; i < 5; ++i) straight_losses.push_back(straight.step().loss);
+
+  {
+    trainer<data::case_set> killed(config, data);
+    for (int i = 0; i < 2; ++i) killed.step();
+    killed.save(dir / "ckpt.safetensors");
+    killed.step();  // work after the checkpoint is lost with the process
+  }
+  trainer<data::case_set> resumed(config, data);
+  resumed.resume(dir / "ckpt.safetensors");
+  REQUIRE(resumed.steps_done() == 2);
+  for (int i = 2; i < 5; ++i) CHECK(resumed.step().loss == straight_losses[static_cast<std::size_t>(i)]);
+  CHECK(same_bits(resumed.network().parameters().flat_values(), straight.network().parameters().flat_values()));
+  CHECK(same_bits(resumed.optimizer().exp_avg(), straight.optimizer().exp_avg()));
+  CHECK(same_bits(resumed.optimizer().exp_avg_sq(), straight.optimizer().exp_avg_sq()));
+  CHECK(same_bits(resumed.ema()->shadow(), straight.ema()->shadow()));
+
+  trainer_config other = config;
+  other.policy.weighting = "uniform";
+  trainer<data::case_set> mismatched(other, data);
+  CHECK_THROWS_AS(mismatched.resume(dir / "ckpt.safetensors"), value_error);
+}
+
+TEST_CASE("trainer: the loss falls on a tiny overfit problem", "[train]") {
+  const auto data = tiny_data(1);
+  trainer_config config = tiny_config(7);
+  config.batch_size = 4;
+  config.policy.weighting = "uniform";  // keeps the per-step loss comparable across t
+  config.lr = {3e-3, 5, 80, 0};
+  trainer<data::case_set> t(config, data);
+  double first = 0, last = 0;
+  for (int i = 0; i < 80; ++i) {
+    const double loss = t.step().loss;
+    if (i < 10) first += loss / 10;
+    if (i >= 70) last += loss / 10;
+  }
+  INFO("mean loss of the first 10 steps " << first << ", of the last 10 " << last);
+  CHECK(last < 0.5 * first);
+}
+
+TEST_CASE("mask_statistics: mean and variance over the samples", "[train]") {
+  // 1 image, 4 samples, 1x2 pixels: pixel 0 marked by 1 of 4, pixel 1 by all 4.
+  auto masks = tensor<std::uint8_t>::from(shape{1, 4, 1, 2}, {1, 1, 0, 1, 0, 1, 0, 1});
+  tensor<float> mean, variance;
+  mask_statistics(masks.cview(), mean, variance);
+  REQUIRE(mean.shape() == shape{1, 1, 2});
+  CHECK(mean[0] == Approx(0.25));
+  CHECK(mean[1] == Approx(1.0));
+  CHECK(variance[0] == Approx(0.1875));  // 0.25 · 0.75
+  CHECK(variance[1] == Approx(0.0));
+}
+
+TEST_CASE("sample_masks: shapes, masks from x0, reproducible from init noise, batching", "[train]") {
+  const auto data = tiny_data();
+  trainer<data::case_set> t(tiny_config(9), data);
+  for (int i = 0; i < 2; ++i) t.step();
+  tensor<float> images(shape{3, 1, 16, 16});
+  for (std::int64_t k = 0; k < 3; ++k)
+    std::copy(data[static_cast<std::size_t>(k)].image.data(), data[static_cast<std::size_t>(k)].image.data() + 256,
+              images.data() + k * 256);
+  rng noise_rng(1);
+  tensor<float> init(shape{3, 4, 16, 16});
+  for (float& v : init) v = static_cast<float>(noise_rng.normal());
+
+  sample_options opts{4, 3, sampler_kind::ddim, false, 64};
+  rng g1(100), g2(200);
+  const auto a = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g1, init.cview());
+  opts.max_chains = 4;  // one image per network batch
+  const auto b = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g2, init.cview());
+  REQUIRE(a.x0_hat.shape() == shape{3, 4, 16, 16});
+  REQUIRE(a.masks.shape() == shape{3, 4, 16, 16});
+  REQUIRE(a.mean.shape() == shape{3, 16, 16});
+  for (std::int64_t i = 0; i < a.x0_hat.numel(); ++i) {
+    REQUIRE(a.masks[i] == (a.x0_hat[i] > 0.0f ? 1 : 0));
+    REQUIRE(a.x0_hat[i] == Approx(b.x0_hat[i]).margin(1e-4));
+  }
+  for (std::int64_t i = 0; i < a.mean.numel(); ++i) {
+    const std::int64_t k = i / 256, p = i % 256;
+    int count = 0;
+    for (int j = 0; j < 4; ++j) count += a.masks[(k * 4 + j) * 256 + p];
+    REQUIRE(a.mean[i] == Approx(count / 4.0));
+    REQUIRE(a.variance[i] == Approx(count / 4.0 * (1 - count / 4.0)));
+  }
+  // DDPM draws from the rng: two seeds differ.
+  opts.sampler = sampler_kind::ddpm_large;
+  rng g3(1), g4(2);
+  const auto c = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g3);
+  const auto d = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g4);
+  CHECK_FALSE(same_bits(c.x0_hat.cview(), d.x0_hat.cview()));
+  opts.max_chains = 3;
+  rng g5(1);
+  CHECK_THROWS_AS(sample_masks(t.network(), t.diffusion(), images.cview(), opts, g5), value_error);
+}
+
+TEST_CASE("policy dispatch: every run-time name reaches its compile-time policy", "[train]") {
+  for (const auto& s : schedule_names())
+    for (const auto& p : prediction_names())
+      for (const auto& w : weighting_names()) {
+        policy_choice c{s, 0.1, p, w, 0.0, true};
+        const auto d = make_diffusion(c);
+        const std::string name = d->describe();
+        CHECK(name.find("input_scaled<" + s + ">") != std::string::npos);
+        CHECK(name.find(", " + p + "_prediction") != std::string::npos);
+        CHECK(name.find(w == "trunc_snr" ? "truncated_snr" : w) != std::string::npos);
+      }
+  const double t = 0.3, lambda = clipped_cosine_log_snr(t, 0.1), snr = std::exp(lambda);
+  CHECK(make_diffusion({"cosine", 0.1, "x", "snr", 0.0, true})->log_snr(t) == Approx(lambda).epsilon(1e-10));
+  CHECK(make_diffusion({"cosine", 0.1, "x", "snr", 0.0, true})->weight(t) == Approx(snr).epsilon(1e-10));
+  CHECK(make_diffusion({"cosine", 0.1, "x", "trunc_snr", 0.0, true})->weight(t) == Approx(std::max(snr, 1.0)));
+  CHECK(make_diffusion({"cosine", 0.1, "x", "snr_plus_one", 0.0, true})->weight(t) == Approx(snr + 1.0));
+  CHECK(make_diffusion({"cosine", 0.1, "x", "uniform", 0.0, true})->weight(t) == 1.0);
+  CHECK(make_diffusion({"cosine", 0.1, "x", "sigmoid", 2.0, true})->weight(t) ==
+        Approx(1.0 / (1.0 + std::exp(-(lambda + 2.0)))));
+  CHECK_THROWS_AS(make_diffusion({"cosine", 0.1, "z", "snr", 0.0, true}), value_error);
+  CHECK_THROWS_AS(make_diffusion({"cosine", 0.0, "x", "snr", 0.0, true}), value_error);
+  CHECK(parse_sampler("ddpm") == sampler_kind::ddpm_large);
+  CHECK(parse_sampler("ddim") == sampler_kind::ddim);
+  CHECK_THROWS_AS(parse_sampler("euler"), value_error);
+}
+
+TEST_CASE("trainer_config: JSON round trip; x-prediction alone gets the tanh head", "[train]") {
+  trainer_config c = tiny_config();
+  c.policy = {"linear", 0.5, "eps", "sigmoid", -1.5, false};
+  c.ema_decay = 0.99;
+  const auto back = nlohmann::json(c).get<trainer_config>();
+  CHECK(nlohmann::json(back) == nlohmann::json(c));
+  CHECK_FALSE(c.effective_net().final_tanh);
+  c.policy.prediction = "x";
+  CHECK(c.effective_net().final_tanh);
+  c.encoding = data::image_encoding::imagenet_rgb;
+  CHECK(c.effective_net().in_channels == 4);
+  const nlohmann::json bad{{"net", 1}};
+  CHECK_THROWS_AS(bad.get<trainer_config>(), format_error);
+}
+
+TEST_CASE("cli: parsing and its errors", "[train]") {
+  auto parse = [](std::vector<std::string> v) { return parse_command(v); };
+  const auto t = std::get<train_command>(parse({"train", "--data", "synthetic", "--out", "d", "--steps", "400",
+                                                "--prediction=v", "--weighting", "trunc_snr", "--crop", "128"}));
+  CHECK(t.config.policy.prediction == "v");
+  CHECK(t.config.policy.weighting == "trunc_snr");
+  CHECK(t.config.lr.total_steps == 400);
+  CHECK(t.config.lr.warmup_steps == 40);  // a tenth of a short run
+  CHECK(t.config.lr.decay_steps == 100);  // the last quarter
+  CHECK(t.config.crop_size == 128);
+  CHECK(t.data.synthetic_size == 128);
+  const auto e = std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "-n", "4,16", "--pp", "none"}));
+  CHECK(e.n == std::vector<int>{4, 16});
+  CHECK_FALSE(e.pp.has_value());
+  const auto s = std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--sampler", "ddim"}));
+  CHECK(s.sampler == sampler_kind::ddim);
+  CHECK(std::holds_alternative<help_command>(parse({"help"})));
+
+  using V = std::vector<std::string>;
+  for (const V& bad : {V{}, V{"fly"}, V{"train", "--data", "synthetic"}, V{"train", "--out", "d"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps", "ten"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps", "0"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--prediction", "z"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--config", "huge"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--crop", "62"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--resume=yes"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--bogus", "1"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps"},
+                       V{"sample", "--ckpt", "c", "--out", "o"},
+                       V{"sample", "--ckpt", "c", "--out", "o", "--data", "synthetic", "--image", "x.png"},
+                       V{"sample", "--ckpt", "c", "--out", "o", "--image", "x.tif"},
+                       V{"eval", "--ckpt", "c", "--data", "synthetic", "-n", "4,,16"},
+                       V{"eval", "--ckpt", "c", "--data", "synthetic", "--pp", "1.5"},
+                       V{"eval", "--ckpt", "c", "--data", "x.pkl", "--baselines"}, V{"eval", "--data", "synthetic"}}) {
+    INFO("arguments: " << nlohmann::json(bad).dump());
+    CHECK_THROWS_AS(parse(bad), value_error);
+    std::ostringstream out, err;
+    CHECK(run_cli(bad, out, err) == 2);
+    CHECK(err.str().find("usage: ambiseg") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli: train, resume, sample and eval end to end at a tiny size", "[train]") {
+  const auto dir = temp_dir("cli");
+  const std::string out_dir = (dir / "run").string(), ckpt = (dir / "run" / "checkpoint.safetensors").string();
+  const std::vector<std::string> base{"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16",
+                                      "--config", "tiny", "--batch", "2", "--out", out_dir, "--checkpoint-every", "2"};
+  std::ostringstream out, err;
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = base;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  REQUIRE(run_cli(with({"--steps", "4"}), out, err) == 0);
+  const auto weights_4 = io::safetensors_file::open(ckpt).metadata().at("step");
+  CHECK(weights_4 == "4");
+  REQUIRE(run_cli(with({"--steps", "4", "--resume"}), out, err) == 0);  // nothing left to do
+  const auto png = io::read_image(dir / "run" / "loss.png");
+  CHECK(png.size(1) == 720);
+
+  const std::string sample_dir = (dir / "sample").string();
+  std::vector<std::int64_t> noise_shape{2, 3, 16, 16};
+  std::vector<float> noise(2 * 3 * 256);
+  rng g(5);
+  for (float& v : noise) v = static_cast<float>(g.normal());
+  io::write_npy<float>(dir / "noise.npy", noise, noise_shape);
+  const std::vector<std::string> sample{"sample", "--ckpt", ckpt, "--data", "synthetic", "--images", "2", "-n", "3",
+                                        "--steps", "2", "--sampler", "ddim", "--init-noise", (dir / "noise.npy").string(),
+                                        "--save-x0", (dir / "x0.npy").string(), "--out", sample_dir};
+  REQUIRE(run_cli(sample, out, err) == 0);
+  const auto x0_first = io::read_npy<float>(dir / "x0.npy");
+  REQUIRE(run_cli(sample, out, err) == 0);
+  const auto x0_again = io::read_npy<float>(dir / "x0.npy");
+  CHECK(x0_first.shape == noise_shape);
+  CHECK(x0_first.data == x0_again.data);
+  const auto masks = io::read_npy<std::uint8_t>(dir / "sample" / "masks.npy");
+  CHECK(masks.shape == noise_shape);
+  CHECK(std::filesystem::exists(dir / "sample" / "sample_1.png"));
+  CHECK(std::filesystem::exists(dir / "sample" / "samples.png"));
+
+  std::ostringstream eval_out;
+  REQUIRE(run_cli(std::vector<std::string>{"eval", "--ckpt", ckpt, "--data", "synthetic", "--images", "3", "-n", "2,4",
+                                           "--steps", "2", "--baselines", "--out", (dir / "eval").string()},
+                  eval_out, err) == 0);
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "eval" / "eval.json"));
+  REQUIRE(j["results"].size() == 6);
+  CHECK(j["results"][0]["method"] == "model");
+  CHECK(j["results"][2]["method"] == "oracle");
+  CHECK(j["results"][3]["method"] == "majority");
+  for (const auto& r : j["results"]) {
+    CHECK(r["raw"]["ged"].get<double>() >= 0.0);
+    CHECK(r["pp"]["dice"].get<double>() <= 1.0);
+  }
+  CHECK(eval_out.str().find("| majority | 4 |") != std::string::npos);
+
+  std::ostringstream e2;
+  CHECK(run_cli(std::vector<std::string>{"sample", "--ckpt", (dir / "missing.safetensors").string(), "--data",
+                                         "synthetic", "--out", sample_dir},
+                out, e2) == 1);
+  CHECK(e2.str().find("missing.safetensors") != std::string::npos);
+}
+
+TEST_CASE("plot: the loss curve and a tile grid are PNGs of the expected size", "[train]") {
+  const auto c = loss_curve({1, 2, 3}, {1.0, 0.5, 0.25});
+  const auto png = io::decode_image(io::encode_png(c.pixels()));
+  CHECK(png.size(0) == 420);
+  grid_tile tile{std::vector<float>(4, 0.5f), 0.0, 1.0, palette::grey};
+  const auto g = tile_grid({{tile, tile}, {tile}}, 2, 2, 3);
+  CHECK(g.height() == 2 * (6 + 4) + 4);
+  CHECK(g.width() == 2 * (6 + 4) + 4);
+  CHECK(g.pixels()[(4 * g.width() + 4) * 3] == 128);  // the first tile's top-left pixel, grey 0.5
+  CHECK_THROWS_AS(loss_curve({1}, {}), value_error);
+}
