@@ -6,6 +6,8 @@
 #   benchmarks/peer/compare.sh [build-dir] [threads]      (default: build, 2)
 #   TORCH_VARIANTS=best-known  skips the PyTorch tuning sweep (channels_last+oneDNN for the
 #   forward, contiguous+oneDNN for training: the winners on this machine).
+#   CLOCK=cpu  compares process CPU time instead of wall time (meaningful at 1 thread on a
+#   loaded machine, where wall time mostly measures the other jobs).
 # The bm_unet target must be built (-DAMBISEG_BUILD_BENCHMARKS=ON). On a shared machine,
 # note the load (uptime) next to the figures: both sides are affected alike only if run
 # close together, which is why this script alternates them case by case.
@@ -25,17 +27,20 @@ for case in forward_8_128 forward_16_128 train_8_128 train_8_64; do
   if [ "$kind" = forward ]; then filter="BM_unet_forward/$batch/$size/"; else filter="BM_unet_train_step/$batch/$size/"; fi
   "$bm" --benchmark_filter="$filter" --benchmark_min_time=2 --benchmark_repetitions=3 \
         --benchmark_report_aggregates_only=true --benchmark_format=json > "$tmp/$case.json"
+  cpu_flag=""; [ "${CLOCK:-wall}" = cpu ] && cpu_flag=--cpu-time
   /usr/bin/python3 "$here/torch_unet_bench.py" --threads "$threads" --cases "$case" \
-        --variants "${TORCH_VARIANTS:-all}" > "$tmp/$case.torch"
+        --variants "${TORCH_VARIANTS:-all}" $cpu_flag > "$tmp/$case.torch"
 done
 echo "# load after: $(uptime)"
-/usr/bin/python3 - "$tmp" <<'PY'
+/usr/bin/python3 - "$tmp" "${CLOCK:-wall}" <<'PY'
 import json, os, sys
 tmp = sys.argv[1]
+field = "cpu_time" if sys.argv[2] == "cpu" else "real_time"
+print(f"# clock: {'process CPU time' if field == 'cpu_time' else 'wall time'}")
 print(f"{'case':<16}{'ambiseg s':>12}{'torch s':>12}{'ratio':>8}  torch variant")
 for case in ["forward_8_128", "forward_16_128", "train_8_128", "train_8_64"]:
     runs = json.load(open(os.path.join(tmp, case + ".json")))["benchmarks"]
-    ours = min(b["real_time"] for b in runs if b.get("aggregate_name") in ("median", "min", None)) / 1e3
+    ours = min(b[field] for b in runs if b.get("aggregate_name") in ("median", "min", None)) / 1e3
     line = [l for l in open(os.path.join(tmp, case + ".torch")) if not l.startswith("#")][0].split()
     theirs = float(line[1])
     variant = " ".join(line[5:])
