@@ -12,7 +12,7 @@ OUT=${AMBISEG_EXAMPLE_OUT:-example-output}
 STEPS=${AMBISEG_EXAMPLE_STEPS:-800}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAMBISEG_BUILD_EXAMPLES=ON ${AMBISEG_CMAKE_ARGS:-}
 cmake --build "$BUILD" -j "$JOBS" --target ambiseg-cli
-AMBISEG="$BUILD/apps/ambiseg-cli"
+AMBISEG="$BUILD/apps/ambiseg"
 
 "$AMBISEG" train --data synthetic --config example --crop 64 --steps "$STEPS" --lr 1e-3 --out "$OUT/train"
 "$AMBISEG" sample --ckpt "$OUT/train/checkpoint.safetensors" --data synthetic --images 6 -n 16 --steps 10 \

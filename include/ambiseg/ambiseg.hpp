@@ -25,3 +25,4 @@
 #include "ambiseg/ops/all.hpp"
 #include "ambiseg/nn/all.hpp"
 #include "ambiseg/data/all.hpp"
+#include "ambiseg/train/all.hpp"
