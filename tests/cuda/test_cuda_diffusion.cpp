@@ -238,4 +238,23 @@ TEST_CASE("cuda_diffusion validates before touching the device", "[cuda][diffusi
   CHECK_THROWS_AS(dev.sample(net, diffusion::ddim_sampler{}, c({2, 4, 4}), 1, g, opts), shape_error);
   diffusion::cuda_training_batch<float> batch;
   CHECK_THROWS_AS(dev.draw_training_noise(shape{}, g, batch), shape_error);
+
+  // the new CUDA functions check their own arguments too
+  namespace ck = ops::cuda_kernels;
+  static double placeholder_d[4];
+  auto vd = [](shape s) { return tensor_view<double, cuda>(placeholder_d, s); };
+  auto cd = [](shape s) { return tensor_view<const double, cuda>(placeholder_d, s); };
+  CHECK_THROWS_AS(ck::diffusion_target<float>(c({3, 4}), c({3, 4}), c({3}), c({2}), v({3, 4})),
+                  shape_error);
+  CHECK_THROWS_AS(ck::diffusion_predicted_eps<float>(c({3, 4}), c({3, 4}), c({3}), c({3}), c({3}),
+                                                     c({3}), v({3, 5})),
+                  shape_error);
+  CHECK_THROWS_AS(ck::diffusion_x0_loss<float>(c({3, 4}), c({3, 4}), c({3, 4}), cd({3}), cd({3}),
+                                               cd({3}), v({3, 4}), vd({2})),
+                  shape_error);
+  CHECK_THROWS_AS(ck::diffusion_x0_loss<float>(c({3, 4}), c({3, 4}), c({3, 4}), cd({3}), cd({3}),
+                                               cd({1}), v({3, 4}), vd({3})),
+                  shape_error);
+  CHECK_THROWS_AS(ck::repeat_rows<float>(c({2, 3}), 2, v({2, 6})), shape_error);
+  CHECK_THROWS_AS(ck::repeat_rows<float>(c({2, 3}), 0, v({0, 3})), value_error);
 }
