@@ -203,7 +203,6 @@ struct diffusion_kernels<cuda> {
 };
 #endif
 
-
 template <class F, class T, class D>
 concept device_denoiser = std::invocable<F&, tensor_view<const T, D>, std::span<const double>,
                                          tensor_view<const T, D>, tensor_view<T, D>>;
@@ -222,15 +221,15 @@ template <class T, class D>
 struct device_training_batch {
   std::vector<double> t;                // [B]  host
   tensor<T> eps_host;                   // [B, ...] host staging of ε (drawn on the host)
-  tensor<T, D> eps;                  // [B, ...]
-  tensor<T, D> x_t;                  // [B, ...]
-  tensor<T, D> f;                    // [B, ...]  network output
-  tensor<T, D> grad_f;               // [B, ...]  dL/df
+  tensor<T, D> eps;                     // [B, ...]
+  tensor<T, D> x_t;                     // [B, ...]
+  tensor<T, D> f;                       // [B, ...]  network output
+  tensor<T, D> grad_f;                  // [B, ...]  dL/df
   std::vector<double> per_sample_loss;  // [B]  host, w(t_b)·mean_p (x0 − x̂0)²
 };
 
-// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet
-// on cuda) to a device denoiser: t is rounded to T and uploaded, the output copied into
+// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet)
+// to a device denoiser: t is rounded to T and uploaded, the output copied into
 // f_out on the device. The network must outlive the adapter.
 template <class Net, class Mode, class T = float, class D = cuda>
 class forward_denoiser {
