@@ -231,6 +231,7 @@ TEST_CASE("cli: parsing and its errors", "[train]") {
   const auto s = std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--sampler", "ddim"}));
   CHECK(s.sampler == sampler_kind::ddim);
   CHECK(std::holds_alternative<help_command>(parse({"help"})));
+  CHECK(std::holds_alternative<help_command>(parse({"train", "--data", "synthetic", "--help"})));
 
   using V = std::vector<std::string>;
   for (const V& bad : {V{}, V{"fly"}, V{"train", "--data", "synthetic"}, V{"train", "--out", "d"},

@@ -343,6 +343,9 @@ inline command parse_command(std::span<const std::string> args) {
   throw_if<value_error>(args.empty(), "missing command (train, sample, eval, help)");
   const std::string& cmd = args[0];
   const auto rest = args.subspan(1);
+  // `ambiseg train --help` is a request for help, not an unknown option.
+  for (const std::string& a : rest)
+    if (a == "--help" || a == "-h") return help_command{cmd};
   if (cmd == "train") return cli_detail::parse_train(rest);
   if (cmd == "sample") return cli_detail::parse_sample(rest);
   if (cmd == "eval") return cli_detail::parse_eval(rest);
