@@ -158,6 +158,7 @@ class trainer {
       : config_(config),
         diffusion_((config_.validate(), make_diffusion(config_.policy))),
         net_(config_.effective_net(), rng::derive(config_.seed, 0)()),
+        denoiser_(net_, nn::pass::training),
         opt_(net_.parameters().flat_values().numel(), config_.adamw),
         data_(train_data),
         batches_(std::make_unique<data::batch_sampler<D>>(train_data, batch_config(), rng::derive(config_.seed, 1)())),
@@ -169,6 +170,10 @@ class trainer {
                             ", smaller than the crop size ", config_.crop_size);
   }
 
+  // The denoiser points into net_, so a trainer stays where it was built.
+  trainer(const trainer&) = delete;
+  trainer& operator=(const trainer&) = delete;
+
   const trainer_config& config() const { return config_; }
   const diffusion_model& diffusion() const { return *diffusion_; }
   nn::unet<float>& network() { return net_; }
@@ -179,8 +184,7 @@ class trainer {
   step_report step() {
     batches_->next(batch_);
     diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
-    unet_denoiser net(net_, nn::pass::training);
-    const double loss = diffusion_->training_loss(std::ref(net), batch_.x0.cview(), batch_.images.cview(), noise_);
+    const double loss = diffusion_->training_loss(std::ref(denoiser_), batch_.x0.cview(), batch_.images.cview(), noise_);
     auto& params = net_.parameters();
     params.zero_grad();
     net_.backward(noise_.grad_f.cview());
@@ -245,6 +249,7 @@ class trainer {
   trainer_config config_;
   std::unique_ptr<diffusion_model> diffusion_;
   nn::unet<float> net_;
+  unet_denoiser denoiser_;  // kept across steps: its time buffer is allocated once
   optim::adamw<float> opt_;
   std::optional<optim::ema<float>> ema_;
   const D& data_;
