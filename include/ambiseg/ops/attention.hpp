@@ -12,19 +12,6 @@
 
 namespace ambiseg::ops {
 
-namespace detail {
-struct attention_dims {
-  std::int64_t b, c, t, bh, ch;
-};
-inline attention_dims attention_check(const char* op, const shape& qkv, int heads) {
-  throw_if<shape_error>(qkv.rank() != 3, op, ": qkv must have rank 3 [B, 3C, T], got ", qkv);
-  throw_if<value_error>(heads < 1, op, ": heads must be positive, got ", heads);
-  throw_if<shape_error>(qkv[1] % (3 * heads) != 0, op, ": qkv ", qkv, " has ", qkv[1],
-                        " rows, not divisible by 3·heads = ", 3 * heads);
-  const std::int64_t c = qkv[1] / 3;
-  return {qkv[0], c, qkv[2], qkv[0] * heads, c / heads};
-}
-}  // namespace detail
 
 template <op_scalar T, class D>
 void attention_forward(in_view<T, D> qkv, int heads, tensor_view<T, D> y, out_view<T, D> probs,

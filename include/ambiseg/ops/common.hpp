@@ -9,6 +9,8 @@
 #include <concepts>
 #include <type_traits>
 
+#include "ambiseg/ops/shape_checks.hpp"
+
 #include "ambiseg/core/device.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
@@ -45,10 +47,5 @@ constexpr void cuda_backend_missing() {
                 "-DAMBISEG_CUDA=ON and link the target ambiseg::cuda (it defines "
                 "AMBISEG_WITH_CUDA and links the kernels)");
 }
-
-namespace detail {
-template <class V>
-inline bool present(const V& v) { return v.data() != nullptr; }
-}  // namespace detail
 
 }  // namespace ambiseg::ops

@@ -8,16 +8,6 @@
 
 namespace ambiseg::ops {
 
-namespace detail {
-// b must match a in every extent but the channels.
-inline void concat_check(const char* op, const char* a_name, const shape& a, const char* b_name,
-                         const shape& b) {
-  throw_if<shape_error>(a.rank() != 4 || b.rank() != 4 || a[0] != b[0] || a[2] != b[2] ||
-                            a[3] != b[3],
-                        op, ": ", a_name, " ", a, " and ", b_name, " ", b,
-                        " must be [N,C,H,W] with equal N, H, W");
-}
-}  // namespace detail
 
 template <op_scalar T, class D>
 void concat_channels_forward(in_view<T, D> a, in_view<T, D> b, tensor_view<T, D> y) {

@@ -12,18 +12,6 @@
 
 namespace ambiseg::ops {
 
-namespace detail {
-inline void group_norm_check(const char* op, const shape& x, int groups) {
-  throw_if<shape_error>(x.rank() < 2, op, ": x must have rank 2 to 4 [N, C, ...], got ", x);
-  throw_if<value_error>(groups < 1 || x[1] % groups != 0, op, ": ", x[1],
-                        " channels cannot be split into ", groups, " groups (x ", x, ")");
-}
-inline std::int64_t spatial_extent(const shape& x) {
-  std::int64_t s = 1;
-  for (int a = 2; a < x.rank(); ++a) s *= x[a];
-  return s;
-}
-}  // namespace detail
 
 template <op_scalar T, class D>
 void group_norm_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta, int groups,

@@ -7,13 +7,6 @@
 
 namespace ambiseg::ops {
 
-namespace detail {
-inline void linear_check(const char* op, const shape& x, const shape& w) {
-  throw_if<shape_error>(x.rank() != 2, op, ": x must have rank 2 [N, In], got ", x);
-  throw_if<shape_error>(w.rank() != 2 || w[1] != x[1], op, ": w has shape ", w,
-                        ", expected [Out, ", x[1], "] for x ", x);
-}
-}  // namespace detail
 
 template <op_scalar T, class D>
 void linear_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_view<T, D> y) {

@@ -76,24 +76,6 @@ __global__ void column_bias_kernel(T* y, const T* b, std::int64_t count, std::in
   for (std::int64_t i = global_thread(); i < count; i += grid_stride()) y[i] += b[i % cols];
 }
 
-inline void linear_check(const char* op, const shape& x, const shape& w) {
-  throw_if<shape_error>(x.rank() != 2, op, ": x must have rank 2 [N, In], got ", x);
-  throw_if<shape_error>(w.rank() != 2 || w[1] != x[1], op, ": w has shape ", w,
-                        ", expected [Out, ", x[1], "] for x ", x);
-}
-
-struct attention_dims {
-  std::int64_t b, c, t, bh, ch;
-};
-inline attention_dims attention_check(const char* op, const shape& qkv, int heads) {
-  throw_if<shape_error>(qkv.rank() != 3, op, ": qkv must have rank 3 [B, 3C, T], got ", qkv);
-  throw_if<value_error>(heads < 1, op, ": heads must be positive, got ", heads);
-  throw_if<shape_error>(qkv[1] % (3 * heads) != 0, op, ": qkv ", qkv, " has ", qkv[1],
-                        " rows, not divisible by 3·heads = ", 3 * heads);
-  const std::int64_t c = qkv[1] / 3;
-  return {qkv[0], c, qkv[2], qkv[0] * heads, c / heads};
-}
-
 }  // namespace detail
 
 template <cuda_scalar T>

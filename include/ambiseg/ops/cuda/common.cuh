@@ -15,8 +15,18 @@
 #include "ambiseg/core/cuda_context.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
+#include "ambiseg/ops/shape_checks.hpp"
 
 namespace ambiseg::ops::cuda_kernels::detail {
+
+// The argument checks are the front ends' own (ops/shape_checks.hpp).
+using ops::detail::attention_check;
+using ops::detail::attention_dims;
+using ops::detail::concat_check;
+using ops::detail::group_norm_check;
+using ops::detail::linear_check;
+using ops::detail::present;
+using ops::detail::spatial_extent;
 
 constexpr int block_threads = 256;
 // Grid-stride loops cover any extent; more blocks than this only add scheduling overhead.
@@ -36,11 +46,6 @@ inline unsigned row_grid(const char* op, std::int64_t rows) {
 
 // After every launch: reports a bad configuration at once, without synchronising.
 inline void check_launch(const char* kernel) { cuda_check(cudaGetLastError(), kernel); }
-
-template <class V>
-inline bool present(const V& v) {
-  return v.data() != nullptr;
-}
 
 __device__ __forceinline__ std::int64_t global_thread() {
   return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -247,13 +247,6 @@ void upsample_nearest2x_backward(dev_in<T> dy, tensor_view<T, cuda> dx) {
 }
 
 namespace detail {
-inline void concat_check(const char* op, const char* a_name, const shape& a, const char* b_name,
-                         const shape& b) {
-  throw_if<shape_error>(a.rank() != 4 || b.rank() != 4 || a[0] != b[0] || a[2] != b[2] ||
-                            a[3] != b[3],
-                        op, ": ", a_name, " ", a, " and ", b_name, " ", b,
-                        " must be [N,C,H,W] with equal N, H, W");
-}
 // Copies `height` rows of `width` elements between pitched buffers: one strided DMA
 // instead of a kernel (per image, a's planes and b's planes are contiguous runs).
 template <class T>
