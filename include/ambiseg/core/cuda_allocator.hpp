@@ -10,7 +10,9 @@
 // Stream safety: blocks are reused in stream order. A block freed on the host while the
 // kernels that use it are still queued is only handed to later work on the SAME stream,
 // which runs after them. This is why each cuda_context (one stream) owns one allocator;
-// sharing an allocator between streams would need events and is not supported.
+// sharing an allocator between streams would need events and is not supported here.
+// (tensor<T, cuda> storage, which no stream owns, comes from the process-wide,
+// event-stamped cache of core/block_cache.hpp instead: see core/cuda_memory.hpp.)
 //
 // Size classes: up to 1 MiB, multiples of 512 bytes; above, four classes per power of two
 // (a block wastes at most 25%, and a request never takes a block of another class, so a
@@ -27,7 +29,8 @@
 #include <utility>
 #include <vector>
 
-#include "ambiseg/core/cuda_memory.hpp"
+#include "ambiseg/core/block_cache.hpp"
+#include "ambiseg/core/cuda_error.hpp"
 #include "ambiseg/core/error.hpp"
 
 namespace ambiseg {
@@ -43,20 +46,12 @@ struct cuda_allocator_stats {
 
 class cuda_caching_allocator {
  public:
-  static constexpr std::size_t small_granule = 512;
-  static constexpr std::size_t small_limit = std::size_t(1) << 20;
+  static constexpr std::size_t small_granule = block_small_granule;
+  static constexpr std::size_t small_limit = block_small_limit;
 
   // The class a request of `bytes` is served from (0 for 0). Pure arithmetic: testable
   // without a GPU.
-  static std::size_t size_class(std::size_t bytes) {
-    if (bytes == 0) return 0;
-    if (bytes <= small_limit) return (bytes + small_granule - 1) / small_granule * small_granule;
-    // p = the largest power of two below bytes; classes p + p/4·{1,2,3,4}.
-    std::size_t p = small_limit;
-    while (p * 2 < bytes) p *= 2;
-    const std::size_t step = p / 4;
-    return (bytes + step - 1) / step * step;
-  }
+  static std::size_t size_class(std::size_t bytes) { return block_size_class(bytes); }
 
   cuda_caching_allocator() = default;
   cuda_caching_allocator(const cuda_caching_allocator&) = delete;

@@ -1,56 +1,122 @@
-// ambiseg/core/cuda_memory.hpp — device_memory<cuda>: plain cudaMalloc, explicit copies.
+// ambiseg/core/cuda_memory.hpp — device_memory<cuda>: device blocks from a process-wide
+// caching allocator on plain cudaMalloc, explicit copies.
 //
 // Only translation units built with the CUDA backend (-DAMBISEG_CUDA=ON, target
 // ambiseg::cuda) include this header. It uses the CUDA runtime's host API only, so it
 // compiles with the host compiler as well as with nvcc. Never managed memory: every
 // host/device transfer is an explicit copy.
+//
+// tensor<T, cuda> storage comes from cuda_tensor_cache(): one basic_block_cache
+// (core/block_cache.hpp) for the whole process, keyed by device, whose freed blocks carry
+// an event on the legacy default stream so that they are reused by any stream only after
+// the work queued before the free (see block_cache.hpp). It is process-wide because a
+// tensor is not tied to a context and may outlive every one of them; it is created on
+// first use and deliberately never destroyed, so that tensors with static storage and
+// tensors freed during exit never find it gone (the driver reclaims everything at exit).
+// cuda_tensor_cache().release_cached() hands the cached blocks back to the driver;
+// stats() tells what it holds.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <string>
 
+#include "ambiseg/core/block_cache.hpp"
+#include "ambiseg/core/cuda_error.hpp"
 #include "ambiseg/core/device.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
 
 namespace ambiseg {
 
-class cuda_error : public error { public: using error::error; };
+// The CUDA runtime as basic_block_cache's driver.
+struct cuda_runtime_block_driver {
+  using event = cudaEvent_t;
 
-inline void cuda_check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) [[unlikely]]
-    throw cuda_error(std::string("CUDA: ") + what + ": " + cudaGetErrorName(status) + " (" +
-                     cudaGetErrorString(status) + ")");
-}
+  // Makes `device` current for a scope and restores the previous one.
+  class device_guard {
+   public:
+    explicit device_guard(int device) noexcept {
+      if (cudaGetDevice(&previous_) != cudaSuccess) {
+        (void)cudaGetLastError();
+        previous_ = -1;
+      }
+      if (previous_ != device && cudaSetDevice(device) != cudaSuccess) (void)cudaGetLastError();
+    }
+    ~device_guard() {
+      int now = -1;
+      if (previous_ >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous_)
+        (void)cudaSetDevice(previous_);
+    }
+    device_guard(const device_guard&) = delete;
+    device_guard& operator=(const device_guard&) = delete;
 
-// True when a usable GPU is present; tests tagged [cuda] skip otherwise.
-inline bool cuda_available() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no device"/"no driver" error
+   private:
+    int previous_ = -1;
+  };
+
+  int current_device() {
+    int device = 0;
+    cuda_check(cudaGetDevice(&device), "cudaGetDevice");
+    return device;
+  }
+  void* malloc(std::size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    cuda_check(status, "cudaMalloc");
+    return p;
+  }
+  void free(void* p, int device) noexcept {
+    device_guard guard(device);
+    (void)cudaFree(p);
+  }
+  event create_event(int device) {
+    device_guard guard(device);
+    cudaEvent_t e = nullptr;
+    cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    return e;
+  }
+  // On cudaStreamLegacy explicitly (not stream 0), so that a build with
+  // --default-stream per-thread still records on the stream that orders the blocking ones.
+  bool record_event(event e, int device) noexcept {
+    device_guard guard(device);
+    if (cudaEventRecord(e, cudaStreamLegacy) == cudaSuccess) return true;
+    (void)cudaGetLastError();
     return false;
   }
-  return count > 0;
-}
+  bool event_done(event e) noexcept {
+    const cudaError_t status = cudaEventQuery(e);
+    if (status == cudaSuccess) return true;
+    (void)cudaGetLastError();  // cudaErrorNotReady
+    return false;
+  }
+  void wait_event(event e) noexcept {
+    if (cudaEventSynchronize(e) != cudaSuccess) (void)cudaGetLastError();
+  }
+  void destroy_event(event e, int device) noexcept {
+    device_guard guard(device);
+    (void)cudaEventDestroy(e);
+  }
+};
 
-inline std::string cuda_device_name(int device = 0) {
-  cudaDeviceProp prop{};
-  cuda_check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
-  return prop.name;
+using cuda_block_cache = basic_block_cache<cuda_runtime_block_driver>;
+
+// The process-wide cache of tensor<T, cuda> storage (never destroyed, see above).
+inline cuda_block_cache& cuda_tensor_cache() {
+  static cuda_block_cache* const cache = new cuda_block_cache();
+  return *cache;
 }
 
 template <>
 struct device_memory<cuda> {
-  static void* allocate(std::size_t bytes) {
-    if (bytes == 0) return nullptr;
-    void* p = nullptr;
-    cuda_check(cudaMalloc(&p, bytes), "cudaMalloc");
-    return p;
-  }
-  static void deallocate(void* p, std::size_t) noexcept {
-    if (p) (void)cudaFree(p);
-  }
+  // From the process-wide cache on the current device (no cudaMalloc in a steady state,
+  // no device-wide wait at a free).
+  static void* allocate(std::size_t bytes) { return cuda_tensor_cache().allocate(bytes); }
+  static void deallocate(void* p, std::size_t) noexcept { cuda_tensor_cache().deallocate(p); }
   static void copy(void* dst, const void* src, std::size_t bytes) {
     if (bytes) cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy d2d");
   }

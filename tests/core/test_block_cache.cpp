@@ -1,0 +1,174 @@
+// The process-wide block cache behind tensor<T, cuda> (core/block_cache.hpp), on a fake
+// driver: host memory for blocks and events that the test completes by hand, so the reuse
+// rules run on any machine.
+#include <catch2/catch.hpp>
+
+#include <ambiseg/core/block_cache.hpp>
+
+#include <cstdlib>
+#include <memory>
+#include <map>
+#include <set>
+#include <vector>
+
+using namespace ambiseg;
+
+namespace {
+
+struct fake_state {
+  int device = 0;
+  std::size_t budget = std::size_t(1) << 30;  // bytes the "device" may hold
+  std::size_t held = 0;
+  std::map<void*, std::size_t> blocks;
+  std::vector<bool> events_done;  // by event id
+  std::set<int> live_events;
+  std::vector<int> waited;
+  bool fail_record = false;
+};
+
+struct fake_driver {
+  using event = int;
+  std::shared_ptr<fake_state> s = std::make_shared<fake_state>();
+
+  int current_device() { return s->device; }
+  void* malloc(std::size_t bytes) {
+    if (s->held + bytes > s->budget) return nullptr;
+    void* p = std::malloc(bytes);
+    s->held += bytes;
+    s->blocks.emplace(p, bytes);
+    return p;
+  }
+  void free(void* p, int) noexcept {
+    auto it = s->blocks.find(p);
+    if (it == s->blocks.end()) return;
+    s->held -= it->second;
+    s->blocks.erase(it);
+    std::free(p);
+  }
+  event create_event(int) {
+    s->events_done.push_back(false);
+    const int id = static_cast<int>(s->events_done.size()) - 1;
+    s->live_events.insert(id);
+    return id;
+  }
+  bool record_event(event e, int) noexcept {
+    if (s->fail_record) return false;
+    s->events_done[static_cast<std::size_t>(e)] = false;  // pending until the test says so
+    return true;
+  }
+  bool event_done(event e) noexcept { return s->events_done[static_cast<std::size_t>(e)]; }
+  void wait_event(event e) noexcept {
+    s->waited.push_back(e);
+    s->events_done[static_cast<std::size_t>(e)] = true;
+  }
+  void destroy_event(event e, int) noexcept { s->live_events.erase(e); }
+};
+
+}  // namespace
+
+TEST_CASE("block cache: size classes", "[core][block_cache]") {
+  CHECK(block_size_class(0) == 0);
+  CHECK(block_size_class(1) == 512);
+  CHECK(block_size_class(513) == 1024);
+  CHECK(block_size_class((1 << 20) + 1) == (1 << 20) + (1 << 18));
+  CHECK(block_size_class((3 << 20) + 1) == (3 << 20) + (1 << 19));
+}
+
+TEST_CASE("block cache: a freed block is reused only after its event, else the oldest is awaited",
+          "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  basic_block_cache<fake_driver> cache(drv);
+
+  void* a = cache.allocate(1000);  // class 1024
+  void* b = cache.allocate(1000);
+  CHECK(a != b);
+  CHECK(cache.stats().device_allocations == 2);
+  CHECK(cache.stats().bytes_in_use == 2048);
+
+  cache.deallocate(a);  // event 0, pending
+  cache.deallocate(b);  // event 1, pending
+  CHECK(cache.stats().bytes_cached == 2048);
+  CHECK(cache.stats().bytes_in_use == 0);
+
+  // b's work is done, a's is not: the request takes b without waiting
+  st->events_done[1] = true;
+  void* c = cache.allocate(700);
+  CHECK(c == b);
+  CHECK(st->waited.empty());
+  CHECK(cache.stats().cache_hits == 1);
+  CHECK(cache.stats().device_allocations == 2);
+
+  // only a (pending) is left: the request waits for a's event and takes it
+  void* d = cache.allocate(1024);
+  CHECK(d == a);
+  CHECK(st->waited == std::vector<int>{0});
+  CHECK(cache.stats().pending_waits == 1);
+
+  // another class never takes these blocks; events are recycled, not recreated
+  cache.deallocate(c);
+  void* e = cache.allocate(4096);
+  CHECK(e != c);
+  CHECK(cache.stats().device_allocations == 3);
+  cache.deallocate(d);
+  cache.deallocate(e);
+  CHECK(st->live_events.size() == 3);  // one per cached block, spare ones reused
+  CHECK(cache.live_blocks() == 0);
+
+  cache.release_cached();
+  CHECK(cache.stats().bytes_cached == 0);
+  CHECK(st->blocks.empty());
+  CHECK(st->live_events.empty());
+  CHECK(cache.stats().device_frees == 3);
+}
+
+TEST_CASE("block cache: blocks are cached per device", "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  basic_block_cache<fake_driver> cache(drv);
+  void* a = cache.allocate(512);
+  cache.deallocate(a);
+  st->events_done[0] = true;
+  st->device = 1;
+  void* b = cache.allocate(512);
+  CHECK(b != a);  // device 0's block is not handed to device 1
+  st->device = 0;
+  CHECK(cache.allocate(512) == a);
+  cache.deallocate(b);
+}
+
+TEST_CASE("block cache: out of memory releases the cache and retries once, then throws",
+          "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  st->budget = 4096;
+  basic_block_cache<fake_driver> cache(drv);
+  void* a = cache.allocate(2048);
+  void* b = cache.allocate(2048);
+  cache.deallocate(a);  // cached, its event pending; the device is full
+  void* c = cache.allocate(1024);  // fails, releases a (after its event), retries
+  CHECK(c != nullptr);
+  CHECK(st->waited == std::vector<int>{0});
+  CHECK(cache.stats().device_frees == 1);
+  CHECK(cache.stats().bytes_cached == 0);
+  CHECK(st->held == 3072);
+  CHECK_THROWS_WITH(cache.allocate(2048), Catch::Contains("out of device memory"));
+  CHECK(cache.stats().bytes_in_use == 3072);  // the failed request changed nothing
+  cache.deallocate(b);
+  cache.deallocate(c);
+}
+
+TEST_CASE("block cache: a block whose event cannot be recorded is freed at once",
+          "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  basic_block_cache<fake_driver> cache(drv);
+  void* a = cache.allocate(100);
+  st->fail_record = true;
+  cache.deallocate(a);
+  CHECK(cache.stats().bytes_cached == 0);
+  CHECK(cache.stats().device_frees == 1);
+  CHECK(st->blocks.empty());
+  cache.deallocate(reinterpret_cast<void*>(0x1234));  // not ours: ignored, no throw
+  CHECK(cache.live_blocks() == 0);
+}
