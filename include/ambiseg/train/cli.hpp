@@ -4,6 +4,7 @@
 //   ambiseg train  --data synthetic|PATH --out DIR [options]
 //   ambiseg sample --ckpt FILE (--data SPEC | --image FILE.npy|.png) --out DIR [options]
 //   ambiseg eval   --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5] [options]
+//   ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]
 // Options are `--name value` or `--name=value`; flags take no value.
 #pragma once
 
@@ -51,6 +52,7 @@ struct train_command {
   std::filesystem::path out;
   bool resume = false;
   std::int64_t checkpoint_every = 200;
+  std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
 };
 
 struct sample_command {
@@ -77,17 +79,27 @@ struct eval_command {
   int steps = 10;
   sampler_kind sampler = sampler_kind::ddpm_large;
   bool clip_x0 = false;
-  bool baselines = false;  // synthetic only: the oracle and the majority mask
+  bool baselines = false;  // reference rows: oracle + majority (synthetic), raters + majority (real data)
   std::optional<std::filesystem::path> out;
   std::uint64_t seed = 0;
   std::optional<bool> use_ema;
+};
+
+// The loaded data as .npy arrays, for other tools (the PyTorch peer of benchmarks/peer/):
+// training cases as loaded, test cases cropped exactly as `ambiseg eval` crops them.
+struct export_command {
+  data_request data;
+  std::int64_t crop_size = 64;
+  data::crop_mode crop = data::crop_mode::random;
+  std::uint64_t seed = 0;  // fixes the test crops (a model's --seed)
+  std::filesystem::path out;
 };
 
 struct help_command {
   std::string topic;
 };
 
-using command = std::variant<train_command, sample_command, eval_command, help_command>;
+using command = std::variant<train_command, sample_command, eval_command, export_command, help_command>;
 
 inline std::string cli_usage() {
   return "usage: ambiseg <command> [options]\n"
@@ -98,12 +110,14 @@ inline std::string cli_usage() {
          "                [--input-scale B] [--prediction x|eps|v]\n"
          "                [--weighting snr|trunc_snr|snr_plus_one|uniform|sigmoid] [--sigmoid-bias B]\n"
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
-         "                [--checkpoint-every N] [--split DIR] [--synthetic-images N] [--resume]\n"
+         "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
+         "                [--synthetic-images N] [--resume]\n"
          "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
          "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
          "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|none] [--images K] [--steps S]\n"
          "                [--sampler ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
+         "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "\n"
          "PATH: a LIDC .pkl, a lidc-cimd-samples folder, or the DeepMind PNG layout (images/, gt/).\n"
          "See docs/training.md.\n";
@@ -189,6 +203,31 @@ inline bool data_option(arg_reader& r, data_request& d) {
   return true;
 }
 
+// "500,1000,2000" → steps, each in [1, 2^40], strictly increasing.
+inline std::vector<std::int64_t> parse_step_list(const std::string& option, const std::string& text) {
+  std::vector<std::int64_t> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    throw_if<value_error>(used == 0 || used != item.size() || v < 1 || v > big, "option ", option, ": '", item,
+                          "' is not a step number (use e.g. ", option, " 500,1000,2000)");
+    throw_if<value_error>(!out.empty() && v <= out.back(), "option ", option, ": steps must increase (", out.back(),
+                          " then ", v, ")");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 inline train_command parse_train(std::span<const std::string> args) {
   train_command c;
   arg_reader r{args, 0, {}, {}};
@@ -223,6 +262,7 @@ inline train_command parse_train(std::span<const std::string> args) {
                                                                    : data::image_encoding::imagenet_rgb;
     else if (r.name == "--seed") c.config.seed = static_cast<std::uint64_t>(r.integer(0, big));
     else if (r.name == "--checkpoint-every") c.checkpoint_every = r.integer(1, big);
+    else if (r.name == "--snapshots") c.snapshots = parse_step_list(r.name, r.value());
     else r.unknown("train");
   }
   throw_if<value_error>(!has_out, "ambiseg train: --out DIR is required");
@@ -331,8 +371,26 @@ inline eval_command parse_eval(std::span<const std::string> args) {
   }
   throw_if<value_error>(!has_ckpt, "ambiseg eval: --ckpt FILE is required");
   throw_if<value_error>(!has_data, "ambiseg eval: --data SPEC is required");
-  throw_if<value_error>(c.baselines && c.data.spec != "synthetic",
-                        "ambiseg eval: --baselines needs --data synthetic (the oracle)");
+  return c;
+}
+
+inline export_command parse_export(std::span<const std::string> args) {
+  export_command c;
+  arg_reader r{args, 0, {}, {}};
+  bool has_data = false, has_out = false;
+  while (r.next()) {
+    if (r.name == "--data") has_data = true;
+    if (data_option(r, c.data)) continue;
+    if (r.name == "--out") c.out = r.value(), has_out = true;
+    else if (r.name == "--crop") c.crop_size = r.integer(8, 4096);
+    else if (r.name == "--crop-mode")
+      c.crop = r.choice({"random", "central"}) == "random" ? data::crop_mode::random : data::crop_mode::central;
+    else if (r.name == "--seed") c.seed = static_cast<std::uint64_t>(r.integer(0, big));
+    else r.unknown("export");
+  }
+  throw_if<value_error>(!has_out, "ambiseg export: --out DIR is required");
+  throw_if<value_error>(!has_data, "ambiseg export: --data synthetic|PATH is required");
+  c.data.synthetic_size = c.crop_size;
   return c;
 }
 
@@ -340,7 +398,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
 
 // args excludes the program name. Throws value_error with a message for the user.
 inline command parse_command(std::span<const std::string> args) {
-  throw_if<value_error>(args.empty(), "missing command (train, sample, eval, help)");
+  throw_if<value_error>(args.empty(), "missing command (train, sample, eval, export, help)");
   const std::string& cmd = args[0];
   const auto rest = args.subspan(1);
   // `ambiseg train --help` is a request for help, not an unknown option.
@@ -349,8 +407,9 @@ inline command parse_command(std::span<const std::string> args) {
   if (cmd == "train") return cli_detail::parse_train(rest);
   if (cmd == "sample") return cli_detail::parse_sample(rest);
   if (cmd == "eval") return cli_detail::parse_eval(rest);
+  if (cmd == "export") return cli_detail::parse_export(rest);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") return help_command{rest.empty() ? "" : rest[0]};
-  throw value_error("unknown command '" + cmd + "' (train, sample, eval, help)");
+  throw value_error("unknown command '" + cmd + "' (train, sample, eval, export, help)");
 }
 
 }  // namespace ambiseg::train

@@ -1,14 +1,19 @@
 // ambiseg/train/commands.hpp — what `ambiseg train|sample|eval` do (parsing: cli.hpp).
 //
 //   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
-//           end), DIR/log.csv (step,loss,lr,grad_norm,seconds), DIR/loss.png, DIR/config.json
+//           end), DIR/snapshots/step-<N>.safetensors (--snapshots), DIR/log.csv
+//           (step,loss,lr,grad_norm,seconds,cpu_seconds), DIR/loss.png, DIR/config.json
+//   export  DIR/{train,test}_images.npy [N,C,H,W] float32, {train,test}_masks.npy
+//           [N,A,H,W] uint8, {train,test}_ids.txt
 //   sample  DIR/masks.npy [B,n,H,W] uint8, DIR/mean.npy, DIR/variance.npy [B,H,W] float,
 //           DIR/sample_<k>.png per image, DIR/samples.png (all images, one row each)
 //   eval    JSON on stdout (and DIR/eval.json), a markdown table (DIR/eval.md)
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -114,23 +119,29 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   // The CSV is rewritten with the kept rows, then appended to.
   {
     std::ostringstream head;
-    head << "step,loss,lr,grad_norm,seconds\n";
-    for (std::size_t i = 0; i < log.steps.size(); ++i) head << log.steps[i] << "," << log.loss[i] << ",,,\n";
+    head << "step,loss,lr,grad_norm,seconds,cpu_seconds\n";
+    for (std::size_t i = 0; i < log.steps.size(); ++i) head << log.steps[i] << "," << log.loss[i] << ",,,,\n";
     io::write_file_atomically(csv, head.str());
   }
   std::ofstream csv_out(csv, std::ios::app);
   const auto start = clock_t::now();
+  // Process CPU time (all threads): the fair clock for comparing runs on a shared machine.
+  const std::clock_t cpu_start = std::clock();
   const std::int64_t first = t.steps_done(), total = config.lr.total_steps;
   auto save = [&] {
     csv_out.flush();
     t.save(ckpt);
     if (!log.steps.empty()) loss_curve(log.steps, log.loss).write(png);
   };
+  if (!cmd.snapshots.empty()) fs::create_directories(cmd.out / "snapshots");
   double last_print = -1;
   while (t.steps_done() < total) {
     const step_report r = t.step();
     const double elapsed = std::chrono::duration<double>(clock_t::now() - start).count();
-    csv_out << r.step << "," << r.loss << "," << r.lr << "," << r.grad_norm << "," << elapsed << "\n";
+    const double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+    csv_out << r.step << "," << r.loss << "," << r.lr << "," << r.grad_norm << "," << elapsed << "," << cpu << "\n";
+    if (std::binary_search(cmd.snapshots.begin(), cmd.snapshots.end(), r.step))
+      t.save(cmd.out / "snapshots" / ("step-" + std::to_string(r.step) + ".safetensors"));
     log.steps.push_back(r.step);
     log.loss.push_back(r.loss);
     const double rate = static_cast<double>(r.step - first) / std::max(elapsed, 1e-9);
@@ -235,10 +246,52 @@ inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream
   return 0;
 }
 
+namespace command_detail {
+
+// cases → images [N, 1, H, W] float32 and masks [N, A, H, W] uint8 (+ ids, one a line).
+inline void write_case_arrays(const data::case_set& cases, const std::filesystem::path& dir, const std::string& name) {
+  throw_if<value_error>(cases.size() == 0, "ambiseg export: the ", name, " set is empty");
+  const data::case_ref first = cases[0];
+  const std::int64_t n = static_cast<std::int64_t>(cases.size()), c = first.image.size(0);
+  const std::int64_t h = first.height(), w = first.width(), a = first.annotations(), plane = h * w;
+  std::vector<float> images(static_cast<std::size_t>(n * c * plane));
+  std::vector<std::uint8_t> masks(static_cast<std::size_t>(n * a * plane));
+  std::string ids;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const data::case_ref x = cases[static_cast<std::size_t>(k)];
+    throw_if<shape_error>(x.image.size(0) != c || x.height() != h || x.width() != w || x.annotations() != a,
+                          "ambiseg export: ", name, " case '", x.id, "' has ", x.image.size(0), " channel(s), ",
+                          x.annotations(), " annotation(s) of ", x.height(), "x", x.width(), "; the first has ", c,
+                          ", ", a, " of ", h, "x", w, " (arrays need one shape: use --crop-mode central or a crop)");
+    std::copy(x.image.data(), x.image.data() + c * plane, images.begin() + k * c * plane);
+    std::copy(x.masks.data(), x.masks.data() + a * plane, masks.begin() + k * a * plane);
+    ids.append(x.id).append("\n");
+  }
+  io::write_npy<float>(dir / (name + "_images.npy"), images, std::vector<std::int64_t>{n, c, h, w});
+  io::write_npy<std::uint8_t>(dir / (name + "_masks.npy"), masks, std::vector<std::int64_t>{n, a, h, w});
+  io::write_file_atomically(dir / (name + "_ids.txt"), ids);
+}
+
+}  // namespace command_detail
+
+inline int run_export(const export_command& cmd, std::ostream& out) {
+  data_request dr = cmd.data;
+  dr.synthetic_size = cmd.crop_size;
+  const loaded_data d = load_data(dr);
+  std::filesystem::create_directories(cmd.out);
+  command_detail::write_case_arrays(d.train, cmd.out, "train");
+  command_detail::write_case_arrays(data::evaluation_set(d.test, cmd.crop_size, cmd.crop, cmd.seed), cmd.out, "test");
+  out << "ambiseg export: " << d.kind << " data, " << d.train.size() << " training and " << d.test.size()
+      << " test cases (test crops " << cmd.crop_size << ", seed " << cmd.seed << ") → " << cmd.out.string()
+      << "/{train,test}_{images,masks}.npy\n";
+  return 0;
+}
+
 inline int run_command(const command& c, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
   if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);
+  if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
   out << cli_usage();
   return 0;
 }

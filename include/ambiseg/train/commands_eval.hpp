@@ -3,10 +3,15 @@
 // For each test image max(n) masks are sampled once; the first n of them are the n-sample
 // set (chains are independent, so any n of them are an n-sample draw). Scored against the
 // case's annotations: GED² (all-pairs estimator), dice, IoU, HM-IoU, raw and after
-// relative-area post-processing. With --baselines (synthetic data) two reference rows:
+// relative-area post-processing. With --baselines two reference rows. Synthetic data:
 //   oracle    n fresh annotations per image from the generator's annotator model
 //   majority  one deterministic mask repeated n times: the pixel-wise majority of 64
 //             oracle annotations (a perfect "most likely mask" segmenter)
+// Real data (no annotator model; both rows read the test labels, so they are reference
+// points, not methods):
+//   raters    n of the image's own m annotations drawn with replacement (a model that
+//             reproduces the raters' empirical distribution exactly)
+//   majority  the pixel-wise strict majority of the m annotations, repeated n times
 #pragma once
 
 #include <algorithm>
@@ -111,7 +116,7 @@ inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& er
   };
   for (int n : cmd.n) score("model", n, first_samples(r.masks.cview(), n));
 
-  if (cmd.baselines) {
+  if (cmd.baselines && dr.spec == "synthetic") {
     // The test cases are generator images synthetic_test_offset + k (data_source.hpp).
     const data::synthetic_lesions gen(data::synthetic_config{.size = m.config.crop_size, .seed = dr.synthetic_seed});
     rng oracle_rng = rng::derive(cmd.seed, 7);
@@ -129,6 +134,26 @@ inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& er
         }
       }
       score("oracle", n, oracle);
+      score("majority", n, majority);
+    }
+  } else if (cmd.baselines) {
+    rng rater_rng = rng::derive(cmd.seed, 8);
+    for (int n : cmd.n) {
+      std::vector<std::uint8_t> raters(static_cast<std::size_t>(b * n * plane)), majority(raters.size());
+      for (std::int64_t k = 0; k < b; ++k) {
+        const std::uint8_t* own = annotations.data() + k * anns * plane;
+        for (int j = 0; j < n; ++j) {
+          const auto a = static_cast<std::int64_t>(rater_rng.below(static_cast<std::uint64_t>(anns)));
+          std::copy(own + a * plane, own + (a + 1) * plane, raters.begin() + (k * n + j) * plane);
+        }
+        for (std::int64_t p = 0; p < plane; ++p) {
+          std::int64_t votes = 0;
+          for (std::int64_t a = 0; a < anns; ++a) votes += own[a * plane + p] != 0;
+          for (int j = 0; j < n; ++j)
+            majority[static_cast<std::size_t>((k * n + j) * plane + p)] = 2 * votes > anns ? 1 : 0;
+        }
+      }
+      score("raters", n, raters);
       score("majority", n, majority);
     }
   }
