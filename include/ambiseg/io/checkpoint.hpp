@@ -19,24 +19,37 @@
 // Saving and loading round-trip bit for bit. Loading checks names, shapes and metadata of
 // every section before touching the model, optimiser or EMA (an I/O error during the reads
 // that follow — a file truncated meanwhile — can still leave them partly loaded).
+//
+// Devices: every function takes stores, optimisers and EMAs on any device D. On the CPU
+// they read and write the flat buffers in place; on another device (ambiseg::cuda) each
+// flat buffer is staged through one host copy (download before saving, or before a
+// non-strict load so that what is not loaded stays as it was; upload after loading). The
+// flat layout depends only on the names, shapes and sizeof(T), so the files are the same
+// bytes whatever device wrote them, and any device loads them.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "ambiseg/core/device.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/io/safetensors.hpp"
 #include "ambiseg/optim/adamw.hpp"
 #include "ambiseg/optim/ema.hpp"
+#if defined(AMBISEG_WITH_CUDA)
+#include "ambiseg/core/cuda_memory.hpp"
+#endif
 
 namespace ambiseg::io {
 
@@ -86,8 +99,8 @@ struct load_plan {
   std::string first_problem;
 };
 
-template <class T>
-load_plan plan_load(const parameter_store<T, cpu>& store, const safetensors_file& file, const load_options& opt) {
+template <class T, class D>
+load_plan plan_load(const parameter_store<T, D>& store, const safetensors_file& file, const load_options& opt) {
   load_plan plan;
   auto note = [&](const std::string& problem) {
     if (plan.first_problem.empty()) plan.first_problem = problem;
@@ -131,8 +144,8 @@ void throw_if_incomplete(const load_plan& plan, const safetensors_file& file, st
 }
 
 // Reads the planned tensors into a buffer laid out like the store's flat buffers.
-template <class T>
-void execute_load(const load_plan& plan, const parameter_store<T, cpu>& store, const safetensors_file& file,
+template <class T, class D>
+void execute_load(const load_plan& plan, const parameter_store<T, D>& store, const safetensors_file& file,
                   const std::string& prefix, T* flat_base) {
   for (std::size_t i : plan.to_load) {
     const auto& e = store.info(i);
@@ -141,36 +154,94 @@ void execute_load(const load_plan& plan, const parameter_store<T, cpu>& store, c
 }
 
 // One tensor per parameter, read from a buffer laid out like the store's flat buffers.
-template <class T>
-void append_entries(std::vector<tensor_to_save>& out, const parameter_store<T, cpu>& store, const T* flat_base,
+template <class T, class D>
+void append_entries(std::vector<tensor_to_save>& out, const parameter_store<T, D>& store, const T* flat_base,
                     const std::string& prefix) {
   for (const auto& e : store.entries())
     out.push_back(tensor_to_save::from<T>(prefix + e.name, flat_base + e.offset,
                                           std::vector<std::int64_t>(e.shape.begin(), e.shape.end())));
 }
 
+// The host bytes of a flat device buffer: the buffer itself on the CPU, else one
+// download (ordered after the work queued on the device, see docs/cuda.md).
+template <class T, class D>
+class host_flat_source {
+ public:
+  explicit host_flat_source(tensor_view<const T, D> flat) {
+    if constexpr (std::same_as<D, cpu>) {
+      data_ = flat.data();
+    } else {
+      staging_ = tensor<T>(flat.shape());
+      device_memory<D>::copy_to_host(staging_.data(), flat.data(),
+                                     sizeof(T) * static_cast<std::size_t>(flat.numel()));
+      data_ = staging_.data();
+    }
+  }
+  const T* data() const { return data_; }
+
+ private:
+  tensor<T> staging_;
+  const T* data_ = nullptr;
+};
+
+// Host memory to load a flat device buffer through: the buffer itself on the CPU, else a
+// host copy that starts as the buffer's contents (keep) or as zeros, uploaded by commit().
+template <class T, class D>
+class host_flat_target {
+ public:
+  enum class start { keep, zeros };
+  host_flat_target(tensor_view<T, D> flat, start from) : flat_(flat) {
+    if constexpr (std::same_as<D, cpu>) {
+      data_ = flat.data();
+    } else {
+      staging_ = tensor<T>::zeros(flat.shape());
+      if (from == start::keep)
+        device_memory<D>::copy_to_host(staging_.data(), flat.data(),
+                                       sizeof(T) * static_cast<std::size_t>(flat.numel()));
+      data_ = staging_.data();
+    }
+  }
+  T* data() const { return data_; }
+  void commit() {
+    if constexpr (!std::same_as<D, cpu>)
+      device_memory<D>::copy_from_host(flat_.data(), staging_.data(),
+                                       sizeof(T) * static_cast<std::size_t>(flat_.numel()));
+  }
+
+ private:
+  tensor_view<T, D> flat_;
+  tensor<T> staging_;
+  T* data_ = nullptr;
+};
+
 }  // namespace detail
 
-template <class T>
-load_report load_parameters(parameter_store<T, cpu>& store, const safetensors_file& file,
+template <class T, class D>
+load_report load_parameters(parameter_store<T, D>& store, const safetensors_file& file,
                             const load_options& opt = {}) {
   const auto plan = detail::plan_load(store, file, opt);
   if (opt.mode == load_mode::strict) detail::throw_if_incomplete<T>(plan, file, "load_parameters");
-  detail::execute_load(plan, store, file, opt.prefix, store.flat_values().data());
+  // Off the CPU, the parameters the plan skips keep their values through the staging copy;
+  // a complete plan overwrites every entry (and the padding is zero on both sides).
+  using target = detail::host_flat_target<T, D>;
+  target values(store.flat_values(), plan.report.complete() ? target::start::zeros : target::start::keep);
+  detail::execute_load(plan, store, file, opt.prefix, values.data());
+  values.commit();
   return plan.report;
 }
 
-template <class T>
-load_report load_parameters(parameter_store<T, cpu>& store, const std::filesystem::path& path,
+template <class T, class D>
+load_report load_parameters(parameter_store<T, D>& store, const std::filesystem::path& path,
                             const load_options& opt = {}) {
   return load_parameters(store, safetensors_file::open(path), opt);
 }
 
-template <class T>
-void save_parameters(const parameter_store<T, cpu>& store, const std::filesystem::path& path,
+template <class T, class D>
+void save_parameters(const parameter_store<T, D>& store, const std::filesystem::path& path,
                      const std::map<std::string, std::string>& metadata = {}) {
+  const detail::host_flat_source<T, D> values(store.flat_values());
   std::vector<tensor_to_save> entries;
-  detail::append_entries(entries, store, store.flat_values().data(), "");
+  detail::append_entries(entries, store, values.data(), "");
   save_safetensors(path, entries, metadata);
 }
 
@@ -237,10 +308,10 @@ struct metadata_reader {
 
 }  // namespace detail
 
-template <class T>
-void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, cpu>& params,
-                              const optim::adamw<T, cpu>& opt, const training_state& state,
-                              const optim::ema<T>* ema = nullptr) {
+template <class T, class D>
+void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, D>& params,
+                              const optim::adamw<T, D>& opt, const training_state& state,
+                              std::type_identity_t<const optim::ema<T, D>*> ema = nullptr) {
   const std::int64_t flat = params.flat_values().numel();
   throw_if<shape_error>(opt.exp_avg().numel() != flat, "save_training_checkpoint: the optimiser holds ",
                         opt.exp_avg().numel(), " elements, the model ", flat);
@@ -263,20 +334,28 @@ void save_training_checkpoint(const std::filesystem::path& path, const parameter
   meta["dtype"] = std::string(dtype_name(dtype_of<T>()));
   if (ema) meta["ema"] = nlohmann::json{{"decay", ema->decay()}, {"updates", ema->updates()}}.dump();
 
+  const detail::host_flat_source<T, D> values(params.flat_values());
+  const detail::host_flat_source<T, D> m(opt.exp_avg());
+  const detail::host_flat_source<T, D> v(opt.exp_avg_sq());
   std::vector<tensor_to_save> entries;
-  detail::append_entries(entries, params, params.flat_values().data(), "");
-  detail::append_entries(entries, params, opt.exp_avg().data(), "optim.m.");
-  detail::append_entries(entries, params, opt.exp_avg_sq().data(), "optim.v.");
-  if (ema) detail::append_entries(entries, params, ema->shadow().data(), "ema.");
+  detail::append_entries(entries, params, values.data(), "");
+  detail::append_entries(entries, params, m.data(), "optim.m.");
+  detail::append_entries(entries, params, v.data(), "optim.v.");
+  std::optional<detail::host_flat_source<T, D>> averaged;
+  if (ema) {
+    averaged.emplace(ema->shadow());
+    detail::append_entries(entries, params, averaged->data(), "ema.");
+  }
   save_safetensors(path, entries, meta);
 }
 
 // Restores weights, optimiser state (moments, step count, hyperparameters, as
 // torch's load_state_dict does) and, when `ema` is given, the EMA weights and update count
 // (its decay stays the one it was built with). Returns step, rng state, config, extras.
-template <class T>
-training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, cpu>& params,
-                                        optim::adamw<T, cpu>& opt, optim::ema<T>* ema = nullptr) {
+template <class T, class D>
+training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, D>& params,
+                                        optim::adamw<T, D>& opt,
+                                        std::type_identity_t<optim::ema<T, D>*> ema = nullptr) {
   const auto file = safetensors_file::open(path);
   const detail::metadata_reader md{file};
   md.check(md.text("format") == training_checkpoint_format, "not a training checkpoint (format '",
@@ -345,15 +424,31 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
     detail::throw_if_incomplete<T>(averaged, file, "load_training_checkpoint: EMA weights");
   }
 
-  // The flat buffers' padding is zero everywhere; clearing first keeps it so.
+  // The flat buffers' padding is zero everywhere; clearing first keeps it so (off the
+  // CPU the staging copies start at zero and are uploaded whole).
+  using target_start = typename detail::host_flat_target<T, D>::start;
   opt.reset();
-  detail::execute_load(weights, params, file, "", params.flat_values().data());
-  detail::execute_load(m, params, file, "optim.m.", opt.exp_avg().data());
-  detail::execute_load(v, params, file, "optim.v.", opt.exp_avg_sq().data());
+  {
+    detail::host_flat_target<T, D> dst(params.flat_values(), target_start::zeros);
+    detail::execute_load(weights, params, file, "", dst.data());
+    dst.commit();
+  }
+  {
+    detail::host_flat_target<T, D> dst(opt.exp_avg(), target_start::zeros);
+    detail::execute_load(m, params, file, "optim.m.", dst.data());
+    dst.commit();
+  }
+  {
+    detail::host_flat_target<T, D> dst(opt.exp_avg_sq(), target_start::zeros);
+    detail::execute_load(v, params, file, "optim.v.", dst.data());
+    dst.commit();
+  }
   opt.set_options(options);
   opt.set_steps(opt_steps);
   if (ema) {
-    detail::execute_load(averaged, params, file, "ema.", ema->shadow().data());
+    detail::host_flat_target<T, D> dst(ema->shadow(), target_start::zeros);
+    detail::execute_load(averaged, params, file, "ema.", dst.data());
+    dst.commit();
     ema->set_updates(ema_updates);
   }
   return state;
