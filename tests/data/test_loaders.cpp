@@ -21,6 +21,14 @@ namespace {
 const std::string shared_data = std::string(AMBISEG_SHARED_DIR) + "/data";
 const std::string project_root = std::string(AMBISEG_FIXTURE_DIR) + "/../..";
 
+// The real files live in the project's shared/ folder beside the repository; a checkout
+// without it skips these checks (with a warning) instead of failing.
+bool shared_present(const std::string& path) {
+  if (std::filesystem::exists(path)) return true;
+  WARN("skipped: " << path << " is absent (the project's shared/ folder)");
+  return false;
+}
+
 std::int64_t mask_area(const case_ref& c, std::int64_t k) {
   std::int64_t a = 0;
   const auto m = c.masks.slice0(k, 1);
@@ -49,6 +57,7 @@ TEST_CASE("lidc pickle: the real QUBIQ brain-growth file", "[data][lidc]") {
   //     [int(m.sum()) for m in c['masks']]);
   //     print(sum(int(m.sum()) for k in d for m in d[k]['masks']))"
   //   → 0 73 763050 [2513, 2326, 2144, 2162, 2492, 2477, 2659] / 613585
+  if (!shared_present(shared_data + "/qubiq-brain-growth/brain_growth_alpha.pkl")) return;
   const auto cases = load_lidc_pickle(shared_data + "/qubiq-brain-growth/brain_growth_alpha.pkl");
   REQUIRE(cases.size() == 39);
   std::int64_t all_mask_pixels = 0;
@@ -132,11 +141,13 @@ TEST_CASE("lidc split: patient id before the first underscore", "[data][lidc]") 
 
   // The lists shipped in data/lidc-split/ are the shared ones: 175 + 175 disjoint patients.
   const auto shipped = read_split_ids(project_root + "/data/lidc-split");
-  const auto shared = read_split_ids(shared_data + "/lidc-split");
   CHECK(shipped.test.size() == 175);
   CHECK(shipped.validation.size() == 175);
-  CHECK(shipped.test == shared.test);
-  CHECK(shipped.validation == shared.validation);
+  if (shared_present(shared_data + "/lidc-split/test_ids.txt")) {
+    const auto shared = read_split_ids(shared_data + "/lidc-split");
+    CHECK(shipped.test == shared.test);
+    CHECK(shipped.validation == shared.validation);
+  }
   // A key of a test patient from the real list lands in test.
   const std::string test_patient = *shipped.test.begin();
   const std::vector<std::string> real_keys{test_patient + "_slice7", "notapatient_slice0"};
@@ -149,6 +160,7 @@ TEST_CASE("cimd folders: the 28 real LIDC slices", "[data][folders]") {
   // Label areas (grey > 127), computed with PIL (libjpeg) — stb_image agrees on all 112:
   //   /usr/bin/python3 -c "import numpy as np, PIL.Image as I; print([int((np.array(
   //     I.open(f'{D}/{s}/{c}/label{i}_.jpg')) > 127).sum()) for i in range(4)])"
+  if (!shared_present(shared_data + "/lidc-cimd-samples")) return;
   const auto training = load_cimd_folder(shared_data + "/lidc-cimd-samples/training");
   const auto testing = load_cimd_folder(shared_data + "/lidc-cimd-samples/testing");
   REQUIRE(training.size() == 19);
@@ -274,17 +286,19 @@ TEST_CASE("image: corrupt, truncated and hostile files are format errors", "[dat
   CHECK_THROWS_WITH(io::decode_image(png, small), Catch::Contains("exceeds the limit"));
 
   // Real JPEGs cut inside their headers …
-  const auto jpeg = file_bytes(shared_data + "/lidc-cimd-samples/training/2/label3_.jpg");
-  REQUIRE(jpeg.size() > 200);
-  for (std::size_t n : {std::size_t{2}, std::size_t{20}, std::size_t{100}, std::size_t{150}})
-    CHECK_THROWS_AS(io::decode_image(std::span(jpeg.data(), n)), format_error);
-  // … and inside its entropy-coded data (stb needs the end-of-image marker).
-  const auto slice = file_bytes(shared_data + "/lidc-cimd-samples/training/0/image_1.jpg");
-  for (double fraction : {0.5, 0.9, 0.99})
-    CHECK_THROWS_AS(io::decode_image(std::span(slice.data(), static_cast<std::size_t>(
-                                                                 fraction * slice.size()))),
-                    format_error);
-  CHECK_NOTHROW(io::decode_image(jpeg));
+  if (shared_present(shared_data + "/lidc-cimd-samples")) {
+    const auto jpeg = file_bytes(shared_data + "/lidc-cimd-samples/training/2/label3_.jpg");
+    REQUIRE(jpeg.size() > 200);
+    for (std::size_t n : {std::size_t{2}, std::size_t{20}, std::size_t{100}, std::size_t{150}})
+      CHECK_THROWS_AS(io::decode_image(std::span(jpeg.data(), n)), format_error);
+    // … and inside its entropy-coded data (stb needs the end-of-image marker).
+    const auto slice = file_bytes(shared_data + "/lidc-cimd-samples/training/0/image_1.jpg");
+    for (double fraction : {0.5, 0.9, 0.99})
+      CHECK_THROWS_AS(io::decode_image(std::span(slice.data(), static_cast<std::size_t>(
+                                                                   fraction * slice.size()))),
+                      format_error);
+    CHECK_NOTHROW(io::decode_image(jpeg));
+  }
   CHECK_THROWS_AS(io::read_image("/nonexistent/ambiseg.png"), io_error);
 
   // Inputs the fuzzer (tests/fuzz/run_fuzzers.sh) once crashed on, kept as regressions.

