@@ -181,13 +181,16 @@ class diffusion_model_impl final : public diffusion_model {
 
 namespace policy_detail {
 
-template <class S, class P>
-std::unique_ptr<diffusion_model> with_weighting(const policy_choice& c) {
+// visit(gaussian_diffusion<…>{…}) for the class the choice names; every branch must
+// return the same type. make_diffusion and make_device_diffusion (device_policies.hpp)
+// share this one dispatch.
+template <class S, class P, class Visit>
+auto with_weighting(const policy_choice& c, Visit&& visit) {
   using schedule_t = diffusion::clipped<diffusion::input_scaled<S>>;
   schedule_t schedule{diffusion::input_scaled<S>(S{}, c.input_scale)};
-  auto make = [&]<class W>(W w) -> std::unique_ptr<diffusion_model> {
+  auto make = [&]<class W>(W w) {
     using D = diffusion::gaussian_diffusion<schedule_t, P, W>;
-    return std::make_unique<diffusion_model_impl<D>>(D(schedule, w), c);
+    return visit(D(schedule, w));
   };
   if (c.weighting == "snr") return make(diffusion::snr_weighting{});
   if (c.weighting == "trunc_snr") return make(diffusion::truncated_snr_weighting{});
@@ -196,21 +199,28 @@ std::unique_ptr<diffusion_model> with_weighting(const policy_choice& c) {
   return make(diffusion::sigmoid_weighting{c.sigmoid_bias});
 }
 
-template <class S>
-std::unique_ptr<diffusion_model> with_prediction(const policy_choice& c) {
-  if (c.prediction == "x") return with_weighting<S, diffusion::x_prediction>(c);
-  if (c.prediction == "eps") return with_weighting<S, diffusion::eps_prediction>(c);
-  return with_weighting<S, diffusion::v_prediction>(c);
+template <class S, class Visit>
+auto with_prediction(const policy_choice& c, Visit&& visit) {
+  if (c.prediction == "x") return with_weighting<S, diffusion::x_prediction>(c, visit);
+  if (c.prediction == "eps") return with_weighting<S, diffusion::eps_prediction>(c, visit);
+  return with_weighting<S, diffusion::v_prediction>(c, visit);
+}
+
+template <class Visit>
+auto visit_diffusion(const policy_choice& c, Visit&& visit) {
+  c.validate();
+  if (c.schedule == "cosine") return with_prediction<diffusion::cosine>(c, visit);
+  if (c.schedule == "linear") return with_prediction<diffusion::linear>(c, visit);
+  if (c.schedule == "linear_simple") return with_prediction<diffusion::linear_simple>(c, visit);
+  return with_prediction<diffusion::parabola>(c, visit);
 }
 
 }  // namespace policy_detail
 
 inline std::unique_ptr<diffusion_model> make_diffusion(const policy_choice& c) {
-  c.validate();
-  if (c.schedule == "cosine") return policy_detail::with_prediction<diffusion::cosine>(c);
-  if (c.schedule == "linear") return policy_detail::with_prediction<diffusion::linear>(c);
-  if (c.schedule == "linear_simple") return policy_detail::with_prediction<diffusion::linear_simple>(c);
-  return policy_detail::with_prediction<diffusion::parabola>(c);
+  return policy_detail::visit_diffusion(c, [&]<class D>(D d) -> std::unique_ptr<diffusion_model> {
+    return std::make_unique<diffusion_model_impl<D>>(std::move(d), c);
+  });
 }
 
 }  // namespace ambiseg::train

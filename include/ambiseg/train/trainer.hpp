@@ -13,6 +13,19 @@
 // weights, the AdamW moments, the EMA and the noise rng; the batch sampler is replayed to
 // the checkpoint's step on resume (cropping only, cheap), and its rng state is stored
 // too and compared after the replay, so a resumed run continues bit for bit.
+//
+// Devices: trainer<Data, Device>. With Device = cpu (the default) the step is the host
+// facade's (diffusion_model) on unet<float>, exactly as it always was. With Device = cuda
+// the same loop runs unet<float, cuda>, adamw<float, cuda>, ema<float, cuda> and the
+// device diffusion facade (device_policies.hpp) on the trainer's own cuda_context (one
+// stream per model): the batch is cropped on the host and uploaded each step, t and ε are
+// drawn on the host from the same noise rng in the same order, so a seed gives the same
+// initial weights, batches and draws as on the CPU; the results agree to float rounding
+// (docs/cuda.md, "The device trainer"). Checkpoints are the same files on every device
+// (io/checkpoint.hpp stages device buffers through host copies), so a run saved on one
+// device resumes on the other. The third parameter, DeviceLayer, runs the device path with
+// Device = cpu (host tensors through diffusion/device.hpp): what lets the tests exercise
+// the GPU trainer's orchestration on a machine without a GPU.
 #pragma once
 
 #include <cmath>
@@ -24,6 +37,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ambiseg/core/device_context.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/core/tensor.hpp"
@@ -35,6 +49,8 @@
 #include "ambiseg/optim/clip.hpp"
 #include "ambiseg/optim/ema.hpp"
 #include "ambiseg/optim/lr_schedule.hpp"
+#include "ambiseg/diffusion/device.hpp"
+#include "ambiseg/train/device_policies.hpp"
 #include "ambiseg/train/policies.hpp"
 
 namespace ambiseg::train {
@@ -150,19 +166,27 @@ struct step_report {
   double grad_norm = 0.0;  // before clipping
 };
 
-template <data::dataset D>
+template <data::dataset Data, class Device = cpu, bool DeviceLayer = !std::same_as<Device, cpu>>
 class trainer {
+  static constexpr bool host_facade = !DeviceLayer;
+  static_assert(!host_facade || std::same_as<Device, cpu>,
+                "trainer: a device other than the cpu runs the device layer (DeviceLayer = true)");
+
  public:
+  using device_type = Device;
+  using network_type = nn::unet<float, Device>;
+
   // `train_data` must outlive the trainer.
-  trainer(const trainer_config& config, const D& train_data)
+  trainer(const trainer_config& config, const Data& train_data)
       : config_(config),
         diffusion_((config_.validate(), make_diffusion(config_.policy))),
         net_(config_.effective_net(), rng::derive(config_.seed, 0)()),
         denoiser_(net_, nn::pass::training),
         opt_(net_.parameters().flat_values().numel(), config_.adamw),
         data_(train_data),
-        batches_(std::make_unique<data::batch_sampler<D>>(train_data, batch_config(), rng::derive(config_.seed, 1)())),
+        batches_(std::make_unique<data::batch_sampler<Data>>(train_data, batch_config(), rng::derive(config_.seed, 1)())),
         noise_rng_(rng::derive(config_.seed, 2)()) {
+    if constexpr (!host_facade) device_diffusion_ = make_device_diffusion<Device>(config_.policy);
     if (config_.ema_decay) ema_.emplace(net_.parameters(), *config_.ema_decay);
     for (std::size_t i = 0; i < data_.size(); ++i)
       throw_if<value_error>(data_[i].height() < config_.crop_size || data_[i].width() < config_.crop_size,
@@ -176,15 +200,27 @@ class trainer {
 
   const trainer_config& config() const { return config_; }
   const diffusion_model& diffusion() const { return *diffusion_; }
-  nn::unet<float>& network() { return net_; }
-  const optim::adamw<float>& optimizer() const { return opt_; }
-  const optim::ema<float>* ema() const { return ema_ ? &*ema_ : nullptr; }
+  network_type& network() { return net_; }
+  const optim::adamw<float, Device>& optimizer() const { return opt_; }
+  const optim::ema<float, Device>* ema() const { return ema_ ? &*ema_ : nullptr; }
   std::int64_t steps_done() const { return step_; }
+  // The model's context (a cuda_context on cuda): open a device_context<Device>::scope on
+  // it to run the network outside step() on the trainer's stream.
+  device_context<Device>& context() { return context_; }
 
   step_report step() {
+    const typename device_context<Device>::scope on_stream(context_);
     batches_->next(batch_);
-    diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
-    const double loss = diffusion_->training_loss(std::ref(denoiser_), batch_.x0.cview(), batch_.images.cview(), noise_);
+    double loss = 0.0;
+    if constexpr (host_facade) {
+      diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
+      loss = diffusion_->training_loss(std::ref(denoiser_), batch_.x0.cview(), batch_.images.cview(), noise_);
+    } else {
+      upload(batch_.x0.cview(), x0_);
+      upload(batch_.images.cview(), images_);
+      device_diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
+      loss = device_diffusion_->training_loss(std::ref(denoiser_), x0_.cview(), images_.cview(), noise_);
+    }
     auto& params = net_.parameters();
     params.zero_grad();
     net_.backward(noise_.grad_f.cview());
@@ -200,6 +236,7 @@ class trainer {
   nlohmann::json config_json() const { return nlohmann::json(config_); }
 
   void save(const std::filesystem::path& path) const {
+    const typename device_context<Device>::scope on_stream(context_);
     io::training_state state;
     state.step = step_;
     state.rng_state = noise_rng_.state();
@@ -211,13 +248,14 @@ class trainer {
   // Restores a checkpoint of this configuration (same JSON config) and replays the batch
   // sampler to its step.
   void resume(const std::filesystem::path& path) {
+    const typename device_context<Device>::scope on_stream(context_);
     const auto file_config = read_config(path);
     throw_if<value_error>(file_config != config_json(), "trainer::resume: '", path.string(),
                           "' was written by a different configuration:\n  file:  ", file_config.dump(),
                           "\n  this:  ", config_json().dump());
     const io::training_state state =
         io::load_training_checkpoint(path, net_.parameters(), opt_, ema_ ? &*ema_ : nullptr);
-    batches_ = std::make_unique<data::batch_sampler<D>>(data_, batch_config(), rng::derive(config_.seed, 1)());
+    batches_ = std::make_unique<data::batch_sampler<Data>>(data_, batch_config(), rng::derive(config_.seed, 1)());
     for (std::int64_t s = 0; s < state.step; ++s) batches_->next(batch_);
     auto it = state.extra.find("batch_rng");
     throw_if<format_error>(it == state.extra.end(), "trainer::resume: '", path.string(),
@@ -245,18 +283,33 @@ class trainer {
   data::batch_config batch_config() const {
     return {config_.batch_size, config_.crop_size, config_.crop, config_.encoding};
   }
+  // host batch → device buffer (grown to the largest batch, never shrunk).
+  static void upload(tensor_view<const float> host, tensor<float, Device>& dev) {
+    dev.resize(host.shape());
+    device_memory<Device>::copy_from_host(dev.data(), host.data(), sizeof(float) * static_cast<std::size_t>(host.numel()));
+  }
+
+  using denoiser_type = std::conditional_t<host_facade, unet_denoiser,
+                                           diffusion::forward_denoiser<network_type, nn::pass, float, Device>>;
+  using noise_type = std::conditional_t<host_facade, diffusion::training_batch<float>,
+                                        diffusion::device_training_batch<float, Device>>;
 
   trainer_config config_;
-  std::unique_ptr<diffusion_model> diffusion_;
-  nn::unet<float> net_;
-  unet_denoiser denoiser_;  // kept across steps: its time buffer is allocated once
-  optim::adamw<float> opt_;
-  std::optional<optim::ema<float>> ema_;
-  const D& data_;
-  std::unique_ptr<data::batch_sampler<D>> batches_;
+  // Declared early: it outlives everything that runs on it. Mutable: a save() (const)
+  // makes it current for its downloads.
+  mutable device_context<Device> context_;
+  std::unique_ptr<diffusion_model> diffusion_;  // the host facade (also the device path's sampler choice)
+  std::unique_ptr<device_diffusion_model<Device>> device_diffusion_;  // device path only
+  network_type net_;
+  denoiser_type denoiser_;  // kept across steps: its time buffer is allocated once
+  optim::adamw<float, Device> opt_;
+  std::optional<optim::ema<float, Device>> ema_;
+  const Data& data_;
+  std::unique_ptr<data::batch_sampler<Data>> batches_;
   rng noise_rng_;
-  data::training_batch batch_;
-  diffusion::training_batch<float> noise_;
+  data::training_batch batch_;  // cropped on the host
+  tensor<float, Device> x0_, images_;  // device path: the batch uploaded
+  noise_type noise_;
   std::int64_t step_ = 0;
 };
 
