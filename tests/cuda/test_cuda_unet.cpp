@@ -106,6 +106,15 @@ TEST_CASE("unet<float, cuda>: a non-finite time is reported on the device too", 
   auto t_host = tensor<float>::from(shape{2}, {0.5f, std::numeric_limits<float>::quiet_NaN()});
   const auto t = to_dev<cuda>(t_host);
   CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview()), value_error);
+  // checked on the host copy instead of a read-back when the caller passes it
+  CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview(), pass::inference, t_host.cview()), value_error);
+  const auto wrong = tensor<float>::from(shape{3}, {0.5f, 0.5f, 0.5f});
+  CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview(), pass::inference, wrong.cview()), shape_error);
+  // forward_denoiser passes its host copy: a NaN time is still refused
+  diffusion::forward_denoiser<nn::unet<float, cuda>, pass, float, cuda> f(net, pass::inference);
+  tensor<float, cuda> out(shape{2, 1, 8, 8});
+  const std::vector<double> times{0.5, std::numeric_limits<double>::quiet_NaN()};
+  CHECK_THROWS_AS(f(x.cview(), times, img.cview(), out.view()), value_error);
 }
 
 TEMPLATE_TEST_CASE("one training step (facade, forward, loss, backward, clip, AdamW) matches the CPU",

@@ -230,7 +230,9 @@ struct device_training_batch {
 
 // Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet)
 // to a device denoiser: t is rounded to T and uploaded, the output copied into
-// f_out on the device. The network must outlive the adapter.
+// f_out on the device. The network must outlive the adapter. When the network's forward
+// also takes the host copy of t (nn::unet), it is passed, so the NaN check of t needs no
+// read-back.
 template <class Net, class Mode, class T = float, class D = cuda>
 class forward_denoiser {
  public:
@@ -245,12 +247,21 @@ class forward_denoiser {
     for (std::size_t i = 0; i < t.size(); ++i)
       t_host_[static_cast<std::int64_t>(i)] = static_cast<T>(t[i]);
     detail::upload_to<T, D>(t_host_.cview(), t_dev_.view());
-    const tensor_view<const T, D> f = net_->forward(x_t, cond, t_dev_.cview(), mode_);
+    const tensor_view<const T, D> f = forward(x_t, cond);
     expect_shape("forward_denoiser", "f_out", f_out, f.shape());
     device_memory<D>::copy(f_out.data(), f.data(), sizeof(T) * static_cast<std::size_t>(f.numel()));
   }
 
  private:
+  // A network whose forward takes the host copy of t (nn::unet) checks it there instead
+  // of reading the uploaded t back, which would wait for the device.
+  tensor_view<const T, D> forward(tensor_view<const T, D> x_t, tensor_view<const T, D> cond) {
+    if constexpr (requires { net_->forward(x_t, cond, t_dev_.cview(), mode_, t_host_.cview()); })
+      return net_->forward(x_t, cond, t_dev_.cview(), mode_, t_host_.cview());
+    else
+      return net_->forward(x_t, cond, t_dev_.cview(), mode_);
+  }
+
   Net* net_;
   Mode mode_;
   tensor<T> t_host_;

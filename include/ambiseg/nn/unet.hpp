@@ -73,9 +73,13 @@ class unet {
 
   // x_t [N,Co,H,W], image [N,Ci−Co,H,W], t [N] → f [N,Co,H,W] (a view of the network's
   // buffer, valid until the next forward). pass::training keeps what backward() needs.
+  // t_host: on a device other than the CPU, the host values t was uploaded from, if the
+  // caller has them; t is then checked for NaN/∞ there instead of being read back (the
+  // read-back waits for the device). Ignored on the CPU.
   tensor_view<const T, D> forward(tensor_view<const T, D> x_t, tensor_view<const T, D> image,
-                                  tensor_view<const T, D> t, pass mode = pass::inference) {
-    check_inputs(x_t, image, t);
+                                  tensor_view<const T, D> t, pass mode = pass::inference,
+                                  tensor_view<const T, cpu> t_host = {}) {
+    check_inputs(x_t, image, t, t_host);
     const std::int64_t n = x_t.size(0), h = x_t.size(2), w = x_t.size(3);
     const bool training = mode == pass::training;
     if (!(planned_.n == n && planned_.h == h && planned_.w == w &&
@@ -403,7 +407,7 @@ class unet {
   }
 
   void check_inputs(tensor_view<const T, D> x_t, tensor_view<const T, D> image,
-                    tensor_view<const T, D> t) const {
+                    tensor_view<const T, D> t, tensor_view<const T, cpu> t_host) const {
     const char* op = "unet::forward";
     expect_rank(op, "x_t", x_t, 4);
     const std::int64_t n = x_t.size(0), h = x_t.size(2), w = x_t.size(3);
@@ -412,6 +416,9 @@ class unet {
     expect_shape(op, "t", t, shape{n});
     if constexpr (std::same_as<D, cpu>) {
       expect_finite<T>("unet::forward: t", t);
+    } else if (t_host.data() != nullptr) {
+      expect_shape(op, "t_host", t_host, shape{n});
+      expect_finite<T>("unet::forward: t", t_host);
     } else {  // t is [N]: a copy this small is cheaper than a device-side flag
       tensor<T> t_host(t.shape());
       device_memory<D>::copy_to_host(t_host.data(), t.data(), sizeof(T) * t.numel());
