@@ -23,15 +23,14 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from convert_reference_checkpoint import write_safetensors  # noqa: E402
 from reference_unet import ReferenceUNet  # noqa: E402
 
 
@@ -136,29 +135,6 @@ class Batches:
         return image, x0
 
 
-# ---- snapshots ----------------------------------------------------------------------------
-
-def write_safetensors(path, state, metadata):
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for key, t in state.items():
-        data = t.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="config.json of an ambiseg training run")
@@ -229,7 +205,7 @@ def main():
             meta = {"config": json.dumps(config), "step": str(done), "trainer": "torch_train_peer"}
             name = f"step-{done}.safetensors" if done in snapshots else "checkpoint.safetensors"
             write_safetensors(os.path.join(args.out, "snapshots" if done in snapshots else "", name),
-                              model.state_dict(), meta)
+                              model.state_dict(), meta, "F32")
         if done % 200 == 0:
             print(f"step {done}/{total} loss {loss.item():.4f} lr {lr:.2e} "
                   f"cpu {time.process_time() - cpu0:.0f} s", flush=True)

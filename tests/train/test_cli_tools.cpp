@@ -164,3 +164,21 @@ TEST_CASE("cli: eval --baselines on real data scores the raters and their majori
     CHECK(explained);
   }
 }
+
+TEST_CASE("cli: --device parses; cuda in a build without CUDA is a clear error", "[train][cli]") {
+  using V = std::vector<std::string>;
+  CHECK(std::get<train_command>(parse_command(V{"train", "--data", "synthetic", "--out", "d", "--device", "cuda"}))
+            .device == "cuda");
+  CHECK(std::get<eval_command>(parse_command(V{"eval", "--ckpt", "c", "--data", "synthetic", "--device", "cpu"}))
+            .device == "cpu");
+  CHECK_THROWS_AS(parse_command(V{"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--device", "gpu"}),
+                  value_error);
+#if !defined(AMBISEG_WITH_CUDA)
+  const auto dir = fresh_dir("device");
+  auto args = tiny_train((dir / "run").string(), "1");
+  args.insert(args.end(), {"--device", "cuda"});
+  std::ostringstream out, err;
+  CHECK(run_cli(args, out, err) == 1);
+  CHECK(err.str().find("built without CUDA") != std::string::npos);
+#endif
+}

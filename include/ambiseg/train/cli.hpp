@@ -51,6 +51,7 @@ struct train_command {
   trainer_config config;
   std::filesystem::path out;
   bool resume = false;
+  std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
 };
@@ -68,6 +69,7 @@ struct sample_command {
   std::filesystem::path out;
   std::uint64_t seed = 0;
   std::optional<bool> use_ema;
+  std::string device = "cpu";
 };
 
 struct eval_command {
@@ -83,6 +85,7 @@ struct eval_command {
   std::optional<std::filesystem::path> out;
   std::uint64_t seed = 0;
   std::optional<bool> use_ema;
+  std::string device = "cpu";
 };
 
 // The loaded data as .npy arrays, for other tools (the PyTorch peer of benchmarks/peer/):
@@ -111,12 +114,14 @@ inline std::string cli_usage() {
          "                [--weighting snr|trunc_snr|snr_plus_one|uniform|sigmoid] [--sigmoid-bias B]\n"
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
          "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
-         "                [--synthetic-images N] [--resume]\n"
+         "                [--synthetic-images N] [--device cpu|cuda] [--resume]\n"
          "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
          "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
+         "                [--device cpu|cuda]\n"
          "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|none] [--images K] [--steps S]\n"
          "                [--sampler ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
+         "                [--device cpu|cuda]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "\n"
          "PATH: a LIDC .pkl, a lidc-cimd-samples folder, or the DeepMind PNG layout (images/, gt/).\n"
@@ -203,8 +208,9 @@ inline bool data_option(arg_reader& r, data_request& d) {
   return true;
 }
 
-// "500,1000,2000" → steps, each in [1, 2^40], strictly increasing.
-inline std::vector<std::int64_t> parse_step_list(const std::string& option, const std::string& text) {
+// "a,b,c" → integers in [lo, hi]; `increasing` demands a strictly increasing list.
+inline std::vector<std::int64_t> parse_int_list(const std::string& option, const std::string& text, std::int64_t lo,
+                                                std::int64_t hi, bool increasing, const char* example) {
   std::vector<std::int64_t> out;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -217,10 +223,10 @@ inline std::vector<std::int64_t> parse_step_list(const std::string& option, cons
     } catch (const std::exception&) {
       used = 0;
     }
-    throw_if<value_error>(used == 0 || used != item.size() || v < 1 || v > big, "option ", option, ": '", item,
-                          "' is not a step number (use e.g. ", option, " 500,1000,2000)");
-    throw_if<value_error>(!out.empty() && v <= out.back(), "option ", option, ": steps must increase (", out.back(),
-                          " then ", v, ")");
+    throw_if<value_error>(used == 0 || used != item.size() || v < lo || v > hi, "option ", option, ": '", item,
+                          "' is not an integer in [", lo, ", ", hi, "] (use e.g. ", option, " ", example, ")");
+    throw_if<value_error>(increasing && !out.empty() && v <= out.back(), "option ", option,
+                          ": values must increase (", out.back(), " then ", v, ")");
     out.push_back(v);
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -262,7 +268,8 @@ inline train_command parse_train(std::span<const std::string> args) {
                                                                    : data::image_encoding::imagenet_rgb;
     else if (r.name == "--seed") c.config.seed = static_cast<std::uint64_t>(r.integer(0, big));
     else if (r.name == "--checkpoint-every") c.checkpoint_every = r.integer(1, big);
-    else if (r.name == "--snapshots") c.snapshots = parse_step_list(r.name, r.value());
+    else if (r.name == "--device") c.device = r.choice({"cpu", "cuda"});
+    else if (r.name == "--snapshots") c.snapshots = parse_int_list(r.name, r.value(), 1, big, true, "500,1000,2000");
     else r.unknown("train");
   }
   throw_if<value_error>(!has_out, "ambiseg train: --out DIR is required");
@@ -307,6 +314,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     else if (r.name == "--out") c.out = r.value(), has_out = true;
     else if (r.name == "--seed") c.seed = static_cast<std::uint64_t>(r.integer(0, big));
     else if (r.name == "--ema" || r.name == "--no-ema") ema_option(r, c.use_ema);
+    else if (r.name == "--device") c.device = r.choice({"cpu", "cuda"});
     else r.unknown("sample");
   }
   throw_if<value_error>(!has_ckpt, "ambiseg sample: --ckpt FILE is required");
@@ -322,25 +330,8 @@ inline sample_command parse_sample(std::span<const std::string> args) {
 }
 
 inline std::vector<int> parse_n_list(const std::string& text) {
-  std::vector<int> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    std::size_t used = 0;
-    int v = 0;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    throw_if<value_error>(used == 0 || used != item.size() || v < 1 || v > 4096, "option -n: '", item,
-                          "' is not a sample count in [1, 4096] (use e.g. -n 4,16)");
-    out.push_back(v);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
+  const auto values = parse_int_list("-n", text, 1, 4096, false, "4,16");
+  return {values.begin(), values.end()};
 }
 
 inline eval_command parse_eval(std::span<const std::string> args) {
@@ -367,6 +358,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     else if (r.name == "--out") c.out = r.value();
     else if (r.name == "--seed") c.seed = static_cast<std::uint64_t>(r.integer(0, big));
     else if (r.name == "--ema" || r.name == "--no-ema") ema_option(r, c.use_ema);
+    else if (r.name == "--device") c.device = r.choice({"cpu", "cuda"});
     else r.unknown("eval");
   }
   throw_if<value_error>(!has_ckpt, "ambiseg eval: --ckpt FILE is required");

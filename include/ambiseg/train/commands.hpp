@@ -89,7 +89,8 @@ inline loss_log read_log(const std::filesystem::path& csv, std::int64_t upto) {
 
 }  // namespace command_detail
 
-inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
+template <class Device>
+int run_train_on(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro) {
   namespace fs = std::filesystem;
   using clock_t = std::chrono::steady_clock;
   fs::create_directories(cmd.out);
@@ -104,14 +105,15 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   data_request dr = cmd.data;
   dr.synthetic_size = config.crop_size;
   const loaded_data data = load_data(dr);
-  trainer<data::case_set> t(config, data.train);
+  trainer<data::case_set, Device> t(config, data.train);
   command_detail::loss_log log;
   if (cmd.resume) {
     t.resume(ckpt);
     log = command_detail::read_log(csv, t.steps_done());
   }
   io::write_file_atomically(cmd.out / "config.json", nlohmann::json(config).dump(2) + "\n");
-  out << "ambiseg train: " << data.kind << " data, " << data.train.size() << " training cases; network "
+  out << "ambiseg train: " << data.kind << " data, " << data.train.size() << " training cases on " << cmd.device
+      << "; network "
       << t.network().parameters().count() << " parameters; " << t.diffusion().describe() << "\n"
       << "  steps " << config.lr.total_steps << ", batch " << config.batch_size << ", crop " << config.crop_size
       << (cmd.resume ? ", resumed at step " + std::to_string(t.steps_done()) : std::string()) << "\n";
@@ -158,6 +160,10 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   if (ro.interactive) err << "\n";
   out << "wrote " << ckpt.string() << ", " << csv.string() << ", " << png.string() << "\n";
   return 0;
+}
+
+inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
+  return command_detail::on_device(cmd.device, [&]<class D>() { return run_train_on<D>(cmd, out, err, ro); });
 }
 
 inline grid_tile tile_of(const float* v, std::int64_t plane, double lo, double hi, palette p = palette::grey) {
@@ -210,9 +216,12 @@ inline canvas overview_grid(const sample_inputs& in, const sample_result& r) {
   return tile_grid(rows, h, w, 2, headers);
 }
 
-inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& /*err*/) {
+template <class Device>
+int run_sample_on(const sample_command& cmd, std::ostream& out) {
   namespace fs = std::filesystem;
-  const loaded_model m = load_model(cmd.ckpt, cmd.use_ema);
+  device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
+  const typename device_context<Device>::scope on_context(context);
+  const basic_loaded_model<Device> m = load_model<Device>(cmd.ckpt, cmd.use_ema);
   const sample_inputs in = gather_inputs(m, cmd.data, cmd.image, cmd.images);
   const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3);
   tensor<float> init;
@@ -244,6 +253,10 @@ inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream
       << "wrote " << (cmd.out / "masks.npy").string() << ", mean.npy, variance.npy, sample_<k>.png and "
       << (cmd.out / "samples.png").string() << "\n";
   return 0;
+}
+
+inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& /*err*/) {
+  return command_detail::on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out); });
 }
 
 namespace command_detail {

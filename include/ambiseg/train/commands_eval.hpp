@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ambiseg/core/device_context.hpp"
 #include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg/metrics/evaluate.hpp"
 #include "ambiseg/train/cli.hpp"
@@ -32,6 +33,21 @@
 #include "ambiseg/train/sampling.hpp"
 
 namespace ambiseg::train {
+
+namespace command_detail {
+
+// Runs f.template operator()<D>() with D the device that --device names (shared by the
+// commands; cuda exists in builds that link ambiseg::cuda).
+template <class F>
+int on_device(const std::string& device, F&& f) {
+  if (device == "cpu") return f.template operator()<cpu>();
+#if defined(AMBISEG_WITH_CUDA)
+  if (device == "cuda") return f.template operator()<cuda>();
+#endif
+  throw value_error("--device " + device + ": this ambiseg was built without CUDA (configure with -DAMBISEG_CUDA=ON)");
+}
+
+}  // namespace command_detail
 
 struct eval_row {
   std::string method;
@@ -84,8 +100,11 @@ inline std::string rows_to_markdown(const std::vector<eval_row>& rows) {
   return md.str();
 }
 
-inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
-  const loaded_model m = load_model(cmd.ckpt, cmd.use_ema);
+template <class Device>
+int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
+  device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
+  const typename device_context<Device>::scope on_context(context);
+  const basic_loaded_model<Device> m = load_model<Device>(cmd.ckpt, cmd.use_ema);
   data_request dr = cmd.data;
   dr.synthetic_size = m.config.crop_size;
   const sample_inputs in = gather_inputs(m, dr, std::nullopt, cmd.images);
@@ -172,6 +191,10 @@ inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& er
     err << "wrote " << (*cmd.out / "eval.json").string() << " and " << (*cmd.out / "eval.md").string() << "\n";
   }
   return 0;
+}
+
+inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
+  return command_detail::on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err); });
 }
 
 }  // namespace ambiseg::train

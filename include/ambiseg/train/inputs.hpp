@@ -44,7 +44,8 @@ inline tensor<float> read_grey_image(const std::filesystem::path& path) {
   return out;
 }
 
-inline sample_inputs gather_inputs(const loaded_model& m, const std::optional<data_request>& data,
+template <class D>
+sample_inputs gather_inputs(const basic_loaded_model<D>& m, const std::optional<data_request>& data,
                                    const std::optional<std::filesystem::path>& image, std::optional<std::int64_t> count) {
   sample_inputs in;
   const std::int64_t s = m.config.crop_size;
