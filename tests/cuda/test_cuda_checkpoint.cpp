@@ -14,32 +14,15 @@
 #include <iterator>
 #include <string>
 
-#include <unistd.h>
+#include "scratch_dir.hpp"
 
 using namespace ambiseg;
 using namespace cuda_test;
 namespace fs = std::filesystem;
+using ambiseg_test::file_bytes;
+using ambiseg_test::scratch_dir;
 
 namespace {
-
-struct scratch_dir {
-  fs::path path;
-  explicit scratch_dir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("ambiseg-cuda-ckpt-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // Bitwise equality of two flat buffers (float compared as bits: -0 vs 0 or NaN would show).
 template <class T, class DA, class DB>

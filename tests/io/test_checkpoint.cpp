@@ -6,26 +6,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include <unistd.h>
+#include "scratch_dir.hpp"
 
 using namespace ambiseg;
 namespace fs = std::filesystem;
+using ambiseg_test::scratch_dir;
 
 namespace {
-
-struct scratch_dir {
-  fs::path path;
-  explicit scratch_dir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("ambiseg-ckpt-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 // A small model: names and shapes in the style of the reference state_dict.
 template <class T>

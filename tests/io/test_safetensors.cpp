@@ -14,28 +14,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "scratch_dir.hpp"
+
 using namespace ambiseg;
 namespace fs = std::filesystem;
+using ambiseg_test::scratch_dir;
 
 namespace {
-
-struct scratch_dir {
-  fs::path path;
-  explicit scratch_dir(const std::string& tag) {
-    path = fs::temp_directory_path() /
-           ("ambiseg-st-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-  std::size_t file_count() const {
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator{}));
-  }
-};
 
 void write_bytes(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);
