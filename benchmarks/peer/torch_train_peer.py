@@ -51,14 +51,17 @@ def log_snr_plain(name, t):
 
 
 def gamma_clipped(policy, t):
-    """γ of the scaled (λ + 2 log b) and endpoint-clipped schedule, as a double tensor."""
+    """γ of the scaled (λ + 2 log b) and endpoint-clipped schedule (SPEC §2), double."""
     b = policy["input_scale"]
-    lam = log_snr_plain(policy["schedule"], t) + 2.0 * math.log(b)
-    g = torch.sigmoid(lam)
-    # γ_b(0) = 1 and γ_b(1) = 0 for all the schedules above (λ → ±∞ at the ends).
-    k = 1.0 / (1.0 + math.exp(-20.0)) - 1.0 / (1.0 + math.exp(20.0))
-    k0 = 1.0 / (1.0 + math.exp(20.0))
-    return g * k + k0
+
+    def gamma_b(tt):
+        return torch.sigmoid(log_snr_plain(policy["schedule"], tt) + 2.0 * math.log(b))
+
+    # γ_b at the ends as the schedule gives them (linear's λ(0) is finite, so γ_b(0) < 1).
+    g0, g1 = gamma_b(torch.tensor([0.0, 1.0], dtype=torch.float64)).tolist()
+    k = (1.0 / (1.0 + math.exp(-20.0)) - 1.0 / (1.0 + math.exp(20.0))) / (g0 - g1)
+    k0 = 1.0 / (1.0 + math.exp(20.0)) - g1 * k
+    return gamma_b(t) * k + k0
 
 
 def weight(policy, gamma):
@@ -150,6 +153,8 @@ def main():
     net, policy = config["net"], config["policy"]
     if config["encoding"] != "grey":
         raise SystemExit("torch_train_peer: only the grey encoding is implemented here")
+    if net.get("norm_eps", 1e-5) != 1e-5:
+        raise SystemExit("torch_train_peer: the reference UNet has GroupNorm eps 1e-5 only")
     if config.get("ema_decay") is not None:
         raise SystemExit("torch_train_peer: EMA is not implemented here")
     images = np.load(os.path.join(args.data, "train_images.npy"))

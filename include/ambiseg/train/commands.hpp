@@ -275,7 +275,7 @@ inline void write_case_arrays(const data::case_set& cases, const std::filesystem
     throw_if<shape_error>(x.image.size(0) != c || x.height() != h || x.width() != w || x.annotations() != a,
                           "ambiseg export: ", name, " case '", x.id, "' has ", x.image.size(0), " channel(s), ",
                           x.annotations(), " annotation(s) of ", x.height(), "x", x.width(), "; the first has ", c,
-                          ", ", a, " of ", h, "x", w, " (arrays need one shape: use --crop-mode central or a crop)");
+                          ", ", a, " of ", h, "x", w, " (one array needs one shape; training cases are written uncropped, test cases at --crop)");
     std::copy(x.image.data(), x.image.data() + c * plane, images.begin() + k * c * plane);
     std::copy(x.masks.data(), x.masks.data() + a * plane, masks.begin() + k * a * plane);
     ids.append(x.id).append("\n");
