@@ -90,8 +90,9 @@ void linear_forward(dev_in<T> x, dev_in<T> w, dev_in<T> b, tensor_view<T, cuda> 
   detail::gemm_rm<T>(ctx, false, true, n, out, in, T(1), x.data(), in, 0, w.data(), in, 0, T(0),
                      y.data(), out, 0);
   if (has_b && y.numel() > 0) {
-    detail::column_bias_kernel<T><<<detail::grid_for(y.numel()), detail::block_threads, 0,
-                                    ctx.stream()>>>(y.data(), b.data(), y.numel(), out);
+    AMBISEG_LAUNCH(detail::grid_for(y.numel()), detail::block_threads, 0, ctx.stream(),
+                   detail::column_bias_kernel<T>)(
+        y.data(), b.data(), y.numel(), out);
     detail::check_launch("column_bias_kernel");
   }
 }
@@ -116,8 +117,9 @@ void linear_backward(dev_in<T> x, dev_in<T> w, dev_in<T> dy, dev_out<T> dx, tens
     detail::gemm_rm<T>(ctx, true, false, out, in, n, T(1), dy.data(), out, 0, x.data(), in, 0,
                        T(1), dw.data(), in, 0);
   if (has_db && out > 0) {
-    detail::column_sum_accumulate_kernel<T><<<detail::grid_for(out), detail::block_threads, 0,
-                                              ctx.stream()>>>(dy.data(), n, out, db.data());
+    AMBISEG_LAUNCH(detail::grid_for(out), detail::block_threads, 0, ctx.stream(),
+                   detail::column_sum_accumulate_kernel<T>)(
+        dy.data(), n, out, db.data());
     detail::check_launch("column_sum_accumulate_kernel");
   }
 }

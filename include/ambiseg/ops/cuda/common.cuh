@@ -7,6 +7,13 @@
 
 #include <cuda_runtime.h>
 
+// The CPU emulator of the CUDA runtime (tests/cuda_emulator, target test_cuda_emulated)
+// compiles these kernels with the host compiler: it supplies the device built-ins and the
+// launcher behind AMBISEG_LAUNCH. Its include directory exists only for that target.
+#if defined(AMBISEG_CUDA_EMULATION)
+#include "cuda_emulator/device.hpp"
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cmath>
@@ -27,6 +34,18 @@ using ops::detail::group_norm_check;
 using ops::detail::linear_check;
 using ops::detail::present;
 using ops::detail::spatial_extent;
+
+// AMBISEG_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...) is
+// kernel<<<grid, block, shared_bytes, stream>>>(args...). The kernel comes last because a
+// template with several arguments (k<T, Silu>) contains commas; the macro lets the CPU
+// emulator, which has no <<<>>>, run the same launch sites.
+#if defined(AMBISEG_CUDA_EMULATION)
+#define AMBISEG_LAUNCH(grid, block, shared_bytes, stream, ...) \
+  ::ambiseg_emu::launcher(#__VA_ARGS__, __VA_ARGS__, grid, block, shared_bytes, stream)
+#else
+#define AMBISEG_LAUNCH(grid, block, shared_bytes, stream, ...) \
+  __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
+#endif
 
 constexpr int block_threads = 256;
 // Grid-stride loops cover any extent; more blocks than this only add scheduling overhead.
@@ -122,7 +141,7 @@ __global__ void accumulate_kernel(T* dst, const T* src, std::int64_t count) {
 template <class T>
 inline void accumulate(cudaStream_t stream, T* dst, const T* src, std::int64_t count) {
   if (count == 0) return;
-  accumulate_kernel<T><<<grid_for(count), block_threads, 0, stream>>>(dst, src, count);
+  AMBISEG_LAUNCH(grid_for(count), block_threads, 0, stream, accumulate_kernel<T>)(dst, src, count);
   check_launch("accumulate_kernel");
 }
 

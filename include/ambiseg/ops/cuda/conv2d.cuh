@@ -390,9 +390,9 @@ void conv2d_backward(tensor_view<const float, cuda> x, tensor_view<const float, 
     }
   }
   if (has_db && g.co > 0) {
-    detail::conv_bias_grad_kernel<float><<<detail::row_grid(op, g.co), detail::block_threads, 0,
-                                           ctx.stream()>>>(dy.data(), g.n, g.co, g.ho * g.wo,
-                                                           db.data());
+    AMBISEG_LAUNCH(detail::row_grid(op, g.co), detail::block_threads, 0, ctx.stream(),
+                   detail::conv_bias_grad_kernel<float>)(
+        dy.data(), g.n, g.co, g.ho * g.wo, db.data());
     detail::check_launch("conv_bias_grad_kernel");
   }
 }

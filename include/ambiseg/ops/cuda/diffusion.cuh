@@ -133,8 +133,8 @@ void diffusion_noise(dev_in<T> x0, dev_in<T> eps, dev_in<T> alpha, dev_in<T> sig
   const std::int64_t e = detail::per_sample_check(op, x0, {"alpha", "sigma"},
                                                   {alpha.shape(), sigma.shape()});
   if (x0.numel() == 0) return;
-  detail::noise_kernel<T><<<detail::grid_for(x0.numel()), detail::block_threads, 0,
-                            current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(x0.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::noise_kernel<T>)(
       x0.data(), eps.data(), alpha.data(), sigma.data(), x0.numel(), e, x_t.data());
   detail::check_launch("noise_kernel");
 }
@@ -148,8 +148,8 @@ void diffusion_predicted_x0(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<T
   const std::int64_t e =
       detail::per_sample_check(op, x_t, {"c_xt", "c_f"}, {c_xt.shape(), c_f.shape()});
   if (x_t.numel() == 0) return;
-  detail::predicted_x0_kernel<T><<<detail::grid_for(x_t.numel()), detail::block_threads, 0,
-                                   current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(x_t.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::predicted_x0_kernel<T>)(
       x_t.data(), f.data(), c_xt.data(), c_f.data(), clip, x_t.numel(), e, x0_hat.data());
   detail::check_launch("predicted_x0_kernel");
 }
@@ -165,8 +165,8 @@ void diffusion_reverse_step(dev_in<T> x_t, dev_in<T> x0_hat, dev_in<T> z, dev_in
   const std::int64_t e = detail::per_sample_check(op, x_t, {"c_xt", "c_x0", "c_noise"},
                                                   {c_xt.shape(), c_x0.shape(), c_noise.shape()});
   if (x_t.numel() == 0) return;
-  detail::reverse_step_kernel<T><<<detail::grid_for(x_t.numel()), detail::block_threads, 0,
-                                   current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(x_t.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::reverse_step_kernel<T>)(
       x_t.data(), x0_hat.data(), has_z ? z.data() : nullptr, c_xt.data(), c_x0.data(),
       c_noise.data(), x_t.numel(), e, x_s.data());
   detail::check_launch("reverse_step_kernel");
@@ -181,8 +181,8 @@ void diffusion_target(dev_in<T> x0, dev_in<T> eps, dev_in<T> c_x0, dev_in<T> c_e
   const std::int64_t e =
       detail::per_sample_check(op, x0, {"c_x0", "c_eps"}, {c_x0.shape(), c_eps.shape()});
   if (x0.numel() == 0) return;
-  detail::target_kernel<T><<<detail::grid_for(x0.numel()), detail::block_threads, 0,
-                             current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(x0.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::target_kernel<T>)(
       x0.data(), eps.data(), c_x0.data(), c_eps.data(), x0.numel(), e, out.data());
   detail::check_launch("target_kernel");
 }
@@ -197,10 +197,10 @@ void diffusion_predicted_eps(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<
       op, x_t, {"c_xt", "c_f", "alpha", "inv_sigma"},
       {c_xt.shape(), c_f.shape(), alpha.shape(), inv_sigma.shape()});
   if (x_t.numel() == 0) return;
-  detail::predicted_eps_kernel<T><<<detail::grid_for(x_t.numel()), detail::block_threads, 0,
-                                    current_cuda_context().stream()>>>(
-      x_t.data(), f.data(), c_xt.data(), c_f.data(), alpha.data(), inv_sigma.data(), x_t.numel(),
-      e, eps_hat.data());
+  AMBISEG_LAUNCH(detail::grid_for(x_t.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::predicted_eps_kernel<T>)(
+      x_t.data(), f.data(), c_xt.data(), c_f.data(), alpha.data(), inv_sigma.data(), x_t.numel(), e,
+      eps_hat.data());
   detail::check_launch("predicted_eps_kernel");
 }
 
@@ -218,8 +218,8 @@ void diffusion_x0_loss(dev_in<T> x0, dev_in<T> x_t, dev_in<T> f,
       op, x0, {"c_xt", "c_f", "squared_sums"}, {c_xt.shape(), c_f.shape(), squared_sums.shape()});
   if (want_grad) detail::per_sample_check(op, x0, {"grad_coeff"}, {grad_coeff.shape()});
   if (x0.numel() == 0) return;
-  detail::x0_loss_kernel<T><<<detail::row_grid(op, x0.size(0)), detail::block_threads, 0,
-                              current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::row_grid(op, x0.size(0)), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::x0_loss_kernel<T>)(
       x0.data(), x_t.data(), f.data(), c_xt.data(), c_f.data(),
       want_grad ? grad_coeff.data() : nullptr, e, want_grad ? grad_f.data() : nullptr,
       squared_sums.data());
@@ -238,8 +238,8 @@ void repeat_rows(dev_in<T> src, std::int64_t repeats, tensor_view<T, cuda> dst) 
   expect_shape(op, "dst", dst, expected);
   if (dst.numel() == 0) return;
   const std::int64_t row_size = src.numel() / src.size(0);
-  detail::repeat_rows_kernel<T><<<detail::grid_for(dst.numel()), detail::block_threads, 0,
-                                  current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(dst.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::repeat_rows_kernel<T>)(
       src.data(), row_size, repeats, dst.numel(), dst.data());
   detail::check_launch("repeat_rows_kernel");
 }

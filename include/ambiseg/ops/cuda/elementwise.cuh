@@ -123,22 +123,25 @@ __global__ void softmax_rows_backward_kernel(const T* y, const T* dy, T* dx, std
 template <class T>
 void launch_softmax_rows(cudaStream_t stream, const T* x, T* y, std::int64_t rows, std::int64_t l) {
   if (rows == 0 || l == 0) return;
-  softmax_rows_kernel<T><<<row_grid("softmax_rows", rows), block_threads, 0, stream>>>(x, y, l);
+  AMBISEG_LAUNCH(row_grid("softmax_rows", rows), block_threads, 0, stream, softmax_rows_kernel<T>)(
+      x, y, l);
   check_launch("softmax_rows_kernel");
 }
 template <class T>
 void launch_softmax_rows_backward(cudaStream_t stream, const T* y, const T* dy, T* dx,
                                   std::int64_t rows, std::int64_t l) {
   if (rows == 0 || l == 0) return;
-  softmax_rows_backward_kernel<T>
-      <<<row_grid("softmax_rows_backward", rows), block_threads, 0, stream>>>(y, dy, dx, l);
+  AMBISEG_LAUNCH(row_grid("softmax_rows_backward", rows), block_threads, 0, stream,
+                 softmax_rows_backward_kernel<T>)(
+      y, dy, dx, l);
   check_launch("softmax_rows_backward_kernel");
 }
 template <class T>
 void launch_row_bias(cudaStream_t stream, T* h, const T* e, std::int64_t rows, std::int64_t s,
                      std::int64_t period) {
   if (rows * s == 0) return;
-  row_bias_kernel<T><<<grid_for(rows * s), block_threads, 0, stream>>>(h, e, rows, s, period);
+  AMBISEG_LAUNCH(grid_for(rows * s), block_threads, 0, stream, row_bias_kernel<T>)(
+      h, e, rows, s, period);
   check_launch("row_bias_kernel");
 }
 
@@ -148,8 +151,9 @@ template <cuda_scalar T>
 void silu_forward(dev_in<T> x, tensor_view<T, cuda> y) {
   expect_shape("silu_forward", "y", y, x.shape());
   if (x.numel() == 0) return;
-  detail::silu_forward_kernel<T><<<detail::grid_for(x.numel()), detail::block_threads, 0,
-                                   current_cuda_context().stream()>>>(x.data(), y.data(), x.numel());
+  AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::silu_forward_kernel<T>)(
+      x.data(), y.data(), x.numel());
   detail::check_launch("silu_forward_kernel");
 }
 
@@ -158,9 +162,9 @@ void silu_backward(dev_in<T> x, dev_in<T> dy, tensor_view<T, cuda> dx) {
   expect_shape("silu_backward", "dy", dy, x.shape());
   expect_shape("silu_backward", "dx", dx, x.shape());
   if (x.numel() == 0) return;
-  detail::silu_backward_kernel<T><<<detail::grid_for(x.numel()), detail::block_threads, 0,
-                                    current_cuda_context().stream()>>>(x.data(), dy.data(),
-                                                                       dx.data(), x.numel());
+  AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::silu_backward_kernel<T>)(
+      x.data(), dy.data(), dx.data(), x.numel());
   detail::check_launch("silu_backward_kernel");
 }
 
@@ -168,8 +172,9 @@ template <cuda_scalar T>
 void tanh_forward(dev_in<T> x, tensor_view<T, cuda> y) {
   expect_shape("tanh_forward", "y", y, x.shape());
   if (x.numel() == 0) return;
-  detail::tanh_forward_kernel<T><<<detail::grid_for(x.numel()), detail::block_threads, 0,
-                                   current_cuda_context().stream()>>>(x.data(), y.data(), x.numel());
+  AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::tanh_forward_kernel<T>)(
+      x.data(), y.data(), x.numel());
   detail::check_launch("tanh_forward_kernel");
 }
 
@@ -178,9 +183,9 @@ void tanh_backward(dev_in<T> y, dev_in<T> dy, tensor_view<T, cuda> dx) {
   expect_shape("tanh_backward", "dy", dy, y.shape());
   expect_shape("tanh_backward", "dx", dx, y.shape());
   if (y.numel() == 0) return;
-  detail::tanh_backward_kernel<T><<<detail::grid_for(y.numel()), detail::block_threads, 0,
-                                    current_cuda_context().stream()>>>(y.data(), dy.data(),
-                                                                       dx.data(), y.numel());
+  AMBISEG_LAUNCH(detail::grid_for(y.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::tanh_backward_kernel<T>)(
+      y.data(), dy.data(), dx.data(), y.numel());
   detail::check_launch("tanh_backward_kernel");
 }
 
@@ -189,8 +194,9 @@ void add_forward(dev_in<T> a, dev_in<T> b, tensor_view<T, cuda> y) {
   expect_shape("add_forward", "b", b, a.shape());
   expect_shape("add_forward", "y", y, a.shape());
   if (a.numel() == 0) return;
-  detail::add_kernel<T><<<detail::grid_for(a.numel()), detail::block_threads, 0,
-                          current_cuda_context().stream()>>>(a.data(), b.data(), y.data(), a.numel());
+  AMBISEG_LAUNCH(detail::grid_for(a.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::add_kernel<T>)(
+      a.data(), b.data(), y.data(), a.numel());
   detail::check_launch("add_kernel");
 }
 
@@ -216,8 +222,8 @@ void add_channel_bias_backward(dev_in<T> dh, tensor_view<T, cuda> de) {
   detail::channel_bias_check("add_channel_bias_backward", dh, de);
   const std::int64_t nc = dh.size(0) * dh.size(1);
   if (nc == 0) return;
-  detail::row_sum_kernel<T><<<detail::row_grid("add_channel_bias_backward", nc),
-                              detail::block_threads, 0, current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::row_grid("add_channel_bias_backward", nc), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::row_sum_kernel<T>)(
       dh.data(), de.data(), dh.numel() / nc);
   detail::check_launch("row_sum_kernel");
 }
@@ -228,8 +234,8 @@ void upsample_nearest2x_forward(dev_in<T> x, tensor_view<T, cuda> y) {
   expect_rank(op, "x", x, 4);
   expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
   if (y.numel() == 0) return;
-  detail::upsample2x_forward_kernel<T><<<detail::grid_for(y.numel()), detail::block_threads, 0,
-                                         current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(y.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::upsample2x_forward_kernel<T>)(
       x.data(), y.data(), x.size(0) * x.size(1), x.size(2), x.size(3));
   detail::check_launch("upsample2x_forward_kernel");
 }
@@ -240,8 +246,8 @@ void upsample_nearest2x_backward(dev_in<T> dy, tensor_view<T, cuda> dx) {
   expect_rank(op, "dx", dx, 4);
   expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
   if (dx.numel() == 0) return;
-  detail::upsample2x_backward_kernel<T><<<detail::grid_for(dx.numel()), detail::block_threads, 0,
-                                          current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(dx.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::upsample2x_backward_kernel<T>)(
       dy.data(), dx.data(), dx.size(0) * dx.size(1), dx.size(2), dx.size(3));
   detail::check_launch("upsample2x_backward_kernel");
 }
@@ -307,8 +313,8 @@ void timestep_embedding(dev_in<T> t, int dim, double max_period, tensor_view<T, 
   throw_if<value_error>(!(max_period > 0), op, ": max_period must be positive, got ", max_period);
   expect_shape(op, "emb", emb, shape{t.size(0), dim});
   if (emb.numel() == 0) return;
-  detail::timestep_embedding_kernel<T><<<detail::grid_for(emb.numel()), detail::block_threads, 0,
-                                         current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(emb.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::timestep_embedding_kernel<T>)(
       t.data(), t.size(0), dim, std::log(max_period), emb.data());
   detail::check_launch("timestep_embedding_kernel");
 }

@@ -146,10 +146,10 @@ void launch_group_norm_forward(const char* op, dev_in<T> x, dev_in<T> gamma, dev
   expect_shape(op, "mean", mean, shape{n, groups});
   expect_shape(op, "rstd", rstd, shape{n, groups});
   if (n == 0 || c == 0) return;
-  group_norm_forward_kernel<T, Silu>
-      <<<row_grid(op, n * groups), block_threads, 0, current_cuda_context().stream()>>>(
-          x.data(), gamma.data(), beta.data(), c, spatial_extent(x.shape()), groups,
-          static_cast<T>(eps), y.data(), mean.data(), rstd.data());
+  AMBISEG_LAUNCH(row_grid(op, n * groups), block_threads, 0, current_cuda_context().stream(),
+                 group_norm_forward_kernel<T, Silu>)(
+      x.data(), gamma.data(), beta.data(), c, spatial_extent(x.shape()), groups,
+      static_cast<T>(eps), y.data(), mean.data(), rstd.data());
   check_launch("group_norm_forward_kernel");
 }
 
@@ -178,12 +178,13 @@ void launch_group_norm_backward(const char* op, dev_in<T> x, dev_in<T> gamma, de
   if (n == 0 || c == 0 || (!has_dx && !has_dg && !has_db)) return;
   cuda_context& ctx = current_cuda_context();
   cuda_buffer sums = ctx.scratch(sizeof(T) * 2 * static_cast<std::size_t>(n * c));
-  group_norm_backward_kernel<T, Silu><<<row_grid(op, n * groups), block_threads, 0, ctx.stream()>>>(
+  AMBISEG_LAUNCH(row_grid(op, n * groups), block_threads, 0, ctx.stream(),
+                 group_norm_backward_kernel<T, Silu>)(
       x.data(), gamma.data(), beta.data(), mean.data(), rstd.data(), dy.data(), c,
       spatial_extent(x.shape()), groups, has_dx ? dx.data() : nullptr, sums.as<T>());
   check_launch("group_norm_backward_kernel");
   if (has_dg || has_db) {
-    group_norm_param_grad_kernel<T><<<grid_for(c), block_threads, 0, ctx.stream()>>>(
+    AMBISEG_LAUNCH(grid_for(c), block_threads, 0, ctx.stream(), group_norm_param_grad_kernel<T>)(
         sums.as<T>(), n, c, has_dg ? dgamma.data() : nullptr, has_db ? dbeta.data() : nullptr);
     check_launch("group_norm_param_grad_kernel");
   }

@@ -66,9 +66,9 @@ __global__ void clip_kernel(T* g, std::int64_t n, double max_norm, const double*
 
 template <class T>
 void launch_grad_norm(cuda_context& ctx, const T* g, std::int64_t n, double* partial, double* norm) {
-  sum_squares_kernel<T><<<norm_blocks, block_threads, 0, ctx.stream()>>>(g, n, partial);
+  AMBISEG_LAUNCH(norm_blocks, block_threads, 0, ctx.stream(), sum_squares_kernel<T>)(g, n, partial);
   check_launch("sum_squares_kernel");
-  finish_norm_kernel<<<1, norm_blocks, 0, ctx.stream()>>>(partial, norm_blocks, norm);
+  AMBISEG_LAUNCH(1, norm_blocks, 0, ctx.stream(), finish_norm_kernel)(partial, norm_blocks, norm);
   check_launch("finish_norm_kernel");
 }
 
@@ -103,9 +103,9 @@ void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg
                         exp_avg.numel(), ") and exp_avg_sq (", exp_avg_sq.numel(),
                         ") must have the same number of elements");
   if (n == 0) return;
-  detail::adamw_kernel<T><<<detail::grid_for(n), detail::block_threads, 0,
-                            current_cuda_context().stream()>>>(values.data(), grads.data(),
-                                                               exp_avg.data(), exp_avg_sq.data(), n, s);
+  AMBISEG_LAUNCH(detail::grid_for(n), detail::block_threads, 0, current_cuda_context().stream(),
+                 detail::adamw_kernel<T>)(
+      values.data(), grads.data(), exp_avg.data(), exp_avg_sq.data(), n, s);
   detail::check_launch("adamw_kernel");
 }
 
@@ -127,7 +127,8 @@ void clip_grad_norm_async(tensor_view<T, cuda> grads, double max_norm,
   cuda_buffer partial = ctx.scratch(sizeof(double) * detail::norm_blocks);
   detail::launch_grad_norm(ctx, grads.data(), grads.numel(), partial.as<double>(), norm_out.data());
   if (grads.numel() == 0) return;
-  detail::clip_kernel<T><<<detail::grid_for(grads.numel()), detail::block_threads, 0, ctx.stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(grads.numel()), detail::block_threads, 0, ctx.stream(),
+                 detail::clip_kernel<T>)(
       grads.data(), grads.numel(), max_norm, norm_out.data());
   detail::check_launch("clip_kernel");
 }
@@ -170,8 +171,8 @@ void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay) {
                         " elements, the average ", shadow.numel());
   const std::int64_t n = shadow.numel();
   if (n == 0) return;
-  detail::ema_kernel<T><<<detail::grid_for(n), detail::block_threads, 0,
-                          current_cuda_context().stream()>>>(
+  AMBISEG_LAUNCH(detail::grid_for(n), detail::block_threads, 0, current_cuda_context().stream(),
+                 detail::ema_kernel<T>)(
       shadow.data(), values.data(), n, static_cast<T>(decay), static_cast<T>(1.0 - decay));
   detail::check_launch("ema_kernel");
 }
@@ -182,8 +183,9 @@ void swap_contents(tensor_view<T, cuda> a, dev_out<T> b) {
                         " elements");
   const std::int64_t n = a.numel();
   if (n == 0 || a.data() == b.data()) return;
-  detail::swap_kernel<T><<<detail::grid_for(n), detail::block_threads, 0,
-                           current_cuda_context().stream()>>>(a.data(), b.data(), n);
+  AMBISEG_LAUNCH(detail::grid_for(n), detail::block_threads, 0, current_cuda_context().stream(),
+                 detail::swap_kernel<T>)(
+      a.data(), b.data(), n);
   detail::check_launch("swap_kernel");
 }
 
