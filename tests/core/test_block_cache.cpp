@@ -5,6 +5,7 @@
 
 #include <ambiseg/core/block_cache.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <map>
@@ -72,13 +73,22 @@ TEST_CASE("block cache: size classes", "[core][block_cache]") {
   CHECK(block_size_class(513) == 1024);
   CHECK(block_size_class((1 << 20) + 1) == (1 << 20) + (1 << 18));
   CHECK(block_size_class((3 << 20) + 1) == (3 << 20) + (1 << 19));
+  CHECK(block_size_class(512) == 512);
+  CHECK(block_size_class(1 << 20) == (1 << 20));
+  CHECK(block_size_class(3 << 20) == (3 << 20));
+  CHECK(block_size_class(std::size_t(1) << 30) == (std::size_t(1) << 30));
+  for (std::size_t bytes : {std::size_t(700), std::size_t(5'000'000), std::size_t(123'456'789)}) {
+    const std::size_t cls = block_size_class(bytes);
+    CHECK(cls >= bytes);
+    CHECK(cls <= bytes + bytes / 4 + 512);  // at most 25% (or one granule) of waste
+  }
 }
 
-TEST_CASE("block cache: a freed block is reused only after its event, else the oldest is awaited",
-          "[core][block_cache]") {
+TEST_CASE("block cache: a freed block is reused only after its event; pending ones are "
+          "awaited only beyond the look-ahead bound", "[core][block_cache]") {
   fake_driver drv;
   auto st = drv.s;
-  basic_block_cache<fake_driver> cache(drv);
+  basic_block_cache<fake_driver> cache(drv, /*max_pending=*/2);
 
   void* a = cache.allocate(1000);  // class 1024
   void* b = cache.allocate(1000);
@@ -99,27 +109,65 @@ TEST_CASE("block cache: a freed block is reused only after its event, else the o
   CHECK(cache.stats().cache_hits == 1);
   CHECK(cache.stats().device_allocations == 2);
 
-  // only a (pending) is left: the request waits for a's event and takes it
+  // only a is left, pending, and one pending block is under the bound of 2: a new block,
+  // no wait (the host does not drain the device to recycle memory)
   void* d = cache.allocate(1024);
-  CHECK(d == a);
-  CHECK(st->waited == std::vector<int>{0});
+  CHECK(d != a);
+  CHECK(st->waited.empty());
+  CHECK(cache.stats().device_allocations == 3);
+
+  // two pending blocks of the class reach the bound: the oldest (a) is awaited and reused
+  cache.deallocate(d);  // event 2 (recycled from b's), pending
+  void* e = cache.allocate(1024);
+  CHECK(e == a);
+  CHECK(st->waited.size() == 1);
   CHECK(cache.stats().pending_waits == 1);
 
   // another class never takes these blocks; events are recycled, not recreated
   cache.deallocate(c);
-  void* e = cache.allocate(4096);
-  CHECK(e != c);
-  CHECK(cache.stats().device_allocations == 3);
-  cache.deallocate(d);
+  void* f = cache.allocate(4096);
+  CHECK(f != c);
+  CHECK(cache.stats().device_allocations == 4);
   cache.deallocate(e);
-  CHECK(st->live_events.size() == 3);  // one per cached block, spare ones reused
+  cache.deallocate(f);
+  CHECK(st->live_events.size() == 4);  // one per cached block, spare ones reused
   CHECK(cache.live_blocks() == 0);
 
   cache.release_cached();
   CHECK(cache.stats().bytes_cached == 0);
   CHECK(st->blocks.empty());
   CHECK(st->live_events.empty());
-  CHECK(cache.stats().device_frees == 3);
+  CHECK(cache.stats().device_frees == 4);
+}
+
+TEST_CASE("block cache: a block freed on a stream goes back to that stream at once, to "
+          "other streams after its event", "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  basic_block_cache<fake_driver> cache(drv);
+  int stream_a = 0, stream_b = 0;  // any distinct addresses serve as tags
+  void* p = cache.allocate(256, &stream_a);
+  cache.deallocate(p, &stream_a);  // pending
+
+  // another stream (or an untagged request) must not take it while it is pending
+  void* q = cache.allocate(256, &stream_b);
+  CHECK(q != p);
+  void* r = cache.allocate(256);
+  CHECK(r != p);
+  // the same stream takes it without waiting: its later work runs after the earlier use
+  void* s = cache.allocate(256, &stream_a);
+  CHECK(s == p);
+  CHECK(st->waited.empty());
+  CHECK(cache.stats().stream_reuses == 1);
+
+  // freed again on stream a, its event done: any request may take it
+  cache.deallocate(s, &stream_a);
+  std::fill(st->events_done.begin(), st->events_done.end(), true);
+  CHECK(cache.allocate(256, &stream_b) == p);
+  CHECK(cache.stats().stream_reuses == 1);
+  cache.deallocate(p);
+  cache.deallocate(q);
+  cache.deallocate(r);
 }
 
 TEST_CASE("block cache: blocks are cached per device", "[core][block_cache]") {

@@ -1,9 +1,8 @@
-// CUDA runtime pieces: the caching allocator, contexts, the AdamW kernel and the gradient
+// CUDA runtime pieces: the block caches (scratch, pinned staging), contexts, the AdamW kernel and the gradient
 // norm against the CPU optimiser, and the diffusion elementwise kernels. GPU cases skip
-// without a device; the size-class arithmetic runs everywhere.
+// without a device (the caches' bookkeeping is tested everywhere in tests/core).
 #include "cuda_test_util.hpp"
 
-#include <ambiseg/core/cuda_allocator.hpp>
 #include <ambiseg/core/cuda_context.hpp>
 #include <ambiseg/ops/cuda/api.hpp>
 #include <ambiseg/optim/adamw.hpp>
@@ -12,64 +11,43 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 using namespace ambiseg;
 using namespace cuda_test;
 namespace ck = ambiseg::ops::cuda_kernels;
 
-TEST_CASE("caching allocator size classes", "[cuda]") {
-  using A = cuda_caching_allocator;
-  CHECK(A::size_class(0) == 0);
-  CHECK(A::size_class(1) == 512);
-  CHECK(A::size_class(512) == 512);
-  CHECK(A::size_class(513) == 1024);
-  CHECK(A::size_class(1 << 20) == (1 << 20));
-  // Above 1 MiB: quarters of the power of two below.
-  CHECK(A::size_class((1 << 20) + 1) == (1 << 20) + (1 << 18));
-  CHECK(A::size_class(3 << 20) == (3 << 20));
-  CHECK(A::size_class((3 << 20) + 1) == (3 << 20) + (1 << 19));
-  CHECK(A::size_class(std::size_t(1) << 30) == (std::size_t(1) << 30));
-  for (std::size_t bytes : {std::size_t(700), std::size_t(5'000'000), std::size_t(123'456'789)}) {
-    const std::size_t cls = A::size_class(bytes);
-    CHECK(cls >= bytes);
-    CHECK(cls <= bytes + bytes / 4 + 512);  // at most 25% (or one granule) of waste
-  }
-}
-
-TEST_CASE("caching allocator reuses blocks of a size class and reports it", "[cuda]") {
+TEST_CASE("context scratch is reused on its stream at once; uploads return before the copy "
+          "and leave the host buffer free", "[cuda]") {
   AMBISEG_REQUIRE_GPU();
-  cuda_caching_allocator alloc;
-  void* a = alloc.allocate(1000);
-  auto s = alloc.stats();
-  CHECK(s.device_allocations == 1);
-  CHECK(s.bytes_in_use == 1024);
-  alloc.deallocate(a);
-  s = alloc.stats();
-  CHECK(s.bytes_in_use == 0);
-  CHECK(s.bytes_cached == 1024);
-  void* b = alloc.allocate(600);  // same class (1024): the cached block comes back
-  CHECK(b == a);
-  s = alloc.stats();
-  CHECK(s.device_allocations == 1);
-  CHECK(s.cache_hits == 1);
-  void* c = alloc.allocate(5000);  // another class: a new block
-  CHECK(c != b);
-  CHECK(alloc.stats().device_allocations == 2);
-  CHECK(alloc.stats().peak_bytes_in_use == 1024 + 5120);
-  alloc.deallocate(b);
-  alloc.deallocate(c);
-  alloc.release_cached();
-  s = alloc.stats();
-  CHECK(s.bytes_cached == 0);
-  CHECK(s.device_frees == 2);
-  int local = 0;
-  CHECK_THROWS_AS(alloc.deallocate(&local), value_error);
+  cuda_context ctx;
+  const auto before = cuda_tensor_cache().stats();
+  void* first = nullptr;
   {
-    cuda_buffer buf(alloc, 100);
-    CHECK(buf.data() != nullptr);
-    CHECK(alloc.stats().bytes_in_use == 512);
+    cuda_buffer a = ctx.scratch(1000);
+    CHECK(a.data() != nullptr);
+    CHECK(a.bytes() == 1000);
+    first = a.data();
   }
-  CHECK(alloc.stats().bytes_in_use == 0);
+  {
+    cuda_buffer b = ctx.scratch(600);  // same class, same stream: the same block at once
+    CHECK(b.data() == first);
+  }
+  CHECK(cuda_tensor_cache().stats().stream_reuses == before.stream_reuses + 1);
+
+  // An upload copies the host buffer into pinned staging: overwriting the source right
+  // after the call does not change what arrives.
+  std::vector<float> host(4096);
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i) * 0.5f;
+  const std::vector<float> sent = host;
+  tensor<float, cuda> dev(shape{4096});
+  ctx.upload(dev.data(), host.data(), sizeof(float) * host.size());
+  std::fill(host.begin(), host.end(), -1.0f);
+  std::vector<float> back(host.size());
+  ctx.download(back.data(), dev.data(), sizeof(float) * back.size());
+  CHECK(back == sent);
+  // The staging block went back to its cache (reused after its event).
+  CHECK(cuda_pinned_staging().live_blocks() == 0);
 }
 
 TEST_CASE("context scopes nest and ops run on the current context's stream", "[cuda]") {
@@ -85,8 +63,8 @@ TEST_CASE("context scopes nest and ops run on the current context's stream", "[c
     CHECK(&current_cuda_context() == &outer);
   }
   CHECK(&current_cuda_context() != &outer);  // the thread's default context
-  // Group-norm backward draws its scratch from the context's allocator: after the first
-  // call, repeating it allocates nothing new.
+  // Group-norm backward draws its scratch from the block cache on the context's stream:
+  // after the first call, repeating it allocates nothing new.
   cuda_context_scope a(outer);
   const shape s{2, 8, 16, 16};
   auto x = to_device(random_tensor<float>(s, 1)), dy = to_device(random_tensor<float>(s, 2));
@@ -98,13 +76,12 @@ TEST_CASE("context scopes nest and ops run on the current context's stream", "[c
                          rstd.view());
   ck::group_norm_backward(x.cview(), gamma.cview(), mean.cview(), rstd.cview(), dy.cview(), 4,
                           dx.view(), dg.view(), db.view());
-  const auto first = outer.allocator().stats().device_allocations;
+  const auto first = cuda_tensor_cache().stats().device_allocations;
   for (int i = 0; i < 3; ++i)
     ck::group_norm_backward(x.cview(), gamma.cview(), mean.cview(), rstd.cview(), dy.cview(), 4,
                             dx.view(), dg.view(), db.view());
   outer.synchronize();
-  CHECK(outer.allocator().stats().device_allocations == first);
-  CHECK(outer.allocator().stats().bytes_in_use == 0);
+  CHECK(cuda_tensor_cache().stats().device_allocations == first);
 }
 
 TEMPLATE_TEST_CASE("CUDA AdamW kernel follows the CPU AdamW step for step", "[cuda]", float,

@@ -10,7 +10,7 @@
 // backward with a cuda_context_scope; code that never sets one uses a default context
 // per host thread. Contexts are not shared between threads (cuBLAS/cuDNN handles are
 // not thread-safe), and everything enqueued through one context is ordered on its stream,
-// which is what lets the caching allocator reuse scratch blocks without events.
+// which is what lets its scratch blocks be reused on that stream without waiting.
 //
 // The context also owns the cache of cuDNN execution plans (one per op kind and shape,
 // built once on first use) and the numerics policy:
@@ -34,7 +34,6 @@
 #include <string>
 #include <unordered_map>
 
-#include "ambiseg/core/cuda_allocator.hpp"
 #include "ambiseg/core/cuda_memory.hpp"
 
 namespace ambiseg {
@@ -112,7 +111,6 @@ class cuda_context {
     // Queued work may still use plans and cached blocks: finish it first.
     if (stream_) (void)cudaStreamSynchronize(stream_);
     plans_.clear();
-    allocator_.release_cached();
     destroy();
   }
 
@@ -121,10 +119,34 @@ class cuda_context {
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
-  cuda_caching_allocator& allocator() { return allocator_; }
+  // Scratch for a few kernels on this context's stream: from the process-wide block cache,
+  // tagged with the stream, so the next request on this stream reuses it without waiting.
+  cuda_buffer scratch(std::size_t bytes) { return cuda_buffer(cuda_tensor_cache(), bytes, stream_); }
 
-  // Scratch memory ordered on this context's stream (see cuda_allocator.hpp).
-  cuda_buffer scratch(std::size_t bytes) { return cuda_buffer(allocator_, bytes); }
+  // host → device in this stream's order, through a pinned staging block: returns at once
+  // (the host never waits) and `host_src` may be reused at once.
+  void upload(void* dst, const void* host_src, std::size_t bytes) {
+    if (bytes == 0) return;
+    cuda_pinned_cache& staging = cuda_pinned_staging();
+    void* block = staging.allocate(bytes);
+    std::memcpy(block, host_src, bytes);
+    const cudaError_t status = cudaMemcpyAsync(dst, block, bytes, cudaMemcpyHostToDevice, stream_);
+    staging.deallocate(block);  // reused after its event: after the copy above
+    cuda_check(status, "cuda_context::upload: cudaMemcpyAsync");
+  }
+
+  // device → host after everything enqueued on this stream so far: a synchronisation by
+  // design (the one a training step makes, to report its loss).
+  void download(void* host_dst, const void* src, std::size_t bytes) {
+    if (bytes == 0) return;
+    cuda_pinned_cache& staging = cuda_pinned_staging();
+    void* block = staging.allocate(bytes);
+    cudaError_t status = cudaMemcpyAsync(block, src, bytes, cudaMemcpyDeviceToHost, stream_);
+    if (status == cudaSuccess) status = cudaStreamSynchronize(stream_);
+    if (status == cudaSuccess) std::memcpy(host_dst, block, bytes);
+    staging.deallocate(block);
+    cuda_check(status, "cuda_context::download");
+  }
 
   // Waits for everything enqueued on this context.
   void synchronize() const { cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
@@ -159,7 +181,6 @@ class cuda_context {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  cuda_caching_allocator allocator_;
   std::unordered_map<cuda_plan_key, std::unique_ptr<cuda_cached_plan>, cuda_plan_key_hash> plans_;
   cuda_plan_cache_stats plan_stats_;
 };

@@ -1,5 +1,6 @@
 // ambiseg/core/cuda_memory.hpp — device_memory<cuda>: device blocks from a process-wide
-// caching allocator on plain cudaMalloc, explicit copies.
+// caching allocator on plain cudaMalloc, explicit copies; the pinned staging cache of the
+// asynchronous uploads; cuda_buffer, a block held for a few kernels.
 //
 // Only translation units built with the CUDA backend (-DAMBISEG_CUDA=ON, target
 // ambiseg::cuda) include this header. It uses the CUDA runtime's host API only, so it
@@ -14,12 +15,19 @@
 // first use and deliberately never destroyed, so that tensors with static storage and
 // tensors freed during exit never find it gone (the driver reclaims everything at exit).
 // cuda_tensor_cache().release_cached() hands the cached blocks back to the driver;
-// stats() tells what it holds.
+// stats() tells what it holds. The contexts' scratch (cuda_context::scratch) comes from
+// the same cache, tagged with the context's stream, so it is reused on that stream at once.
+//
+// cuda_pinned_staging() is the same cache on page-locked host memory (cudaHostAlloc):
+// cuda_context::upload copies a host buffer into one of its blocks and enqueues an
+// asynchronous copy from there, and the block is reused only after that copy ran (its
+// event), so the caller may reuse its own buffer at once and the host never waits.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <string>
+#include <utility>
 
 #include "ambiseg/core/block_cache.hpp"
 #include "ambiseg/core/cuda_error.hpp"
@@ -29,7 +37,10 @@
 
 namespace ambiseg {
 
-// The CUDA runtime as basic_block_cache's driver.
+enum class cuda_block_memory { device, pinned_host };
+
+// The CUDA runtime as basic_block_cache's driver, for device memory or pinned host memory.
+template <cuda_block_memory Memory>
 struct cuda_runtime_block_driver {
   using event = cudaEvent_t;
 
@@ -62,17 +73,22 @@ struct cuda_runtime_block_driver {
   }
   void* malloc(std::size_t bytes) {
     void* p = nullptr;
-    const cudaError_t status = cudaMalloc(&p, bytes);
+    const cudaError_t status = Memory == cuda_block_memory::device
+                                   ? cudaMalloc(&p, bytes)
+                                   : cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
     if (status == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
       return nullptr;
     }
-    cuda_check(status, "cudaMalloc");
+    cuda_check(status, Memory == cuda_block_memory::device ? "cudaMalloc" : "cudaHostAlloc");
     return p;
   }
   void free(void* p, int device) noexcept {
     device_guard guard(device);
-    (void)cudaFree(p);
+    if constexpr (Memory == cuda_block_memory::device)
+      (void)cudaFree(p);
+    else
+      (void)cudaFreeHost(p);
   }
   event create_event(int device) {
     device_guard guard(device);
@@ -103,13 +119,64 @@ struct cuda_runtime_block_driver {
   }
 };
 
-using cuda_block_cache = basic_block_cache<cuda_runtime_block_driver>;
+using cuda_block_cache = basic_block_cache<cuda_runtime_block_driver<cuda_block_memory::device>>;
+using cuda_pinned_cache = basic_block_cache<cuda_runtime_block_driver<cuda_block_memory::pinned_host>>;
 
-// The process-wide cache of tensor<T, cuda> storage (never destroyed, see above).
+// The process-wide cache of tensor<T, cuda> storage and scratch (never destroyed, see above).
 inline cuda_block_cache& cuda_tensor_cache() {
   static cuda_block_cache* const cache = new cuda_block_cache();
   return *cache;
 }
+// The process-wide cache of pinned staging blocks (never destroyed). Its blocks are written
+// by the host, so they are never requested with a stream tag (block_cache.hpp's rule 1).
+inline cuda_pinned_cache& cuda_pinned_staging() {
+  static cuda_pinned_cache* const cache = new cuda_pinned_cache();
+  return *cache;
+}
+
+// A block held for a few kernels on one stream and returned to its cache, tagged with that
+// stream, when it goes (move-only): the contexts' scratch.
+class cuda_buffer {
+ public:
+  cuda_buffer() = default;
+  cuda_buffer(cuda_block_cache& cache, std::size_t bytes, const void* stream)
+      : cache_(&cache), stream_(stream), data_(cache.allocate(bytes, stream)), bytes_(bytes) {}
+  cuda_buffer(const cuda_buffer&) = delete;
+  cuda_buffer& operator=(const cuda_buffer&) = delete;
+  cuda_buffer(cuda_buffer&& o) noexcept
+      : cache_(std::exchange(o.cache_, nullptr)),
+        stream_(std::exchange(o.stream_, nullptr)),
+        data_(std::exchange(o.data_, nullptr)),
+        bytes_(std::exchange(o.bytes_, 0)) {}
+  cuda_buffer& operator=(cuda_buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      cache_ = std::exchange(o.cache_, nullptr);
+      stream_ = std::exchange(o.stream_, nullptr);
+      data_ = std::exchange(o.data_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  ~cuda_buffer() { reset(); }
+
+  void* data() const { return data_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(data_); }
+  std::size_t bytes() const { return bytes_; }
+
+  void reset() noexcept {
+    if (data_) cache_->deallocate(data_, stream_);
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+
+ private:
+  cuda_block_cache* cache_ = nullptr;
+  const void* stream_ = nullptr;
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 template <>
 struct device_memory<cuda> {
