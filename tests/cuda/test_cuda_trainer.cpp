@@ -22,6 +22,11 @@ TEST_CASE("trainer<·, cuda>: resume continues bit for bit; the CPU resumes its 
   check_resume<cuda>("cuda");
 }
 
+TEST_CASE("trainer<·, cuda>: a non-finite step changes nothing (the device-side guard)", "[cuda][train]") {
+  AMBISEG_REQUIRE_GPU();
+  check_nonfinite_step_changes_nothing<trainer<data::case_set, cuda>>();
+}
+
 TEST_CASE("sample_masks on unet<float, cuda> follows the CPU sampler", "[cuda][train]") {
   AMBISEG_REQUIRE_GPU();
   check_sampling_follows_cpu<cuda>([](nn::unet<float, cuda>& net, const diffusion_model& diffusion,

@@ -4,9 +4,11 @@
 #include <catch2/catch.hpp>
 
 #include <ambiseg/diffusion/all.hpp>
+#include <ambiseg/diffusion/device.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <vector>
@@ -445,4 +447,44 @@ TEST_CASE("user-defined weighting and sampler plug into the facade", "[diffusion
   const auto x0 = model.sample(net, ddim_eta{0.5}, images, 4, g);
   CHECK(x0.shape() == shape{4, 1, 1, 1});
   CHECK(std::all_of(x0.begin(), x0.end(), [](double v) { return std::abs(v) < 1; }));
+}
+
+TEST_CASE("x0_loss_report: per-sample losses w·S/P and their mean, summed in sample order",
+          "[diffusion][loss]") {
+  const double sums[3] = {2.0, 4.0, 6.0}, weights[3] = {1.0, 0.5, 2.0};
+  double report[4] = {};
+  x0_loss_report(sums, weights, 4.0, 3, report);
+  CHECK(report[0] == 0.5);
+  CHECK(report[1] == 0.5);
+  CHECK(report[2] == 3.0);
+  CHECK(report[3] == 4.0 / 3.0);
+}
+
+TEST_CASE("the device layer's loss_async reports what loss() returns, without checking",
+          "[diffusion][loss][device]") {
+  const reference_config_diffusion host(make_reference_schedule(0.1));
+  device_diffusion<reference_config_diffusion, float, cpu> dev(host);
+  rng g(5);
+  const shape s{3, 1, 4, 4};
+  const auto x0 = random_tensor<float>(s, g), x_t = random_tensor<float>(s, g);
+  auto f = random_tensor<float>(s, g);
+  const std::vector<double> t{0.2, 0.5, 0.9};
+  std::vector<double> per_sample(3);
+  const double loss = dev.loss(x0.cview(), x_t.cview(), t, f.cview(), {}, per_sample);
+  // The host facade's value (it evaluates the same per-element double expression).
+  CHECK(loss == Approx(host.loss(x0.cview(), x_t.cview(), t, f.cview())).epsilon(1e-12));
+  tensor<double> report(shape{4});
+  dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view());
+  CHECK(report[3] == loss);
+  for (std::int64_t i = 0; i < 3; ++i) CHECK(report[i] == per_sample[static_cast<std::size_t>(i)]);
+  CHECK((report[0] + report[1] + report[2]) / 3.0 == loss);
+
+  f[5] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_NOTHROW(dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view()));
+  CHECK(std::isnan(report[0]));
+  CHECK(std::isnan(report[3]));
+  CHECK(report[1] == per_sample[1]);
+  CHECK_THROWS_WITH(dev.loss(x0.cview(), x_t.cview(), t, f.cview()), Catch::Contains("the loss is nan"));
+  tensor<double> short_report(shape{3});
+  CHECK_THROWS_AS(dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, short_report.view()), shape_error);
 }

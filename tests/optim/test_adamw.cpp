@@ -6,7 +6,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <array>
 #include <cstring>
+#include <limits>
 
 using namespace ambiseg;
 using namespace ambiseg::optim;
@@ -136,4 +138,35 @@ TEST_CASE("adamw rejects bad options and mismatched buffers", "[optim][adamw]") 
   CHECK_THROWS_AS(opt.step(p.view(), g.cview()), shape_error);
   CHECK_THROWS_AS(opt.set_lr(std::nan("")), value_error);
   CHECK_THROWS_AS(opt.set_steps(-1), value_error);
+}
+
+TEST_CASE("adamw with a guard: a non-finite guard value leaves everything untouched, the count "
+          "advances", "[optim][adamw]") {
+  problem<double> p;
+  adamw<double> opt(p.store, {.lr = 1e-2, .weight_decay = 0.1});
+  p.compute_grads();
+  auto before = tensor<double>::zeros(p.store.flat_values().shape());
+  std::memcpy(before.data(), p.store.flat_values().data(), sizeof(double) * before.numel());
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const std::array<double, 2>& g : {std::array<double, 2>{0.5, nan}, {inf, 1.0}, {-inf, 2.0}}) {
+    opt.step(p.store, tensor_view<const double>(g.data(), shape{2}));
+    CHECK(std::memcmp(before.data(), p.store.flat_values().data(), sizeof(double) * before.numel()) == 0);
+    for (std::int64_t i = 0; i < opt.exp_avg().numel(); ++i) {
+      CHECK(opt.exp_avg()[i] == 0.0);
+      CHECK(opt.exp_avg_sq()[i] == 0.0);
+    }
+  }
+  CHECK(opt.steps() == 3);  // the caller that reads the guard sets it back
+  // A finite guard is the plain step, bit for bit.
+  opt.set_steps(0);
+  problem<double> q;
+  adamw<double> plain(q.store, {.lr = 1e-2, .weight_decay = 0.1});
+  q.compute_grads();
+  const std::array<double, 2> ok{0.25, 3.0};
+  opt.step(p.store, tensor_view<const double>(ok.data(), shape{2}));
+  plain.step(q.store);
+  CHECK(std::memcmp(q.store.flat_values().data(), p.store.flat_values().data(),
+                    sizeof(double) * before.numel()) == 0);
+  CHECK(guard_allows(ok.data(), 2));
+  CHECK(guard_allows(nullptr, 0));
 }

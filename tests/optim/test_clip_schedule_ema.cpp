@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -158,4 +159,36 @@ TEST_CASE("ema follows decay·shadow + (1−decay)·value and swaps in", "[optim
   other.add("w", {200});
   other.allocate();
   CHECK_THROWS_AS(avg.update(other), shape_error);
+}
+
+TEST_CASE("ema with a guard skips a non-finite step; clip_grad_norm_async reports instead of "
+          "throwing", "[optim][ema][clip]") {
+  parameter_store<double> store;
+  store.add("w", {2});
+  store.allocate();
+  auto w = store.value(0);
+  w[0] = 1.0, w[1] = -4.0;
+  ema<double> avg(store, 0.5);
+  w[0] = 3.0;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::array<double, 2> bad{1.0, nan}, good{1.0, 2.0};
+  avg.update(store, tensor_view<const double>(bad.data(), shape{2}));
+  CHECK(avg.shadow()[0] == 1.0);
+  CHECK(avg.updates() == 1);
+  avg.update(store, tensor_view<const double>(good.data(), shape{2}));
+  CHECK(avg.shadow()[0] == 2.0);
+
+  // The norm lands in the slot; a finite one clips as clip_grad_norm does.
+  auto g = store.grad(0);
+  g[0] = 3.0, g[1] = 4.0;
+  double norm = -1.0;
+  clip_grad_norm_async(store, 1.0, tensor_view<double>(&norm, shape{1}));
+  CHECK(norm == 5.0);
+  CHECK(g[0] == Approx(3.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  // A non-finite one is reported, the gradients untouched, nothing thrown.
+  g[0] = nan, g[1] = 4.0;
+  CHECK_NOTHROW(clip_grad_norm_async(store, 1.0, tensor_view<double>(&norm, shape{1})));
+  CHECK(std::isnan(norm));
+  CHECK(g[1] == 4.0);
+  CHECK_THROWS_AS(clip_grad_norm_async(store, 1.0, tensor_view<double>(nullptr, shape{1})), shape_error);
 }

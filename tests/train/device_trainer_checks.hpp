@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,36 @@ void check_sampling_follows_cpu(Sample&& sample_on_device) {
     CHECK(gap <= 1e-3 * peak);
     CHECK(flips <= h.x0_hat.numel() / 100);
   }
+}
+
+// A step whose loss is NaN (a poisoned weight) throws the CPU trainer's error and changes
+// nothing: weights, both AdamW moments, the EMA and every counter keep their bits. On the
+// device the update ran before the host saw the loss — its guard (the loss and the norm
+// read on the device) is what keeps the weights. Trainer = trainer<case_set, D, true> or
+// the CPU trainer.
+template <class Trainer>
+void check_nonfinite_step_changes_nothing() {
+  using D = typename Trainer::device_type;
+  const auto data = cases();
+  const trainer_config c = config(29);
+  Trainer t(c, data);
+  t.step();
+  auto values = t.network().parameters().flat_values();
+  tensor<float> poisoned = on_host<D>(values);
+  poisoned[t.network().parameters().entries().front().offset] = std::numeric_limits<float>::quiet_NaN();
+  device_memory<D>::copy_from_host(values.data(), poisoned.data(),
+                                   sizeof(float) * static_cast<std::size_t>(poisoned.numel()));
+  const tensor<float> w0 = on_host<D>(values), m0 = on_host<D>(t.optimizer().exp_avg()),
+                      v0 = on_host<D>(t.optimizer().exp_avg_sq()), e0 = on_host<D>(t.ema()->shadow());
+  const std::int64_t opt_steps = t.optimizer().steps(), ema_updates = t.ema()->updates();
+  CHECK_THROWS_WITH(t.step(), Catch::Contains("loss: the loss is nan"));
+  CHECK(same_bits(on_host<D>(values), w0));
+  CHECK(same_bits(on_host<D>(t.optimizer().exp_avg()), m0));
+  CHECK(same_bits(on_host<D>(t.optimizer().exp_avg_sq()), v0));
+  CHECK(same_bits(on_host<D>(t.ema()->shadow()), e0));
+  CHECK(t.optimizer().steps() == opt_steps);
+  CHECK(t.ema()->updates() == ema_updates);
+  CHECK(t.steps_done() == 1);
 }
 
 }  // namespace device_trainer_checks

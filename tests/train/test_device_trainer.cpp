@@ -20,6 +20,12 @@ TEST_CASE("device trainer (device layer on the cpu): resume continues bit for bi
   check_resume<cpu>("cpu");
 }
 
+TEST_CASE("a non-finite step changes nothing, on the CPU trainer and through the device layer "
+          "(whose guard, not the host, stops the update)", "[train][device]") {
+  SECTION("cpu trainer") { check_nonfinite_step_changes_nothing<trainer<data::case_set>>(); }
+  SECTION("device layer") { check_nonfinite_step_changes_nothing<trainer<data::case_set, cpu, true>>(); }
+}
+
 TEST_CASE("sample_masks through the device layer follows the CPU sampler", "[train][device]") {
   check_sampling_follows_cpu<cpu>([](nn::unet<float>& net, const diffusion_model& diffusion,
                                      tensor_view<const float> images, const sample_options& opts, rng& g) {

@@ -6,7 +6,17 @@
 //                          plan cache (core/cuda_context.hpp); scope makes it current.
 // A device-generic class (train::trainer) holds one and opens a scope around each step,
 // so the CPU instance compiles to nothing and a CPU-only build never sees a CUDA header.
+//
+// The transfers a step makes, generically:
+//   enqueue_upload<D>(dst, src, bytes)  host → device in the current context's order,
+//                                       without waiting; src may be reused at once
+//   read_back<D>(dst, src, bytes)       device → host after all work enqueued so far on
+//                                       the current context: the one deliberate wait
+// On the CPU both are memcpy.
 #pragma once
+
+#include <cstddef>
+#include <cstring>
 
 #include "ambiseg/core/device.hpp"
 #if defined(AMBISEG_WITH_CUDA)
@@ -44,5 +54,33 @@ class device_context<cuda> {
   cuda_context ctx_;
 };
 #endif
+
+template <class D>
+void enqueue_upload(void* dst, const void* host_src, std::size_t bytes) {
+  if (bytes == 0) return;
+  if constexpr (std::same_as<D, cpu>) {
+    std::memcpy(dst, host_src, bytes);
+  } else {
+#if defined(AMBISEG_WITH_CUDA)
+    current_cuda_context().upload(dst, host_src, bytes);
+#else
+    static_assert(dependent_false<D>, "enqueue_upload: the CUDA backend is not built in");
+#endif
+  }
+}
+
+template <class D>
+void read_back(void* host_dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  if constexpr (std::same_as<D, cpu>) {
+    std::memcpy(host_dst, src, bytes);
+  } else {
+#if defined(AMBISEG_WITH_CUDA)
+    current_cuda_context().download(host_dst, src, bytes);
+#else
+    static_assert(dependent_false<D>, "read_back: the CUDA backend is not built in");
+#endif
+  }
+}
 
 }  // namespace ambiseg

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "ambiseg/core/device.hpp"
+#include "ambiseg/core/device_context.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
 #if defined(AMBISEG_WITH_CUDA)
 #include "ambiseg/core/cuda_memory.hpp"
@@ -119,6 +120,14 @@ struct diffusion_kernels<cpu> {
       squared_sums[n] = acc;
     }
   }
+  static void loss_report(in<double> sums, in<double> weights, double per, out<double> report) {
+    const std::int64_t n = sums.numel();
+    throw_if<shape_error>(n < 1 || weights.numel() != n || report.numel() != n + 1,
+                          "diffusion_kernels::loss_report: sums ", sums.shape(), ", weights ",
+                          weights.shape(), " and report ", report.shape(),
+                          " must be [N], [N] and [N + 1] with N >= 1");
+    diffusion::x0_loss_report(sums.data(), weights.data(), per, n, report.data());
+  }
   template <class T>
   static void reverse_step(in<T> x_t, in<T> x0_hat, in<T> z, in<T> c_xt, in<T> c_x0,
                            in<T> c_noise, out<T> x_s) {
@@ -191,6 +200,9 @@ struct diffusion_kernels<cuda> {
                       in<double> grad_coeff, out<T> grad_f, out<double> squared_sums) {
     ops::cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, c_xt, c_f, grad_coeff, grad_f, squared_sums);
   }
+  static void loss_report(in<double> sums, in<double> weights, double per, out<double> report) {
+    ops::cuda_kernels::diffusion_loss_report(sums, weights, per, report);
+  }
   template <class T>
   static void reverse_step(in<T> x_t, in<T> x0_hat, in<T> z, in<T> c_xt, in<T> c_x0,
                            in<T> c_noise, out<T> x_s) {
@@ -208,11 +220,14 @@ concept device_denoiser = std::invocable<F&, tensor_view<const T, D>, std::span<
                                          tensor_view<const T, D>, tensor_view<T, D>>;
 
 namespace detail {
-// host → device copy of a whole host tensor into a device buffer of the same shape.
+// host → device copy of a whole host tensor into a device buffer of the same shape,
+// enqueued on the current context's stream (the host does not wait; see
+// core/device_context.hpp). Every kernel that reads `dev` runs on that stream too, so the
+// copy lands after the kernels queued before it and before those queued after it.
 template <class T, class D>
 void upload_to(tensor_view<const T> host, tensor_view<T, D> dev) {
   expect_shape("device_diffusion: upload", "destination", dev, host.shape());
-  device_memory<D>::copy_from_host(dev.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
+  enqueue_upload<D>(dev.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
 }
 }  // namespace detail
 
@@ -225,7 +240,8 @@ struct device_training_batch {
   tensor<T, D> x_t;                     // [B, ...]
   tensor<T, D> f;                       // [B, ...]  network output
   tensor<T, D> grad_f;                  // [B, ...]  dL/df
-  std::vector<double> per_sample_loss;  // [B]  host, w(t_b)·mean_p (x0 − x̂0)²
+  std::vector<double> per_sample_loss;  // [B]  host, w(t_b)·mean_p (x0 − x̂0)² (training_loss
+                                        //      fills it; training_loss_async reports on the device)
 };
 
 // Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet)
@@ -335,42 +351,48 @@ class device_diffusion {
 
   // ---- (b) the loss ----------------------------------------------------------------------
 
-  // gaussian_diffusion::loss on the device: the same value (per-sample sums reduced on the
-  // GPU in double, then weighted and averaged on the host) and grad_f (optional) =
-  // (2·w_b/(B·P))·c_f·(x̂0 − x0). Waits for the stream (it returns the loss).
-  double loss(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
-              std::span<const double> t, tensor_view<const T, D> f,
-              tensor_view<T, D> grad_f = {}, std::span<double> per_sample = {}) {
-    const std::int64_t b = check_batch("loss", x0.shape(), t);
-    expect_shape("loss", "x_t", x_t, x0.shape());
-    expect_shape("loss", "f", f, x0.shape());
-    if (grad_f.data() != nullptr) expect_shape("loss", "grad_f", grad_f, x0.shape());
-    throw_if<shape_error>(!per_sample.empty() && static_cast<std::int64_t>(per_sample.size()) != b,
-                          "loss: per_sample has ", per_sample.size(), " entries for a batch of ", b);
+  // gaussian_diffusion::loss on the device, enqueued: report [B + 1] (device) receives the
+  // per-sample losses w_b·mean_p (x̂0 − x0)² and then the loss, computed on the device in
+  // the host facade's order of operations (diffusion::x0_loss_report); grad_f (optional) =
+  // (2·w_b/(B·P))·c_f·(x̂0 − x0). Nothing is read back and nothing is checked: a NaN in
+  // x0, x_t or f shows as a NaN in the report (which a training step's guard reads).
+  void loss_async(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
+                  std::span<const double> t, tensor_view<const T, D> f,
+                  tensor_view<T, D> grad_f, tensor_view<double, D> report) {
+    const std::int64_t b = check_loss(x0, x_t, t, f, grad_f);
+    expect_shape("loss", "report", report, shape{b + 1});
     const double per = static_cast<double>(x0.numel() / b);
-    std::vector<double> weights(static_cast<std::size_t>(b));
-    auto k = upload<double>(b, 3, [&](std::int64_t i, double* row) {
+    auto k = upload<double>(b, 4, [&](std::int64_t i, double* row) {
       const double ti = t[static_cast<std::size_t>(i)];
       const affine c = host_.x0_coeffs(host_.level(ti));
       const double w = host_.weight(ti);
-      weights[static_cast<std::size_t>(i)] = w;
       row[0] = c.c_xt;
       row[1] = c.c_f;
       // The host facade's grad_scale·c_f, in the same order of operations.
       row[2] = 2.0 * w / (static_cast<double>(b) * per) * c.c_f;
+      row[3] = w;
     });
     if (!(sums_dev_.shape() == shape{b})) sums_dev_ = tensor<double, D>(shape{b});
     kernels::template x0_loss<T>(x0, x_t, f, k.row(0), k.row(1), k.row(2), grad_f,
-                                            sums_dev_.view());
-    std::vector<double> sums(static_cast<std::size_t>(b));
-    device_memory<D>::copy_to_host(sums.data(), sums_dev_.data(), sizeof(double) * sums.size());
-    double total = 0.0;
-    for (std::size_t i = 0; i < sums.size(); ++i) {
-      const double sample_loss = weights[i] * sums[i] / per;
-      if (!per_sample.empty()) per_sample[i] = sample_loss;
-      total += sample_loss;
-    }
-    const double result = total / static_cast<double>(b);
+                                 sums_dev_.view());
+    kernels::loss_report(sums_dev_.cview(), k.row(3), per, report);
+  }
+
+  // The same, waiting for the result: returns the loss (a non-finite one throws) and fills
+  // per_sample (optional, B entries).
+  double loss(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
+              std::span<const double> t, tensor_view<const T, D> f,
+              tensor_view<T, D> grad_f = {}, std::span<double> per_sample = {}) {
+    const std::int64_t b = check_loss(x0, x_t, t, f, grad_f);  // before touching the device
+    throw_if<shape_error>(!per_sample.empty() && static_cast<std::int64_t>(per_sample.size()) != b,
+                          "loss: per_sample has ", per_sample.size(), " entries for a batch of ", b);
+    if (!(report_dev_.shape() == shape{b + 1})) report_dev_ = tensor<double, D>(shape{b + 1});
+    loss_async(x0, x_t, t, f, grad_f, report_dev_.view());
+    std::vector<double> report(static_cast<std::size_t>(b + 1));
+    read_back<D>(report.data(), report_dev_.data(), sizeof(double) * report.size());
+    std::copy(report.begin(), report.begin() + static_cast<std::ptrdiff_t>(per_sample.size()),
+              per_sample.begin());
+    const double result = report.back();
     throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
                           " (a non-finite value in x0, x_t or the network output f)");
     return result;
@@ -393,25 +415,39 @@ class device_diffusion {
     detail::upload_to<T, D>(batch.eps_host.cview(), batch.eps.view());
   }
 
-  // x_t from batch.t and batch.eps, f = net(x_t, t, cond), the loss and batch.grad_f.
+  // x_t from batch.t and batch.eps, f = net(x_t, t, cond), the loss into report [B + 1]
+  // (as loss_async) and batch.grad_f — all enqueued, nothing read back.
   template <class Net>
-  double training_loss(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
-                       device_training_batch<T, D>& batch) {
+  void training_loss_async(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
+                           device_training_batch<T, D>& batch, tensor_view<double, D> report) {
     static_assert(device_denoiser<Net, T, D>,
                   "device_diffusion::training_loss: the network must be callable as "
                   "void(tensor_view<const T, D> x_t, std::span<const double> t, "
                   "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
-    const std::int64_t n = check_batch("training_loss", x0.shape(), batch.t);
-    expect_shape("training_loss", "eps", batch.eps.cview(), x0.shape());
-    check_cond("training_loss", cond, n);
+    check_training(x0, cond, batch);
     for (tensor<T, D>* buf : {&batch.x_t, &batch.f, &batch.grad_f})
       if (!(buf->shape() == x0.shape())) *buf = tensor<T, D>(x0.shape());
-    batch.per_sample_loss.resize(static_cast<std::size_t>(n));
     const std::span<const double> t(batch.t);
     add_noise(x0, t, batch.eps.cview(), batch.x_t.view());
     std::invoke(net, batch.x_t.cview(), t, cond, batch.f.view());
-    return loss(x0, batch.x_t.cview(), t, batch.f.cview(), batch.grad_f.view(),
-                std::span<double>(batch.per_sample_loss));
+    loss_async(x0, batch.x_t.cview(), t, batch.f.cview(), batch.grad_f.view(), report);
+  }
+
+  // The same, waiting: returns the loss (a non-finite one throws) and fills
+  // batch.per_sample_loss.
+  template <class Net>
+  double training_loss(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
+                       device_training_batch<T, D>& batch) {
+    const std::int64_t n = check_training(x0, cond, batch);  // before touching the device
+    if (!(report_dev_.shape() == shape{n + 1})) report_dev_ = tensor<double, D>(shape{n + 1});
+    training_loss_async(std::forward<Net>(net), x0, cond, batch, report_dev_.view());
+    std::vector<double> report(static_cast<std::size_t>(n + 1));
+    read_back<D>(report.data(), report_dev_.data(), sizeof(double) * report.size());
+    batch.per_sample_loss.assign(report.begin(), report.end() - 1);
+    const double result = report.back();
+    throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
+                          " (a non-finite value in x0, x_t or the network output f)");
+    return result;
   }
 
   // ---- (c) sampling ----------------------------------------------------------------------
@@ -534,13 +570,12 @@ class device_diffusion {
       fill(i, entry.data());
       for (int j = 0; j < rows; ++j) staging[j * b + i] = entry[static_cast<std::size_t>(j)];
     }
-    // The previous block may still be read by queued kernels: the copy below runs on the
-    // legacy default stream, which the context's blocking stream is ordered with, so it
-    // starts only after them (docs/cuda.md, "Context and streams").
+    // The previous block may still be read by queued kernels: the copy is enqueued on the
+    // current context's stream, behind them, and the kernels that read this block run on
+    // that stream after it (the host does not wait; staging is reusable at once).
     // Grown, never shrunk, so alternating block sizes (sampling's last step) reallocate nothing.
     if (dev.numel() < s.numel()) dev = tensor<U, D>(ambiseg::shape{s.numel()});
-    device_memory<D>::copy_from_host(dev.data(), staging.data(),
-                                        sizeof(U) * static_cast<std::size_t>(s.numel()));
+    enqueue_upload<D>(dev.data(), staging.data(), sizeof(U) * static_cast<std::size_t>(s.numel()));
     return {&dev, b};
   }
   template <class U>
@@ -554,6 +589,22 @@ class device_diffusion {
     else return coeff_host_;
   }
 
+  static std::int64_t check_loss(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
+                                 std::span<const double> t, tensor_view<const T, D> f,
+                                 tensor_view<T, D> grad_f) {
+    const std::int64_t b = check_batch("loss", x0.shape(), t);
+    expect_shape("loss", "x_t", x_t, x0.shape());
+    expect_shape("loss", "f", f, x0.shape());
+    if (grad_f.data() != nullptr) expect_shape("loss", "grad_f", grad_f, x0.shape());
+    return b;
+  }
+  static std::int64_t check_training(tensor_view<const T, D> x0, tensor_view<const T, D> cond,
+                                     const device_training_batch<T, D>& batch) {
+    const std::int64_t n = check_batch("training_loss", x0.shape(), batch.t);
+    expect_shape("training_loss", "eps", batch.eps.cview(), x0.shape());
+    check_cond("training_loss", cond, n);
+    return n;
+  }
   static std::int64_t check_batch(const char* op, const ambiseg::shape& x, std::span<const double> t) {
     throw_if<shape_error>(x.rank() < 1 || x[0] < 1 || x.numel() < 1, op, ": x has shape ",
                           x.to_string(), ", expected [B, ...] with B >= 1");
@@ -573,6 +624,7 @@ class device_diffusion {
   tensor<double> coeff_host_double_;
   tensor<double, D> coeff_dev_double_;
   tensor<double, D> sums_dev_;
+  tensor<double, D> report_dev_;  // [B + 1] of the waiting loss / training_loss
   tensor<T, D> f_, x0_hat_, z_dev_;
   tensor<T> z_host_;
 };
@@ -582,7 +634,7 @@ template <class T, class D>
   requires(!std::same_as<D, cpu>)
 tensor<std::uint8_t> to_masks(tensor_view<const T, D> x0_hat) {
   tensor<T> host(x0_hat.shape());
-  device_memory<D>::copy_to_host(host.data(), x0_hat.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
+  read_back<D>(host.data(), x0_hat.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
   return to_masks(host);
 }
 template <class T, class D>

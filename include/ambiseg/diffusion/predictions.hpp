@@ -11,6 +11,8 @@
 // network's head, not here (f is whatever the network returns).
 #pragma once
 
+#include <cstdint>
+
 #include "ambiseg/core/config.hpp"
 #include "ambiseg/diffusion/concepts.hpp"
 
@@ -67,6 +69,19 @@ AMBISEG_HD T regression_target(T c_x0, T c_eps, T x0, T eps) {
 template <class T>
 AMBISEG_HD T output_for_x0(T c_xt, T c_f, T x_t, T x0_hat) {
   return (x0_hat - c_xt * x_t) / c_f;
+}
+
+// The weighted x-space loss from the per-sample sums Σ_p (x̂0 − x0)²: report[i] =
+// w_i·sums_i/per (the per-sample losses) and report[n] = (Σ_i report[i])/n, summed in i
+// order — the host facade's arithmetic, so every device computes the same bits.
+AMBISEG_HD void x0_loss_report(const double* sums, const double* weights, double per,
+                               std::int64_t n, double* report) {
+  double total = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    report[i] = weights[i] * sums[i] / per;
+    total += report[i];
+  }
+  report[n] = total / static_cast<double>(n);
 }
 
 }  // namespace ambiseg::diffusion

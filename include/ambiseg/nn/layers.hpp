@@ -6,6 +6,8 @@
 // for the reference's zero_module convs), so init() is one pass over the store.
 #pragma once
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -116,19 +118,23 @@ void initialise_parameters(parameter_store<T, D>& store, const std::vector<param
   throw_if(inits.size() != store.size(), "initialise_parameters: ", inits.size(),
            " init rules for ", store.size(), " parameters");
   rng gen(seed);
-  std::vector<T> host;
+  // Drawn into one host copy of the flat buffer (padding slots stay zero) and copied to
+  // the store in one transfer: one copy per network, not one per parameter.
+  const auto flat = store.flat_values();
+  std::vector<T> host(static_cast<std::size_t>(flat.numel()), T(0));
   for (std::size_t i = 0; i < store.size(); ++i) {
-    auto v = store.value(i);
-    host.assign(static_cast<std::size_t>(v.numel()), T(0));
+    const auto v = store.value(i);
+    T* first = host.data() + (v.data() - flat.data());
+    T* last = first + v.numel();
     const param_init& init = inits[i];
     if (init.kind == param_init::ones) {
-      for (auto& x : host) x = T(1);
+      std::fill(first, last, T(1));
     } else if (init.kind == param_init::uniform_fan_in) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(init.fan_in));
-      for (auto& x : host) x = static_cast<T>((2.0 * gen.uniform() - 1.0) * bound);
+      for (T* x = first; x != last; ++x) *x = static_cast<T>((2.0 * gen.uniform() - 1.0) * bound);
     }
-    device_memory<D>::copy_from_host(v.data(), host.data(), host.size() * sizeof(T));
   }
+  device_memory<D>::copy_from_host(flat.data(), host.data(), host.size() * sizeof(T));
 }
 
 }  // namespace ambiseg::nn

@@ -10,6 +10,12 @@
 // its Python-float hyperparameters; the element update runs in T. Padding slots of the
 // flat buffer have zero value, gradient and moments, and stay exactly zero.
 // Every parameter is decayed (the reference uses one param group with weight_decay).
+//
+// A step may carry a guard (optim::guard_allows): doubles on the step's device, typically
+// the step's loss and gradient norm, that the update reads before it changes anything; if
+// one is not finite, nothing changes. The step counter advances either way — on a GPU the
+// host does not know without waiting — so a caller that reads the guard afterwards and
+// abandons the step sets it back (train::trainer does).
 #pragma once
 
 #include <cmath>
@@ -45,16 +51,23 @@ class adamw {
   adamw(adamw&&) = default;
   adamw& operator=(adamw&&) = default;
 
-  void step(parameter_store<T, D>& params) { step(params.flat_values(), params.flat_grads()); }
+  void step(parameter_store<T, D>& params, tensor_view<const double, D> guard = {}) {
+    step(params.flat_values(), params.flat_grads(), guard);
+  }
 
   // values += update(grads); values and grads are the flat buffers the state was made for.
-  void step(tensor_view<T, D> values, tensor_view<const T, D> grads) {
+  void step(tensor_view<T, D> values, tensor_view<const T, D> grads,
+            tensor_view<const double, D> guard = {}) {
     const std::int64_t n = exp_avg_.numel();
     throw_if<shape_error>(values.numel() != n || grads.numel() != n, "adamw::step: values (",
                           values.numel(), ") and grads (", grads.numel(), ") must have the ", n,
                           " elements the optimiser state was created for");
     const auto s = adamw_step_scalars<T>::make(options_, steps_ + 1);
     if constexpr (std::same_as<D, cpu>) {
+      if (guard.data() && !guard_allows(guard.data(), guard.numel())) {
+        ++steps_;
+        return;
+      }
       T* p = values.data();
       const T* g = grads.data();
       T* m = exp_avg_.data();
@@ -65,7 +78,7 @@ class adamw {
     } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
       // One launch, the same adamw_update_element per element; enqueued, not awaited.
-      ops::cuda_kernels::adamw_step<T>(values, grads, exp_avg_.view(), exp_avg_sq_.view(), s);
+      ops::cuda_kernels::adamw_step<T>(values, grads, exp_avg_.view(), exp_avg_sq_.view(), s, guard);
 #else
       static_assert(dependent_false<D>,
                     "adamw<T, ambiseg::cuda>: the CUDA backend is not built in; configure with "

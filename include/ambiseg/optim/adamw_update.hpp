@@ -54,6 +54,17 @@ struct adamw_step_scalars {
   }
 };
 
+// A step guard: device (or host) doubles, e.g. a training step's loss and gradient norm,
+// that an update reads before it changes anything. The update runs only if every one is
+// finite, so a step whose loss or gradients hold NaN or ∞ leaves the weights, moments and
+// averages untouched without the host waiting to read the values first. (v − v == 0 is
+// false exactly for NaN and ±∞, and needs no <cmath> in device code.)
+AMBISEG_HD bool guard_allows(const double* guard, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i)
+    if (!(guard[i] - guard[i] == 0.0)) return false;
+  return true;
+}
+
 // The element update in PyTorch's operation order (one rounding per torch op).
 template <class T>
 AMBISEG_HD void adamw_update_element(T& p, T g, T& m, T& v, const adamw_step_scalars<T>& s) {

@@ -15,7 +15,9 @@
 // ops/cuda/api.hpp: a fixed 512-chunk reduction in double (deterministic, but not the CPU's
 // 256-chunk order, so the norms agree to rounding, not bit for bit); they wait for the
 // context's stream because they return the norm to the host. A loop that wants no round
-// trip calls ops::cuda_kernels::clip_grad_norm_async and reads the norm when it logs.
+// trip calls clip_grad_norm_async, which writes the norm into a double on the gradients'
+// device (where AdamW's guard can read it) and clips there; it never throws for a
+// non-finite norm (it leaves the gradients untouched): the caller reads the norm later.
 #pragma once
 
 #include <algorithm>
@@ -83,6 +85,13 @@ double clip_grad_norm(parameter_store<T, cpu>& params, double max_norm,
   return clip_grad_norm<T>(params.flat_grads(), max_norm, on_nonfinite);
 }
 
+template <class T>
+void clip_grad_norm_async(tensor_view<T, cpu> grads, double max_norm, tensor_view<double, cpu> norm_out) {
+  throw_if<shape_error>(norm_out.numel() != 1 || norm_out.data() == nullptr,
+                        "clip_grad_norm_async: norm_out must hold one double, got ", norm_out.shape());
+  norm_out.data()[0] = clip_grad_norm<T>(grads, max_norm, nonfinite_policy::report);
+}
+
 namespace detail {
 template <class D>
 constexpr void clip_needs_cuda_backend() {
@@ -118,6 +127,20 @@ template <class T>
 double clip_grad_norm(parameter_store<T, cuda>& params, double max_norm,
                       nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
   return clip_grad_norm<T>(params.flat_grads(), max_norm, on_nonfinite);
+}
+
+template <class T>
+void clip_grad_norm_async(tensor_view<T, cuda> grads, double max_norm, tensor_view<double, cuda> norm_out) {
+#if defined(AMBISEG_WITH_CUDA)
+  ops::cuda_kernels::clip_grad_norm_async<T>(grads, max_norm, norm_out);
+#else
+  detail::clip_needs_cuda_backend<T>();
+#endif
+}
+
+template <class T, class D>
+void clip_grad_norm_async(parameter_store<T, D>& params, double max_norm, tensor_view<double, D> norm_out) {
+  clip_grad_norm_async<T>(params.flat_grads(), max_norm, norm_out);
 }
 
 }  // namespace ambiseg::optim

@@ -15,6 +15,7 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/tensor.hpp"
+#include "ambiseg/optim/adamw_update.hpp"
 
 #if defined(AMBISEG_WITH_CUDA)
 #include "ambiseg/ops/cuda/api.hpp"
@@ -38,17 +39,23 @@ class ema {
     shadow_.copy_from(params.flat_values());
   }
 
-  void update(const parameter_store<T, D>& params) {
+  // With a guard (see optim/adamw.hpp) the average changes only if every guard value is
+  // finite; the update count advances either way.
+  void update(const parameter_store<T, D>& params, tensor_view<const double, D> guard = {}) {
     const auto values = params.flat_values();
     throw_if<shape_error>(values.numel() != shadow_.numel(), "ema::update: the store has ", values.numel(),
                           " flat elements, the average ", shadow_.numel());
 #if defined(AMBISEG_WITH_CUDA)
     if constexpr (std::same_as<D, cuda>) {
-      ops::cuda_kernels::ema_update<T>(shadow_.view(), values, decay_);
+      ops::cuda_kernels::ema_update<T>(shadow_.view(), values, decay_, guard);
       ++updates_;
       return;
     }
 #endif
+    if (guard.data() && !guard_allows(guard.data(), guard.numel())) {
+      ++updates_;
+      return;
+    }
     const T keep = static_cast<T>(decay_), take = static_cast<T>(1.0 - decay_);
     T* s = shadow_.data();
     const T* v = values.data();

@@ -42,6 +42,12 @@ class device_diffusion_model {
   virtual double training_loss(const device_denoiser_fn<D>& net, tensor_view<const float, D> x0,
                                tensor_view<const float, D> cond,
                                diffusion::device_training_batch<float, D>& batch) = 0;
+  // The same, enqueued: report [B + 1] (device) receives the per-sample losses and the loss;
+  // nothing is read back or checked (device_diffusion::training_loss_async).
+  virtual void training_loss_async(const device_denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                                   tensor_view<const float, D> cond,
+                                   diffusion::device_training_batch<float, D>& batch,
+                                   tensor_view<double, D> report) = 0;
   // x [B,1,H,W] holds x_1 on entry and x̂0 on return; cond row-aligned with x.
   virtual void sample_chains(const device_denoiser_fn<D>& net, sampler_kind sampler, tensor_view<float, D> x,
                              tensor_view<const float, D> cond, rng& g,
@@ -65,6 +71,12 @@ class device_diffusion_model_impl final : public device_diffusion_model<D> {
                        tensor_view<const float, D> cond,
                        diffusion::device_training_batch<float, D>& batch) override {
     return d_.training_loss(net, x0, cond, batch);
+  }
+  void training_loss_async(const device_denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                           tensor_view<const float, D> cond,
+                           diffusion::device_training_batch<float, D>& batch,
+                           tensor_view<double, D> report) override {
+    d_.training_loss_async(net, x0, cond, batch, report);
   }
   void sample_chains(const device_denoiser_fn<D>& net, sampler_kind sampler, tensor_view<float, D> x,
                      tensor_view<const float, D> cond, rng& g,

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 
+#include "ambiseg/core/device_context.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/core/tensor.hpp"
@@ -138,12 +139,11 @@ sample_result sample_on_device(nn::unet<float, D>& net, device_diffusion_model<D
     lay_out_batch(images, first, count, opts, g, init_noise, cond_host, x_host);
     x.resize(x_host.shape());
     cond.resize(cond_host.shape());
-    device_memory<D>::copy_from_host(x.data(), x_host.data(), sizeof(float) * static_cast<std::size_t>(x.numel()));
-    device_memory<D>::copy_from_host(cond.data(), cond_host.data(),
-                                     sizeof(float) * static_cast<std::size_t>(cond.numel()));
+    // Enqueued: the whole batch's sampling is queued before the host waits, once, for x̂0.
+    enqueue_upload<D>(x.data(), x_host.data(), sizeof(float) * static_cast<std::size_t>(x.numel()));
+    enqueue_upload<D>(cond.data(), cond_host.data(), sizeof(float) * static_cast<std::size_t>(cond.numel()));
     diffusion.sample_chains(std::ref(denoiser), opts.sampler, x.view(), cond.cview(), g, so);
-    device_memory<D>::copy_to_host(r.x0_hat.data() + first * n * plane, x.data(),
-                                   sizeof(float) * static_cast<std::size_t>(x.numel()));
+    read_back<D>(r.x0_hat.data() + first * n * plane, x.data(), sizeof(float) * static_cast<std::size_t>(x.numel()));
   }
   finish(r);
   return r;

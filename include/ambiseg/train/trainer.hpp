@@ -208,29 +208,29 @@ class trainer {
   // it to run the network outside step() on the trainer's stream.
   device_context<Device>& context() { return context_; }
 
+  // One iteration. A non-finite loss or gradient norm throws value_error and leaves the
+  // weights, the optimiser state and the EMA as they were (the batch and the noise drawn
+  // for the step are spent).
   step_report step() {
     const typename device_context<Device>::scope on_stream(context_);
     batches_->next(batch_);
-    double loss = 0.0;
     if constexpr (host_facade) {
       diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
-      loss = diffusion_->training_loss(std::ref(denoiser_), batch_.x0.cview(), batch_.images.cview(), noise_);
+      const double loss =
+          diffusion_->training_loss(std::ref(denoiser_), batch_.x0.cview(), batch_.images.cview(), noise_);
+      auto& params = net_.parameters();
+      params.zero_grad();
+      net_.backward(noise_.grad_f.cview());
+      const double norm = optim::clip_grad_norm(params, config_.clip_norm);
+      const double lr = config_.lr.lr(step_);
+      opt_.set_lr(lr);
+      opt_.step(params);
+      if (ema_) ema_->update(params);
+      ++step_;
+      return {step_, loss, lr, norm};
     } else {
-      upload(batch_.x0.cview(), x0_);
-      upload(batch_.images.cview(), images_);
-      device_diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
-      loss = device_diffusion_->training_loss(std::ref(denoiser_), x0_.cview(), images_.cview(), noise_);
+      return device_step();
     }
-    auto& params = net_.parameters();
-    params.zero_grad();
-    net_.backward(noise_.grad_f.cview());
-    const double norm = optim::clip_grad_norm(params, config_.clip_norm);
-    const double lr = config_.lr.lr(step_);
-    opt_.set_lr(lr);
-    opt_.step(params);
-    if (ema_) ema_->update(params);
-    ++step_;
-    return {step_, loss, lr, norm};
   }
 
   nlohmann::json config_json() const { return nlohmann::json(config_); }
@@ -283,10 +283,54 @@ class trainer {
   data::batch_config batch_config() const {
     return {config_.batch_size, config_.crop_size, config_.crop, config_.encoding};
   }
-  // host batch → device buffer (grown to the largest batch, never shrunk).
+  // The device layer's step: everything is enqueued on the context's stream and the host
+  // waits once, at the end, to read the step's report [B + 2] = per-sample losses, the
+  // loss, the gradient norm. AdamW and the EMA read the loss and the norm on the device as
+  // their guard, so a non-finite step changes no weight although nobody looked before the
+  // update; the host then finds the value, sets the optimiser's step counter back and
+  // throws the CPU trainer's error.
+  step_report device_step() {
+    upload(batch_.x0.cview(), x0_);
+    upload(batch_.images.cview(), images_);
+    device_diffusion_->draw_training_noise(batch_.x0.shape(), noise_rng_, noise_);
+    const std::int64_t b = batch_.x0.size(0);
+    if (!(report_.shape() == shape{b + 2})) report_ = tensor<double, Device>(shape{b + 2});
+    double* const report = report_.data();
+    device_diffusion_->training_loss_async(std::ref(denoiser_), x0_.cview(), images_.cview(), noise_,
+                                           tensor_view<double, Device>(report, shape{b + 1}));
+    auto& params = net_.parameters();
+    params.zero_grad();
+    net_.backward(noise_.grad_f.cview());
+    optim::clip_grad_norm_async(params, config_.clip_norm,
+                                tensor_view<double, Device>(report + b + 1, shape{1}));
+    const tensor_view<const double, Device> guard(report + b, shape{2});  // loss, norm
+    const double lr = config_.lr.lr(step_);
+    opt_.set_lr(lr);
+    const std::int64_t optimiser_steps = opt_.steps();
+    const std::int64_t ema_updates = ema_ ? ema_->updates() : 0;
+    opt_.step(params, guard);
+    if (ema_) ema_->update(params, guard);
+
+    std::vector<double> host(static_cast<std::size_t>(b + 2));
+    read_back<Device>(host.data(), report, sizeof(double) * host.size());  // the step's one wait
+    const double loss = host[static_cast<std::size_t>(b)], norm = host[static_cast<std::size_t>(b + 1)];
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      opt_.set_steps(optimiser_steps);
+      if (ema_) ema_->set_updates(ema_updates);
+      throw_if<value_error>(!std::isfinite(loss), "loss: the loss is ", loss,
+                            " (a non-finite value in x0, x_t or the network output f)");
+      throw value_error(ambiseg::detail::concat("clip_grad_norm: the total gradient norm is ", norm,
+                                                " (a gradient holds NaN or infinity)"));
+    }
+    noise_.per_sample_loss.assign(host.begin(), host.begin() + b);
+    ++step_;
+    return {step_, loss, lr, norm};
+  }
+
+  // host batch → device buffer (grown to the largest batch, never shrunk), enqueued.
   static void upload(tensor_view<const float> host, tensor<float, Device>& dev) {
     dev.resize(host.shape());
-    device_memory<Device>::copy_from_host(dev.data(), host.data(), sizeof(float) * static_cast<std::size_t>(host.numel()));
+    enqueue_upload<Device>(dev.data(), host.data(), sizeof(float) * static_cast<std::size_t>(host.numel()));
   }
 
   using denoiser_type = std::conditional_t<host_facade, unet_denoiser,
@@ -309,6 +353,7 @@ class trainer {
   rng noise_rng_;
   data::training_batch batch_;  // cropped on the host
   tensor<float, Device> x0_, images_;  // device path: the batch uploaded
+  tensor<double, Device> report_;      // device path: [B + 2] per-sample losses, loss, norm
   noise_type noise_;
   std::int64_t step_ = 0;
 };

@@ -116,10 +116,11 @@ void softmax_rows_backward(dev_in<T> y, dev_in<T> dy, tensor_view<T, cuda> dx);
 
 // ---- optimiser ---------------------------------------------------------------------------
 // One AdamW step over flat buffers in one launch, element update = optim::adamw_update_element
-// with s = optim::adamw_step_scalars<T>::make(options, t).
+// with s = optim::adamw_step_scalars<T>::make(options, t). With a guard (device doubles) the
+// kernel changes nothing unless every guard value is finite (optim::guard_allows).
 template <cuda_scalar T>
 void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg, dev_out<T> exp_avg_sq,
-                const optim::adamw_step_scalars<T>& s);
+                const optim::adamw_step_scalars<T>& s, tensor_view<const double, cuda> guard = {});
 // √(Σ g²) accumulated in double, deterministic (a fixed two-pass reduction that does not
 // depend on the GPU), written to norm_out [1] (double, device). No synchronisation.
 template <cuda_scalar T>
@@ -139,8 +140,10 @@ double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_n
 
 // Weight averaging (optim::ema): shadow ← keep·shadow + take·values, with keep = decay and
 // take = 1 − decay rounded to T on the host, as the CPU loop does.
+// A guard works as for adamw_step.
 template <cuda_scalar T>
-void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay);
+void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay,
+                tensor_view<const double, cuda> guard = {});
 // Exchanges the contents of two equally sized buffers (swapping averaged weights in).
 template <cuda_scalar T>
 void swap_contents(tensor_view<T, cuda> a, dev_out<T> b);
@@ -176,6 +179,13 @@ void diffusion_x0_loss(dev_in<T> x0, dev_in<T> x_t, dev_in<T> f,
                        tensor_view<const double, cuda> c_xt, tensor_view<const double, cuda> c_f,
                        tensor_view<const double, cuda> grad_coeff, tensor_view<T, cuda> grad_f,
                        tensor_view<double, cuda> squared_sums);
+// The loss from diffusion_x0_loss's sums without a read-back: report [N + 1] receives
+// report[i] = weights[i]·squared_sums[i]/per (the per-sample losses) and report[N] =
+// (Σ_i report[i])/N, summed in i order in double by one thread — the host facade's
+// arithmetic, so the device loss equals the host one bit for bit.
+void diffusion_loss_report(tensor_view<const double, cuda> squared_sums,
+                           tensor_view<const double, cuda> weights, double per,
+                           tensor_view<double, cuda> report);
 // dst [B·n, ...] row b·n + j = src [B, ...] row b (conditioning repeated per chain).
 template <cuda_scalar T>
 void repeat_rows(dev_in<T> src, std::int64_t repeats, tensor_view<T, cuda> dst);

@@ -122,6 +122,12 @@ std::int64_t per_sample_check(const char* op, const V& batch, std::initializer_l
   return n ? batch.numel() / n : 0;
 }
 
+// One thread: the loss must be summed in sample order (see diffusion::x0_loss_report).
+__global__ void loss_report_kernel(const double* sums, const double* weights, double per,
+                                   std::int64_t n, double* report) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) diffusion::x0_loss_report(sums, weights, per, n, report);
+}
+
 }  // namespace detail
 
 template <cuda_scalar T>
@@ -224,6 +230,21 @@ void diffusion_x0_loss(dev_in<T> x0, dev_in<T> x_t, dev_in<T> f,
       want_grad ? grad_coeff.data() : nullptr, e, want_grad ? grad_f.data() : nullptr,
       squared_sums.data());
   detail::check_launch("x0_loss_kernel");
+}
+
+void diffusion_loss_report(tensor_view<const double, cuda> squared_sums,
+                           tensor_view<const double, cuda> weights, double per,
+                           tensor_view<double, cuda> report) {
+  const char* op = "diffusion_loss_report";
+  const std::int64_t n = squared_sums.numel();
+  throw_if<shape_error>(n < 1 || !(squared_sums.shape() == shape{n}), op,
+                        ": squared_sums must be [N] with N >= 1, got ", squared_sums.shape());
+  expect_shape(op, "weights", weights, shape{n});
+  expect_shape(op, "report", report, shape{n + 1});
+  throw_if<value_error>(!(per > 0.0), op, ": per = ", per, " must be > 0");
+  AMBISEG_LAUNCH(1, 32, 0, current_cuda_context().stream(), detail::loss_report_kernel)(
+      squared_sums.data(), weights.data(), per, n, report.data());
+  detail::check_launch("loss_report_kernel");
 }
 
 template <cuda_scalar T>

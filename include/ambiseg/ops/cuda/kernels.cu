@@ -47,12 +47,14 @@ namespace ambiseg::ops::cuda_kernels {
   template void softmax_rows_forward<T>(dev_in<T>, tensor_view<T, cuda>);                         \
   template void softmax_rows_backward<T>(dev_in<T>, dev_in<T>, tensor_view<T, cuda>);             \
   template void adamw_step<T>(tensor_view<T, cuda>, dev_in<T>, dev_out<T>, dev_out<T>,            \
-                              const optim::adamw_step_scalars<T>&);                               \
+                              const optim::adamw_step_scalars<T>&,                                \
+                              tensor_view<const double, cuda>);                                   \
   template void global_grad_norm_async<T>(dev_in<T>, tensor_view<double, cuda>);                  \
   template void clip_grad_norm_async<T>(tensor_view<T, cuda>, double, tensor_view<double, cuda>); \
   template double global_grad_norm<T>(dev_in<T>);                                                 \
   template double clip_grad_norm<T>(tensor_view<T, cuda>, double, bool);                          \
-  template void ema_update<T>(tensor_view<T, cuda>, dev_in<T>, double);                          \
+  template void ema_update<T>(tensor_view<T, cuda>, dev_in<T>, double,                           \
+                              tensor_view<const double, cuda>);                                   \
   template void swap_contents<T>(tensor_view<T, cuda>, dev_out<T>);                               \
   template void diffusion_noise<T>(dev_in<T>, dev_in<T>, dev_in<T>, dev_in<T>,                    \
                                    tensor_view<T, cuda>);                                         \

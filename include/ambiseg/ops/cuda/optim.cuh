@@ -29,7 +29,9 @@ constexpr int norm_blocks = 512;  // pass-2 block size as well: a power of two â
 
 template <class T>
 __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, std::int64_t n,
-                             optim::adamw_step_scalars<T> s) {
+                             optim::adamw_step_scalars<T> s, const double* guard,
+                             std::int64_t guard_count) {
+  if (!optim::guard_allows(guard, guard_count)) return;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride())
     optim::adamw_update_element(p[i], g[i], m[i], v[i], s);
 }
@@ -73,7 +75,9 @@ void launch_grad_norm(cuda_context& ctx, const T* g, std::int64_t n, double* par
 }
 
 template <class T>
-__global__ void ema_kernel(T* shadow, const T* values, std::int64_t n, T keep, T take) {
+__global__ void ema_kernel(T* shadow, const T* values, std::int64_t n, T keep, T take,
+                           const double* guard, std::int64_t guard_count) {
+  if (!optim::guard_allows(guard, guard_count)) return;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride())
     shadow[i] = shadow[i] * keep + take * values[i];
 }
@@ -87,6 +91,11 @@ __global__ void swap_kernel(T* a, T* b, std::int64_t n) {
   }
 }
 
+// A guard without data (a default view, whose empty shape counts one element) is no guard.
+inline std::int64_t guard_count(const tensor_view<const double, cuda>& guard) {
+  return guard.data() ? guard.numel() : 0;
+}
+
 inline void expect_norm_slot(const char* op, const tensor_view<double, cuda>& norm_out) {
   throw_if<shape_error>(norm_out.numel() != 1 || !present(norm_out), op,
                         ": norm_out must hold one double, got ", norm_out.shape());
@@ -96,7 +105,8 @@ inline void expect_norm_slot(const char* op, const tensor_view<double, cuda>& no
 
 template <cuda_scalar T>
 void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg,
-                dev_out<T> exp_avg_sq, const optim::adamw_step_scalars<T>& s) {
+                dev_out<T> exp_avg_sq, const optim::adamw_step_scalars<T>& s,
+                tensor_view<const double, cuda> guard) {
   const std::int64_t n = values.numel();
   throw_if<shape_error>(grads.numel() != n || exp_avg.numel() != n || exp_avg_sq.numel() != n,
                         "adamw_step: values (", n, "), grads (", grads.numel(), "), exp_avg (",
@@ -105,7 +115,8 @@ void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg
   if (n == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(n), detail::block_threads, 0, current_cuda_context().stream(),
                  detail::adamw_kernel<T>)(
-      values.data(), grads.data(), exp_avg.data(), exp_avg_sq.data(), n, s);
+      values.data(), grads.data(), exp_avg.data(), exp_avg_sq.data(), n, s, guard.data(),
+      detail::guard_count(guard));
   detail::check_launch("adamw_kernel");
 }
 
@@ -163,7 +174,8 @@ double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_n
 }
 
 template <cuda_scalar T>
-void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay) {
+void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay,
+                tensor_view<const double, cuda> guard) {
   const char* op = "ema_update";
   throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), op, ": decay must lie in [0, 1], got ",
                         decay);
@@ -173,7 +185,8 @@ void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay) {
   if (n == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(n), detail::block_threads, 0, current_cuda_context().stream(),
                  detail::ema_kernel<T>)(
-      shadow.data(), values.data(), n, static_cast<T>(decay), static_cast<T>(1.0 - decay));
+      shadow.data(), values.data(), n, static_cast<T>(decay), static_cast<T>(1.0 - decay),
+      guard.data(), detail::guard_count(guard));
   detail::check_launch("ema_kernel");
 }
 
