@@ -18,6 +18,7 @@
 //   - stream and event handles must be live.
 // A refused call returns the CUDA error code a GPU would (cudaErrorInvalidValue, ...);
 // cudaGetErrorString then appends what exactly was wrong.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -27,9 +28,11 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "cuda_emulator/emulator.hpp"
+#include "cuda_emulator/host_waits.hpp"
 
 struct CUstream_st {
   unsigned flags = 0;
@@ -42,6 +45,17 @@ struct CUevent_st {
 
 namespace ambiseg_emu {
 namespace {
+
+// host_waits.hpp's counters (under runtime_state's mutex where a call takes it, else
+// atomically: a call may come from any thread).
+struct wait_counters {
+  std::atomic<std::uint64_t> stream_syncs{0}, event_syncs{0}, device_syncs{0};
+  std::atomic<std::uint64_t> blocking_copies{0}, frees{0}, device_mallocs{0}, pinned_allocs{0};
+};
+wait_counters& counters() {
+  static wait_counters c;
+  return c;
+}
 
 constexpr std::size_t device_memory_bytes = std::size_t(16) << 30;  // what the device reports
 constexpr std::size_t quarantine_limit = std::size_t(256) << 20;
@@ -141,6 +155,12 @@ std::optional<std::string> side_problem(runtime_state& s, const char* side, cons
   return std::nullopt;
 }
 
+bool is_pinned_locked(runtime_state& s, const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto pin = s.pinned_blocks.upper_bound(a);
+  return pin != s.pinned_blocks.begin() && a < std::prev(pin)->first + std::prev(pin)->second;
+}
+
 cudaError_t check_kind(cudaMemcpyKind& kind, runtime_state& s, const void* dst, const void* src) {
   if (kind == cudaMemcpyDefault) {
     const bool d = is_device_locked(s, dst), h = is_device_locked(s, src);
@@ -181,6 +201,12 @@ cudaError_t copy_2d(const char* api, void* dst, std::size_t dpitch, const void* 
   for (std::size_t r = 0; r < height; ++r)
     std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                  width);
+  // On a GPU: a synchronous copy with a host side waits; an asynchronous one waits only when
+  // it lands in pageable host memory.
+  const bool synchronous_call = std::string_view(api).find("Async") == std::string_view::npos;
+  const bool host_side = !(dst_dev && src_dev);
+  if ((synchronous_call && host_side) || (!synchronous_call && src_dev && !dst_dev && !is_pinned_locked(s, dst)))
+    ++counters().blocking_copies;
   return cudaSuccess;
 }
 
@@ -337,11 +363,15 @@ cudaError_t cudaGetDevice(int* device) {
   *device = ambiseg_emu::current_device;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+  ++ambiseg_emu::counters().device_syncs;
+  return cudaSuccess;
+}
 
 // ---- memory ------------------------------------------------------------------------------
 cudaError_t cudaMalloc(void** ptr, size_t size) {
   if (!ptr) return fail(cudaErrorInvalidValue, "cudaMalloc: null result pointer");
+  ++ambiseg_emu::counters().device_mallocs;
   *ptr = nullptr;
   if (size == 0) return cudaSuccess;
   runtime_state& s = rt();
@@ -360,6 +390,7 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
 }
 
 cudaError_t cudaFree(void* ptr) {
+  ++ambiseg_emu::counters().frees;  // synchronises the device, even for nullptr
   if (!ptr) return cudaSuccess;
   runtime_state& s = rt();
   std::lock_guard lock(s.mutex);
@@ -385,6 +416,7 @@ cudaError_t cudaFree(void* ptr) {
 
 cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int /*flags*/) {
   if (!ptr) return fail(cudaErrorInvalidValue, "cudaHostAlloc: null result pointer");
+  ++ambiseg_emu::counters().pinned_allocs;
   const std::size_t rounded = (std::max<std::size_t>(size, 1) + 4095) / 4096 * 4096;
   void* p = std::aligned_alloc(4096, rounded);
   if (!p) return fail(cudaErrorMemoryAllocation, "cudaHostAlloc failed");
@@ -397,6 +429,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int /*flags*/) {
 }
 cudaError_t cudaMallocHost(void** ptr, size_t size) { return cudaHostAlloc(ptr, size, 0); }
 cudaError_t cudaFreeHost(void* ptr) {
+  ++ambiseg_emu::counters().frees;
   if (!ptr) return cudaSuccess;
   runtime_state& s = rt();
   std::lock_guard lock(s.mutex);
@@ -480,10 +513,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  ++ambiseg_emu::counters().stream_syncs;
   return valid_stream(stream) ? cudaSuccess
                               : fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: no such stream");
 }
-cudaError_t cudaStreamQuery(cudaStream_t stream) { return cudaStreamSynchronize(stream); }
+cudaError_t cudaStreamQuery(cudaStream_t stream) {  // never waits: the work is done already
+  return valid_stream(stream) ? cudaSuccess
+                              : fail(cudaErrorInvalidResourceHandle, "cudaStreamQuery: no such stream");
+}
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* user_data) {
   if (!valid_stream(stream))
     return fail(cudaErrorInvalidResourceHandle, "cudaLaunchHostFunc: no such stream");
@@ -535,6 +572,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
                            : fail(cudaErrorInvalidResourceHandle, "cudaEventQuery: not a live event");
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  ++ambiseg_emu::counters().event_syncs;
   return live_event(event)
              ? cudaSuccess
              : fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
@@ -560,3 +598,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 }
 
 }  // extern "C"
+
+ambiseg_emu::host_wait_counts ambiseg_emu::host_waits() {
+  const wait_counters& c = counters();
+  return {c.stream_syncs.load(), c.event_syncs.load(),  c.device_syncs.load(),
+          c.blocking_copies.load(), c.frees.load(), c.device_mallocs.load(),
+          c.pinned_allocs.load()};
+}
