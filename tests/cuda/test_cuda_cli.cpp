@@ -1,0 +1,93 @@
+// The command line on `--device cuda`, end to end: train, sample and eval on
+// the GPU against the same commands on the CPU. The checkpoint format is shared, so the GPU
+// run's weights are compared with the CPU run's, and the GPU's samples with the CPU's from
+// the same checkpoint and seed. Tolerances: tests/train/device_trainer_checks.hpp's.
+#include "cuda_test_util.hpp"
+
+#include <ambiseg/io/npy.hpp>
+#include <ambiseg/train/commands.hpp>
+#include <ambiseg/train/commands_eval.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+using namespace ambiseg;
+using namespace ambiseg::train;
+
+namespace {
+
+std::filesystem::path cli_dir(const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() /
+                 ("ambiseg-cuda-cli-" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+int cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  const int rc = run_cli(args, out, err);
+  UNSCOPED_INFO("ambiseg " << nlohmann::json(args).dump() << " -> " << rc << "\n" << out.str() << err.str());
+  return rc;
+}
+
+std::vector<std::string> train_args(const std::filesystem::path& out, const char* steps, const char* device) {
+  return {"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16", "--config", "tiny",
+          "--batch", "2", "--lr", "1e-3", "--steps", steps, "--out", out.string(), "--device", device};
+}
+
+}  // namespace
+
+TEST_CASE("ambiseg train/sample/eval --device cuda follow the CPU commands", "[cuda][cli]") {
+  AMBISEG_REQUIRE_GPU();
+  const auto dir = cli_dir("end_to_end");
+  // The same 4 steps on each device (the trainer's resume is tested in test_cuda_trainer).
+  REQUIRE(cli(train_args(dir / "gpu", "4", "cuda")) == 0);
+  REQUIRE(cli(train_args(dir / "cpu", "4", "cpu")) == 0);
+
+  const auto gpu = load_model(dir / "gpu" / "checkpoint.safetensors", /*use_ema=*/false);
+  const auto cpu_run = load_model(dir / "cpu" / "checkpoint.safetensors", false);
+  CHECK(gpu.step == 4);
+  const auto a = gpu.net->parameters().flat_values(), b = cpu_run.net->parameters().flat_values();
+  double gap = 0, peak = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    gap = std::max(gap, std::abs(double(a[i]) - double(b[i])));
+    peak = std::max(peak, std::abs(double(b[i])));
+  }
+  INFO("weights after 4 steps: max gap " << gap << " of peak " << peak);
+  CHECK(gap <= 2.5 * 1e-3 * 4 + 1e-5 * peak);
+
+  // The GPU checkpoint sampled on both devices from the same seed.
+  for (const char* device : {"cuda", "cpu"}) {
+    REQUIRE(cli({"sample", "--ckpt", (dir / "gpu" / "checkpoint.safetensors").string(), "--data", "synthetic",
+                 "--synthetic-images", "8", "--images", "2", "-n", "3", "--steps", "3", "--seed", "7",
+                 "--out", (dir / (std::string("sample-") + device)).string(), "--save-x0",
+                 (dir / (std::string("x0-") + device + ".npy")).string(), "--device", device}) == 0);
+  }
+  const auto xg = io::read_npy<float>(dir / "x0-cuda.npy"), xc = io::read_npy<float>(dir / "x0-cpu.npy");
+  REQUIRE(xg.shape == xc.shape);
+  double xgap = 0, xpeak = 0;
+  for (std::size_t i = 0; i < xc.data.size(); ++i) {
+    xgap = std::max(xgap, std::abs(double(xg.data[i]) - double(xc.data[i])));
+    xpeak = std::max(xpeak, std::abs(double(xc.data[i])));
+  }
+  INFO("x0 from the same checkpoint and seed: max gap " << xgap << " of peak " << xpeak);
+  CHECK(xgap <= 1e-3 * xpeak);
+  CHECK(std::filesystem::exists(dir / "sample-cuda" / "samples.png"));
+
+  REQUIRE(cli({"eval", "--ckpt", (dir / "gpu" / "checkpoint.safetensors").string(), "--data", "synthetic",
+               "--synthetic-images", "8", "--images", "2", "-n", "4", "--steps", "2", "--pp", "none",
+               "--out", (dir / "eval").string(), "--device", "cuda"}) == 0);
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "eval" / "eval.json"));
+  REQUIRE(!j["results"].empty());
+  CHECK(j["results"][0]["raw"]["ged"].get<double>() >= 0.0);
+
+  CHECK(cli({"train", "--data", "synthetic", "--out", (dir / "bad").string(), "--device", "tpu"}) != 0);
+}
