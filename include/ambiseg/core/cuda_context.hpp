@@ -55,10 +55,15 @@ inline void cudnn_check(cudnnStatus_t status, const char* what) {
 
 enum class fp32_math { strict, tf32 };
 
+// How a 1×1, stride-1, unpadded convolution runs: as cuBLAS GEMMs (it is a matrix product
+// per image: y[n] = W·x[n]) or as a cuDNN plan like every other convolution.
+enum class conv1x1_path { cublas, cudnn };
+
 struct cuda_context_options {
   int device = 0;
   fp32_math math = fp32_math::strict;
   bool deterministic = true;
+  conv1x1_path pointwise = conv1x1_path::cublas;
 };
 
 // An entry of the plan cache; the CUDA backend derives from it (cuDNN descriptors).

@@ -20,9 +20,18 @@
 // to dw by our own kernel (dw +=), which does not depend on an engine supporting β = 1.
 // The bias is our own kernels: y += b per channel; db += Σ_{n,h,w} dy, one block per
 // channel (deterministic).
+//
+// 1×1 convolutions with stride 1 and no padding (the UNet's skip projections, attention
+// qkv and proj_out) are matrix products per image and run through cuBLAS unless the
+// context says conv1x1_path::cudnn (see pointwise_* below; row-major maths as in blas.cuh):
+//   y[n] [Co,HW] = W [Co,Ci] · x[n] [Ci,HW]     one strided-batched GEMM, W's stride 0
+//   dx[n] [Ci,HW] = Wᵀ · dy[n] [Co,HW]          one strided-batched GEMM
+//   dW [Co,Ci] += Σ_n dy[n] · x[n]ᵀ             N GEMMs with β = 1, n in order (deterministic)
 #pragma once
 
 #include <cudnn.h>
+
+#include "ambiseg/ops/cuda/blas.cuh"
 
 #include <cstdint>
 #include <memory>
@@ -300,6 +309,34 @@ __global__ void conv_bias_grad_kernel(const T* dy, std::int64_t n, std::int64_t 
   if (threadIdx.x == 0) db[ch] += sum;
 }
 
+// A 1×1 convolution that is a plain matrix product per image, on a context that wants it
+// through cuBLAS.
+inline bool pointwise_gemm(const cuda_context& ctx, const conv_geometry& g) {
+  return ctx.options().pointwise == conv1x1_path::cublas && g.k == 1 && g.stride == 1 && g.pad == 0;
+}
+
+inline void pointwise_forward(cuda_context& ctx, const conv_geometry& g, const float* x, const float* w,
+                              float* y) {
+  const std::int64_t hw = g.h * g.w;
+  gemm_rm<float>(ctx, false, false, g.co, hw, g.ci, 1.0f, w, g.ci, 0, x, hw, g.ci * hw, 0.0f, y, hw,
+                 g.co * hw, g.n);
+}
+
+inline void pointwise_backward_data(cuda_context& ctx, const conv_geometry& g, const float* w,
+                                    const float* dy, float* dx) {
+  const std::int64_t hw = g.h * g.w;
+  gemm_rm<float>(ctx, true, false, g.ci, hw, g.co, 1.0f, w, g.ci, 0, dy, hw, g.co * hw, 0.0f, dx, hw,
+                 g.ci * hw, g.n);
+}
+
+inline void pointwise_backward_filter(cuda_context& ctx, const conv_geometry& g, const float* x,
+                                      const float* dy, float* dw) {
+  const std::int64_t hw = g.h * g.w;
+  for (std::int64_t n = 0; n < g.n; ++n)
+    gemm_rm<float>(ctx, false, true, g.co, g.ci, hw, 1.0f, dy + n * g.co * hw, hw, 0, x + n * g.ci * hw,
+                   hw, 0, 1.0f, dw, g.ci, 0);
+}
+
 inline conv_geometry conv2d_check(const char* op, const shape& x, const shape& w, int stride,
                                   int padding) {
   throw_if<shape_error>(x.rank() != 4, op, ": x must have rank 4 [N,Ci,H,W], got ", x);
@@ -332,6 +369,8 @@ void conv2d_forward(tensor_view<const float, cuda> x, tensor_view<const float, c
   cuda_context& ctx = current_cuda_context();
   if (x.numel() == 0) {  // Ci = 0: an empty sum, y = b (or 0)
     cuda_check(cudaMemsetAsync(y.data(), 0, sizeof(float) * y.numel(), ctx.stream()), op);
+  } else if (detail::pointwise_gemm(ctx, g)) {
+    detail::pointwise_forward(ctx, g, x.data(), w.data(), y.data());
   } else {
     const auto& plan = detail::conv_plan_for(ctx, detail::conv_kind::forward, g,
                                              detail::pointer_alignment(x.data()),
@@ -363,6 +402,9 @@ void conv2d_backward(tensor_view<const float, cuda> x, tensor_view<const float, 
     // An empty product: dx = 0, and dw/db receive nothing.
     if (has_dx && dx.numel() > 0)
       cuda_check(cudaMemsetAsync(dx.data(), 0, sizeof(float) * dx.numel(), ctx.stream()), op);
+  } else if (detail::pointwise_gemm(ctx, g)) {
+    if (has_dx) detail::pointwise_backward_data(ctx, g, w.data(), dy.data(), dx.data());
+    if (has_dw) detail::pointwise_backward_filter(ctx, g, x.data(), dy.data(), dw.data());
   } else {
     const detail::conv_plan* data_plan = nullptr;
     const detail::conv_plan* filter_plan = nullptr;
