@@ -33,7 +33,8 @@ namespace device_trainer_checks {
 using namespace ambiseg;
 using namespace ambiseg::train;
 
-inline trainer_config config(std::uint64_t seed) {
+// The tiny trainer configuration of the train tests (tests/train/test_train.cpp too).
+inline trainer_config tiny_config(std::uint64_t seed = 3) {
   trainer_config c;
   c.net = nn::unet_config::tiny();
   c.batch_size = 2;
@@ -41,6 +42,12 @@ inline trainer_config config(std::uint64_t seed) {
   c.seed = seed;
   c.adamw.lr = 1e-3;
   c.lr = {1e-3, 2, 50, 10};
+  return c;
+}
+
+// The same with an EMA, so that the device checks cover it.
+inline trainer_config config(std::uint64_t seed) {
+  trainer_config c = tiny_config(seed);
   c.ema_decay = 0.9;
   return c;
 }

@@ -12,26 +12,16 @@
 #include "ambiseg/io/image.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/train/all.hpp"
+#include "train/device_trainer_checks.hpp"
 
 using namespace ambiseg;
 using namespace ambiseg::train;
 
 namespace {
 
-trainer_config tiny_config(std::uint64_t seed = 3) {
-  trainer_config c;
-  c.net = nn::unet_config::tiny();
-  c.batch_size = 2;
-  c.crop_size = 16;
-  c.seed = seed;
-  c.adamw.lr = 1e-3;
-  c.lr = {1e-3, 2, 50, 10};
-  return c;
-}
+using device_trainer_checks::tiny_config;
 
-data::case_set tiny_data(std::int64_t count = 6) {
-  return data::synthetic_lesions({.size = 16, .seed = 11}).make_cases(0, static_cast<std::uint64_t>(count));
-}
+data::case_set tiny_data(std::int64_t count = 6) { return device_trainer_checks::cases(count); }
 
 bool same_bits(tensor_view<const float> a, tensor_view<const float> b) {
   return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0;
