@@ -430,6 +430,7 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const desc, cudn
 }
 
 cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t plan, cudnnBackendDescriptor_t pack) {
+  ambiseg_emu::note_work();
   if (!live_handle(handle)) return fail(CUDNN_STATUS_BAD_PARAM, "execute: not a live handle");
   descriptor* p = live_descriptor(plan);
   descriptor* v = live_descriptor(pack);

@@ -26,6 +26,10 @@ void require_device_range(const void* p, std::size_t bytes, const std::string& w
 bool is_device_pointer(const void* p);
 // Whether s is the default stream, cudaStreamLegacy, cudaStreamPerThread or a live stream.
 bool valid_stream(cudaStream_t s);
+// Work was enqueued (a kernel, an async copy or memset, a GEMM, a convolution): under a
+// lagging device (host_waits.hpp), events recorded from now on wait for the host's next
+// synchronisation; before any, an event completes at once (the device is idle).
+void note_work();
 
 // Detailed message of the most recent failure with `status` on this thread, or "".
 // cudaGetErrorString, cublasGetStatusString append it, so that cuda_check's exception

@@ -30,4 +30,19 @@ struct host_wait_counts {
 // The counts since the process started (all threads).
 host_wait_counts host_waits();
 
+// The emulator completes all work when it is issued, so by default every event is done
+// as soon as it is recorded. A lagging device is the opposite bound, the GPU infinitely
+// behind the host: an event recorded after the host's last synchronisation (stream,
+// device, event, or a synchronous copy) is not ready until the host synchronises again.
+// Code that recycles memory by events (the block caches) then shows every wait it would
+// make on a slow GPU.
+void set_lagging_device(bool lagging);
+class lagging_device_scope {
+ public:
+  lagging_device_scope() { set_lagging_device(true); }
+  ~lagging_device_scope() { set_lagging_device(false); }
+  lagging_device_scope(const lagging_device_scope&) = delete;
+  lagging_device_scope& operator=(const lagging_device_scope&) = delete;
+};
+
 }  // namespace ambiseg_emu

@@ -41,6 +41,7 @@ struct CUevent_st {
   unsigned flags = 0;
   bool recorded = false;
   std::chrono::steady_clock::time_point when{};
+  std::uint64_t sequence = 0;  // the record's place in the order of all records
 };
 
 namespace ambiseg_emu {
@@ -55,6 +56,25 @@ struct wait_counters {
 wait_counters& counters() {
   static wait_counters c;
   return c;
+}
+
+// The lagging device of host_waits.hpp's lagging_device_scope: events recorded after the
+// last synchronisation stay "not ready" until the host synchronises.
+struct event_clock {
+  std::atomic<bool> lagging{false};
+  std::atomic<bool> work_pending{false};    // enqueued since the last synchronisation
+  std::atomic<std::uint64_t> recorded{0};   // sequence of the last record
+  std::atomic<std::uint64_t> completed{0};  // every record up to this one has completed
+};
+event_clock& events_clock() {
+  static event_clock c;
+  return c;
+}
+// A synchronisation of the whole device (or of a blocking stream: all the work the
+// emulator knows of is ordered on them): every record so far has completed.
+void complete_all_records() {
+  events_clock().work_pending.store(false);
+  events_clock().completed.store(events_clock().recorded.load());
 }
 
 constexpr std::size_t device_memory_bytes = std::size_t(16) << 30;  // what the device reports
@@ -203,10 +223,13 @@ cudaError_t copy_2d(const char* api, void* dst, std::size_t dpitch, const void* 
                  width);
   // On a GPU: a synchronous copy with a host side waits; an asynchronous one waits only when
   // it lands in pageable host memory.
+  note_work();
   const bool synchronous_call = std::string_view(api).find("Async") == std::string_view::npos;
   const bool host_side = !(dst_dev && src_dev);
-  if ((synchronous_call && host_side) || (!synchronous_call && src_dev && !dst_dev && !is_pinned_locked(s, dst)))
+  if ((synchronous_call && host_side) || (!synchronous_call && src_dev && !dst_dev && !is_pinned_locked(s, dst))) {
     ++counters().blocking_copies;
+    complete_all_records();
+  }
   return cudaSuccess;
 }
 
@@ -219,6 +242,7 @@ cudaError_t fill(const char* api, void* p, int value, std::size_t bytes, cudaStr
   if (auto problem = range_problem_locked(s, p, bytes))
     return fail(cudaErrorInvalidValue, std::string(api) + ": " + *problem);
   std::memset(p, value & 0xFF, bytes);
+  note_work();
   return cudaSuccess;
 }
 
@@ -365,6 +389,7 @@ cudaError_t cudaGetDevice(int* device) {
 }
 cudaError_t cudaDeviceSynchronize(void) {
   ++ambiseg_emu::counters().device_syncs;
+  ambiseg_emu::complete_all_records();
   return cudaSuccess;
 }
 
@@ -391,6 +416,7 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
 
 cudaError_t cudaFree(void* ptr) {
   ++ambiseg_emu::counters().frees;  // synchronises the device, even for nullptr
+  ambiseg_emu::complete_all_records();
   if (!ptr) return cudaSuccess;
   runtime_state& s = rt();
   std::lock_guard lock(s.mutex);
@@ -430,6 +456,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int /*flags*/) {
 cudaError_t cudaMallocHost(void** ptr, size_t size) { return cudaHostAlloc(ptr, size, 0); }
 cudaError_t cudaFreeHost(void* ptr) {
   ++ambiseg_emu::counters().frees;
+  ambiseg_emu::complete_all_records();
   if (!ptr) return cudaSuccess;
   runtime_state& s = rt();
   std::lock_guard lock(s.mutex);
@@ -514,6 +541,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   ++ambiseg_emu::counters().stream_syncs;
+  ambiseg_emu::complete_all_records();
   return valid_stream(stream) ? cudaSuccess
                               : fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: no such stream");
 }
@@ -565,17 +593,27 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: no such stream");
   event->recorded = true;
   event->when = std::chrono::steady_clock::now();
+  auto& clock = ambiseg_emu::events_clock();
+  event->sequence = ++clock.recorded;
+  if (!clock.work_pending.load()) clock.completed.store(event->sequence);  // an idle device
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return live_event(event) ? cudaSuccess
-                           : fail(cudaErrorInvalidResourceHandle, "cudaEventQuery: not a live event");
+  if (!live_event(event))
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventQuery: not a live event");
+  const auto& clock = ambiseg_emu::events_clock();
+  if (clock.lagging.load() && event->sequence > clock.completed.load()) return cudaErrorNotReady;
+  return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   ++ambiseg_emu::counters().event_syncs;
-  return live_event(event)
-             ? cudaSuccess
-             : fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
+  if (!live_event(event))
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
+  auto& clock = ambiseg_emu::events_clock();
+  std::uint64_t done = clock.completed.load();
+  while (done < event->sequence && !clock.completed.compare_exchange_weak(done, event->sequence)) {
+  }
+  return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (!ms) return fail(cudaErrorInvalidValue, "cudaEventElapsedTime: null result");
@@ -604,4 +642,11 @@ ambiseg_emu::host_wait_counts ambiseg_emu::host_waits() {
   return {c.stream_syncs.load(), c.event_syncs.load(),  c.device_syncs.load(),
           c.blocking_copies.load(), c.frees.load(), c.device_mallocs.load(),
           c.pinned_allocs.load()};
+}
+
+void ambiseg_emu::note_work() { events_clock().work_pending.store(true); }
+
+void ambiseg_emu::set_lagging_device(bool lagging) {
+  events_clock().lagging.store(lagging);
+  complete_all_records();
 }

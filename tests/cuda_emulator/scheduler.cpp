@@ -321,6 +321,7 @@ bool valid_configuration(dim3 grid, dim3 block) {
 
 void run_grid(const char* kernel, dim3 grid, dim3 block, std::size_t shared_bytes,
               cudaStream_t stream, kernel_body body) {
+  note_work();
   if (!valid_configuration(grid, block)) {
     record_launch_error(cudaErrorInvalidConfiguration,
                         std::string(kernel) + ": grid (" + std::to_string(grid.x) + "," +
