@@ -170,6 +170,47 @@ TEST_CASE("block cache: a block freed on a stream goes back to that stream at on
   cache.deallocate(r);
 }
 
+TEST_CASE("block cache: the look-ahead bound in bytes lets small blocks run further ahead",
+          "[core][block_cache]") {
+  fake_driver drv;
+  auto st = drv.s;
+  // 2 pending blocks at least, or 4 KiB of one class: 8 blocks of 512 B, 2 of 4 KiB
+  basic_block_cache<fake_driver> cache(drv, /*max_pending=*/2, /*max_pending_bytes=*/4096);
+  std::vector<void*> small;
+  for (int i = 0; i < 8; ++i) small.push_back(cache.allocate(512));
+  for (void* p : small) cache.deallocate(p);  // 8 pending
+  void* more = cache.allocate(512);           // 8 = 4096 / 512 pending: the bound, await one
+  CHECK(more == small.front());
+  CHECK(st->waited.size() == 1);
+  cache.deallocate(more);
+  void* big_a = cache.allocate(4096);
+  cache.deallocate(big_a);
+  void* big_b = cache.allocate(4096);  // 1 pending < 2: a new block
+  CHECK(big_b != big_a);
+  CHECK(st->waited.size() == 1);
+  cache.deallocate(big_b);
+  CHECK(cache.allocate(4096) == big_a);  // 2 pending: the oldest is awaited
+  CHECK(st->waited.size() == 2);
+}
+
+TEST_CASE("block cache: a stream's own block is found among others, the rest stay cached",
+          "[core][block_cache]") {
+  fake_driver drv;
+  basic_block_cache<fake_driver> cache(drv);
+  int stream_a = 0, stream_b = 0;
+  void* a = cache.allocate(512, &stream_a);
+  void* u = cache.allocate(512);
+  void* b = cache.allocate(512, &stream_b);
+  cache.deallocate(a, &stream_a);
+  cache.deallocate(u);
+  cache.deallocate(b, &stream_b);  // all three pending, a oldest
+  CHECK(cache.allocate(512, &stream_b) == b);
+  CHECK(cache.allocate(512, &stream_a) == a);
+  CHECK(cache.stats().bytes_cached == 512);  // u is still cached
+  CHECK(cache.stats().stream_reuses == 2);
+  CHECK(cache.allocate(512, &stream_a) != u);  // pending and untagged: not for stream a
+}
+
 TEST_CASE("block cache: blocks are cached per device", "[core][block_cache]") {
   fake_driver drv;
   auto st = drv.s;

@@ -20,10 +20,13 @@
 //      its event — work queued later on that stream runs after the work that used it
 //      (the contexts' scratch: group-norm partial sums, reduction slots);
 //   2. the oldest block whose event has completed;
-//   3. a new block from the driver — unless `max_pending` blocks of the class are already
-//      waiting for their events, in which case the oldest one is awaited (a bounded
-//      look-ahead: the host may run that far ahead of the device, never further, and
-//      never drains the device just to recycle memory).
+//   3. a new block from the driver — unless the class already has its limit of blocks
+//      waiting for their events (max(max_pending, max_pending_bytes / class size)), in
+//      which case the oldest one is awaited (a bounded look-ahead: the host may run that
+//      far ahead of the device, never further, and never drains the device just to
+//      recycle memory). The byte bound lets small blocks run far ahead (pinned staging:
+//      a sampling step uploads a few hundred bytes of coefficients) while large ones stay
+//      few.
 // Blocks whose writer is the *host* (pinned staging) must never be requested with a
 // stream tag: the host writes them at once, not in stream order.
 //
@@ -45,6 +48,7 @@
 //   void destroy_event(event, int device) noexcept;
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -93,8 +97,11 @@ class basic_block_cache {
   // instead of asking the driver for more (rule 3).
   static constexpr std::size_t default_max_pending = 8;
 
-  explicit basic_block_cache(Driver driver = {}, std::size_t max_pending = default_max_pending)
-      : driver_(std::move(driver)), max_pending_(max_pending < 1 ? 1 : max_pending) {}
+  explicit basic_block_cache(Driver driver = {}, std::size_t max_pending = default_max_pending,
+                             std::size_t max_pending_bytes = 0)
+      : driver_(std::move(driver)),
+        max_pending_(max_pending < 1 ? 1 : max_pending),
+        max_pending_bytes_(max_pending_bytes) {}
   basic_block_cache(const basic_block_cache&) = delete;
   basic_block_cache& operator=(const basic_block_cache&) = delete;
   // Frees the cached blocks. Blocks still handed out are the owners' to return; the
@@ -202,7 +209,7 @@ class basic_block_cache {
     }
     for (auto pick = list.begin(); pick != list.end(); ++pick)  // oldest first
       if (driver_.event_done(pick->ev)) return take(device, cls, list, pick);
-    if (list.size() < max_pending_) return nullptr;
+    if (list.size() < std::max(max_pending_, max_pending_bytes_ / cls)) return nullptr;
     return take_oldest(device, cls);
   }
 
@@ -268,6 +275,7 @@ class basic_block_cache {
   Driver driver_;
   mutable std::mutex mutex_;
   std::size_t max_pending_;
+  std::size_t max_pending_bytes_;
   std::map<block_key, block_list> free_;
   std::unordered_map<void*, block_key> live_;
   std::map<int, std::vector<event>> spare_;  // per device: events no block carries

@@ -126,12 +126,17 @@ class cuda_context {
   cudnnHandle_t cudnn() const { return cudnn_; }
   // Scratch for a few kernels on this context's stream: from the process-wide block cache,
   // tagged with the stream, so the next request on this stream reuses it without waiting.
-  cuda_buffer scratch(std::size_t bytes) { return cuda_buffer(cuda_tensor_cache(), bytes, stream_); }
+  cuda_buffer scratch(std::size_t bytes) {
+    const on_device here(options_.device);  // blocks are cached per current device
+    return cuda_buffer(cuda_tensor_cache(), bytes, stream_);
+  }
 
   // host → device in this stream's order, through a pinned staging block: returns at once
   // (the host never waits) and `host_src` may be reused at once.
   void upload(void* dst, const void* host_src, std::size_t bytes) {
     if (bytes == 0) return;
+    // The staging block's event goes on this device's legacy stream, which orders stream_.
+    const on_device here(options_.device);
     cuda_pinned_cache& staging = cuda_pinned_staging();
     void* block = staging.allocate(bytes);
     std::memcpy(block, host_src, bytes);
@@ -144,6 +149,7 @@ class cuda_context {
   // design (the one a training step makes, to report its loss).
   void download(void* host_dst, const void* src, std::size_t bytes) {
     if (bytes == 0) return;
+    const on_device here(options_.device);
     cuda_pinned_cache& staging = cuda_pinned_staging();
     void* block = staging.allocate(bytes);
     cudaError_t status = cudaMemcpyAsync(block, src, bytes, cudaMemcpyDeviceToHost, stream_);
@@ -173,6 +179,9 @@ class cuda_context {
   std::size_t cached_plans() const { return plans_.size(); }
 
  private:
+  // This context's device for a scope, whatever the caller's current device is.
+  using on_device = cuda_runtime_block_driver<cuda_block_memory::device>::device_guard;
+
   void destroy() noexcept {
     if (cudnn_) (void)cudnnDestroy(cudnn_);
     if (cublas_) (void)cublasDestroy(cublas_);

@@ -129,8 +129,12 @@ inline cuda_block_cache& cuda_tensor_cache() {
 }
 // The process-wide cache of pinned staging blocks (never destroyed). Its blocks are written
 // by the host, so they are never requested with a stream tag (block_cache.hpp's rule 1).
+// Up to 64 MiB of one class may wait for the device: a sampling run uploads two small
+// coefficient blocks and one z per step and must not wait for the device to recycle them.
+inline constexpr std::size_t pinned_staging_pending_bytes = std::size_t(64) << 20;
 inline cuda_pinned_cache& cuda_pinned_staging() {
-  static cuda_pinned_cache* const cache = new cuda_pinned_cache();
+  static cuda_pinned_cache* const cache =
+      new cuda_pinned_cache({}, cuda_pinned_cache::default_max_pending, pinned_staging_pending_bytes);
   return *cache;
 }
 

@@ -18,6 +18,10 @@
 // gaussian_diffusion to floating-point rounding (not bit for bit: the host facade evaluates
 // each element in double). The loss is evaluated per element in double on every device.
 //
+// A device_diffusion (and a forward_denoiser) belongs to one context: its buffers are
+// rewritten by copies ordered on the current context's stream only, so using one object
+// under two contexts could overwrite a buffer that the other stream still reads.
+//
 // A device denoiser is any callable
 //   void(tensor_view<const T, D> x_t, std::span<const double> t,
 //        tensor_view<const T, D> cond, tensor_view<T, D> f_out)

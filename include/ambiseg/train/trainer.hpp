@@ -306,22 +306,29 @@ class trainer {
     const tensor_view<const double, Device> guard(report + b, shape{2});  // loss, norm
     const double lr = config_.lr.lr(step_);
     opt_.set_lr(lr);
-    const std::int64_t optimiser_steps = opt_.steps();
-    const std::int64_t ema_updates = ema_ ? ema_->updates() : 0;
+    // Until the report says the step counts, the counters go back on any way out (a
+    // non-finite value below, or a CUDA error in the launches or the read-back).
+    struct counters_back {
+      trainer& t;
+      std::int64_t optimiser_steps, ema_updates;
+      bool keep = false;
+      ~counters_back() {
+        if (keep) return;
+        t.opt_.set_steps(optimiser_steps);
+        if (t.ema_) t.ema_->set_updates(ema_updates);
+      }
+    } rollback{*this, opt_.steps(), ema_ ? ema_->updates() : 0};
     opt_.step(params, guard);
     if (ema_) ema_->update(params, guard);
 
     std::vector<double> host(static_cast<std::size_t>(b + 2));
     read_back<Device>(host.data(), report, sizeof(double) * host.size());  // the step's one wait
     const double loss = host[static_cast<std::size_t>(b)], norm = host[static_cast<std::size_t>(b + 1)];
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
-      opt_.set_steps(optimiser_steps);
-      if (ema_) ema_->set_updates(ema_updates);
-      throw_if<value_error>(!std::isfinite(loss), "loss: the loss is ", loss,
-                            " (a non-finite value in x0, x_t or the network output f)");
-      throw value_error(ambiseg::detail::concat("clip_grad_norm: the total gradient norm is ", norm,
-                                                " (a gradient holds NaN or infinity)"));
-    }
+    throw_if<value_error>(!std::isfinite(loss), "loss: the loss is ", loss,
+                          " (a non-finite value in x0, x_t or the network output f)");
+    throw_if<value_error>(!std::isfinite(norm), "clip_grad_norm: the total gradient norm is ", norm,
+                          " (a gradient holds NaN or infinity)");
+    rollback.keep = true;
     noise_.per_sample_loss.assign(host.begin(), host.begin() + b);
     ++step_;
     return {step_, loss, lr, norm};
