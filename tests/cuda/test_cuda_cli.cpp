@@ -38,6 +38,19 @@ int cli(std::vector<std::string> args) {
   return rc;
 }
 
+// The loss column of a run's log.csv, by step.
+std::vector<double> logged_losses(const std::filesystem::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<double> losses;
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    losses.push_back(std::stod(line.substr(comma + 1)));
+  }
+  return losses;
+}
+
 std::vector<std::string> train_args(const std::filesystem::path& out, const char* steps, const char* device) {
   return {"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16", "--config", "tiny",
           "--batch", "2", "--lr", "1e-3", "--steps", steps, "--out", out.string(), "--device", device};
@@ -52,17 +65,36 @@ TEST_CASE("ambiseg train/sample/eval --device cuda follow the CPU commands", "[c
   REQUIRE(cli(train_args(dir / "gpu", "4", "cuda")) == 0);
   REQUIRE(cli(train_args(dir / "cpu", "4", "cpu")) == 0);
 
+  // The same losses step by step (relative 1e-3·k, the device trainer checks' tolerance).
+  const auto lg = logged_losses(dir / "gpu" / "log.csv"), lc = logged_losses(dir / "cpu" / "log.csv");
+  REQUIRE(lg.size() == 4);
+  REQUIRE(lc.size() == 4);
+  for (std::size_t k = 0; k < 4; ++k) {
+    INFO("step " << k + 1 << ": loss gpu " << lg[k] << " cpu " << lc[k]);
+    CHECK(std::abs(lg[k] - lc[k]) <= 1e-3 * double(k + 1) * std::abs(lc[k]));
+  }
+
   const auto gpu = load_model(dir / "gpu" / "checkpoint.safetensors", /*use_ema=*/false);
   const auto cpu_run = load_model(dir / "cpu" / "checkpoint.safetensors", false);
   CHECK(gpu.step == 4);
-  const auto a = gpu.net->parameters().flat_values(), b = cpu_run.net->parameters().flat_values();
-  double gap = 0, peak = 0;
+  // The initial weights, as the trainer draws them from the run's seed.
+  const auto cfg = trainer<data::case_set>::read_config(dir / "cpu" / "checkpoint.safetensors").get<trainer_config>();
+  const nn::unet<float> initial(cfg.effective_net(), rng::derive(cfg.seed, 0)());
+  const tensor_view<const float> a = gpu.net->parameters().flat_values(),
+                                 b = cpu_run.net->parameters().flat_values(),
+                                 w0 = initial.parameters().flat_values();
+  double gap = 0, peak = 0, moved_gpu = 0, moved_cpu = 0;
   for (std::int64_t i = 0; i < a.numel(); ++i) {
     gap = std::max(gap, std::abs(double(a[i]) - double(b[i])));
     peak = std::max(peak, std::abs(double(b[i])));
+    moved_gpu = std::max(moved_gpu, std::abs(double(a[i]) - double(w0[i])));
+    moved_cpu = std::max(moved_cpu, std::abs(double(b[i]) - double(w0[i])));
   }
-  INFO("weights after 4 steps: max gap " << gap << " of peak " << peak);
+  INFO("weights after 4 steps: max gap " << gap << " of peak " << peak << "; moved gpu " << moved_gpu
+                                         << ", cpu " << moved_cpu);
   CHECK(gap <= 2.5 * 1e-3 * 4 + 1e-5 * peak);
+  CHECK(moved_cpu > 0.0);
+  CHECK(moved_gpu >= 0.5 * moved_cpu);  // the GPU run did update its weights
 
   // The GPU checkpoint sampled on both devices from the same seed.
   for (const char* device : {"cuda", "cpu"}) {
