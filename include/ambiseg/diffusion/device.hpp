@@ -392,14 +392,7 @@ class device_diffusion {
                           "loss: per_sample has ", per_sample.size(), " entries for a batch of ", b);
     if (!(report_dev_.shape() == shape{b + 1})) report_dev_ = tensor<double, D>(shape{b + 1});
     loss_async(x0, x_t, t, f, grad_f, report_dev_.view());
-    std::vector<double> report(static_cast<std::size_t>(b + 1));
-    read_back<D>(report.data(), report_dev_.data(), sizeof(double) * report.size());
-    std::copy(report.begin(), report.begin() + static_cast<std::ptrdiff_t>(per_sample.size()),
-              per_sample.begin());
-    const double result = report.back();
-    throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
-                          " (a non-finite value in x0, x_t or the network output f)");
-    return result;
+    return read_report(per_sample);
   }
 
   // gaussian_diffusion::draw_training_noise, the same draws in the same order (all t, then
@@ -445,13 +438,8 @@ class device_diffusion {
     const std::int64_t n = check_training(x0, cond, batch);  // before touching the device
     if (!(report_dev_.shape() == shape{n + 1})) report_dev_ = tensor<double, D>(shape{n + 1});
     training_loss_async(std::forward<Net>(net), x0, cond, batch, report_dev_.view());
-    std::vector<double> report(static_cast<std::size_t>(n + 1));
-    read_back<D>(report.data(), report_dev_.data(), sizeof(double) * report.size());
-    batch.per_sample_loss.assign(report.begin(), report.end() - 1);
-    const double result = report.back();
-    throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
-                          " (a non-finite value in x0, x_t or the network output f)");
-    return result;
+    batch.per_sample_loss.resize(static_cast<std::size_t>(n));
+    return read_report(batch.per_sample_loss);
   }
 
   // ---- (c) sampling ----------------------------------------------------------------------
@@ -593,6 +581,18 @@ class device_diffusion {
     else return coeff_host_;
   }
 
+  // Waits for report_dev_ [B + 1], copies its per-sample losses into per_sample (if given)
+  // and returns the loss; a non-finite loss throws.
+  double read_report(std::span<double> per_sample) {
+    report_host_.resize(static_cast<std::size_t>(report_dev_.numel()));
+    read_back<D>(report_host_.data(), report_dev_.data(), sizeof(double) * report_host_.size());
+    std::copy_n(report_host_.begin(), per_sample.size(), per_sample.begin());
+    const double result = report_host_.back();
+    throw_if<value_error>(!std::isfinite(result), "loss: the loss is ", result,
+                          " (a non-finite value in x0, x_t or the network output f)");
+    return result;
+  }
+
   static std::int64_t check_loss(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
                                  std::span<const double> t, tensor_view<const T, D> f,
                                  tensor_view<T, D> grad_f) {
@@ -628,7 +628,8 @@ class device_diffusion {
   tensor<double> coeff_host_double_;
   tensor<double, D> coeff_dev_double_;
   tensor<double, D> sums_dev_;
-  tensor<double, D> report_dev_;  // [B + 1] of the waiting loss / training_loss
+  tensor<double, D> report_dev_;    // [B + 1] of the waiting loss / training_loss
+  std::vector<double> report_host_;  // its host copy
   tensor<T, D> f_, x0_hat_, z_dev_;
   tensor<T> z_host_;
 };

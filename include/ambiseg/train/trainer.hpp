@@ -321,7 +321,8 @@ class trainer {
     opt_.step(params, guard);
     if (ema_) ema_->update(params, guard);
 
-    std::vector<double> host(static_cast<std::size_t>(b + 2));
+    std::vector<double>& host = report_host_;
+    host.resize(static_cast<std::size_t>(b + 2));
     read_back<Device>(host.data(), report, sizeof(double) * host.size());  // the step's one wait
     const double loss = host[static_cast<std::size_t>(b)], norm = host[static_cast<std::size_t>(b + 1)];
     throw_if<value_error>(!std::isfinite(loss), "loss: the loss is ", loss,
@@ -361,6 +362,7 @@ class trainer {
   data::training_batch batch_;  // cropped on the host
   tensor<float, Device> x0_, images_;  // device path: the batch uploaded
   tensor<double, Device> report_;      // device path: [B + 2] per-sample losses, loss, norm
+  std::vector<double> report_host_;    // its host copy, read once per step
   noise_type noise_;
   std::int64_t step_ = 0;
 };

@@ -150,10 +150,7 @@ double global_grad_norm(dev_in<T> grads) {
   cuda_buffer slot = ctx.scratch(sizeof(double));
   global_grad_norm_async<T>(grads, tensor_view<double, cuda>(slot.as<double>(), shape{1}));
   double norm = 0.0;
-  cuda_check(cudaMemcpyAsync(&norm, slot.data(), sizeof(double), cudaMemcpyDeviceToHost,
-                             ctx.stream()),
-             "global_grad_norm: copy");
-  ctx.synchronize();  // the host needs the value
+  ctx.download(&norm, slot.data(), sizeof(double));  // the host needs the value: waits
   return norm;
 }
 
@@ -163,10 +160,7 @@ double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_n
   cuda_buffer slot = ctx.scratch(sizeof(double));
   clip_grad_norm_async<T>(grads, max_norm, tensor_view<double, cuda>(slot.as<double>(), shape{1}));
   double norm = 0.0;
-  cuda_check(cudaMemcpyAsync(&norm, slot.data(), sizeof(double), cudaMemcpyDeviceToHost,
-                             ctx.stream()),
-             "clip_grad_norm: copy");
-  ctx.synchronize();
+  ctx.download(&norm, slot.data(), sizeof(double));
   throw_if<value_error>(!std::isfinite(norm) && !report_nonfinite,
                         "clip_grad_norm: the total gradient norm is ", norm,
                         " (a gradient holds NaN or infinity)");
