@@ -37,19 +37,61 @@ struct pickle_load_options {
 namespace pickle_detail {
 namespace pk = ambiseg::io::pickle;
 
+// Where a schema error is: the file (or "pickle in memory"), then the case and its key.
+struct schema_context {
+  std::string source;
+  std::string case_key;  // empty at the top level
+  std::string key;       // "image" or "masks"; empty for the case as a whole
+
+  std::string where() const {
+    std::string w = "load_lidc_pickle: " + source;
+    if (!case_key.empty()) w += ": case '" + case_key + "'";
+    if (!key.empty()) w += " key '" + key + "'";
+    return w;
+  }
+  template <class E = format_error, class... Args>
+  void check(bool ok, Args&&... what) const {
+    throw_if<E>(!ok, where(), std::forward<Args>(what)...);
+  }
+  schema_context at_key(std::string k) const { return {source, case_key, std::move(k)}; }
+};
+
+inline std::string describe_source(const pk::document& doc) {
+  return doc.source().empty() ? std::string("pickle in memory") : "'" + doc.source().string() + "'";
+}
+
+// Case keys are text; anything else is shown by kind, a long key cut short.
+inline std::string printable_key(std::string_view text) {
+  return text.size() <= 80 ? std::string(text) : std::string(text.substr(0, 80)) + "...";
+}
+
+inline std::string extents_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+inline const pk::array& array_of(const pk::value& v, const schema_context& ctx, const char* item) {
+  ctx.check(v.is(pk::kind::array), item, " is a ", v.type_name(), ", expected a NumPy array");
+  try {
+    return v.as_array();
+  } catch (const format_error& e) {
+    throw format_error(ctx.where() + item + ": " + e.what());
+  }
+}
+
 // An [H, W] (or [1, H, W] / [H, W, 1]) array's extents.
-inline std::pair<std::int64_t, std::int64_t> plane_extents(const pk::array& a, std::string_view key,
-                                                           const char* what) {
+inline std::pair<std::int64_t, std::int64_t> plane_extents(const pk::array& a, const schema_context& ctx,
+                                                           const std::string& item) {
   std::vector<std::int64_t> s;
   for (auto e : a.shape)
     if (e != 1 || a.rank() == 2) s.push_back(e);
-  throw_if<shape_error>(s.size() != 2, "load_lidc_pickle: case '", key, "' ", what,
-                        " has rank ", a.rank(), ", expected a 2-D slice");
+  ctx.check<shape_error>(s.size() == 2, item, " has rank ", a.rank(), ", expected a 2-D slice");
   return {s[0], s[1]};
 }
 
 inline void binarise_into(const pk::array& a, std::uint8_t* out) {
-  if (a.dtype.kind == 'f') {
+  if (io::is_floating(a.dtype)) {
     const auto v = a.to_vector<double>();
     for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] > 0.5;
   } else {
@@ -59,12 +101,17 @@ inline void binarise_into(const pk::array& a, std::uint8_t* out) {
 }
 
 // What convert_case will allocate for an entry (4 bytes per image pixel, 1 per mask pixel),
-// from the array headers alone.
+// from the array headers alone; arrays convert_case will refuse count nothing.
 inline std::uint64_t decoded_bytes(const pk::value& entry) {
   if (!entry.is(pk::kind::dict)) return 0;
   std::uint64_t total = 0;
   auto numel = [](const pk::value* v) -> std::uint64_t {
-    return v && v->is(pk::kind::array) ? static_cast<std::uint64_t>(v->as_array().numel()) : 0;
+    if (!v || !v->is(pk::kind::array)) return 0;
+    try {
+      return static_cast<std::uint64_t>(v->as_array().numel());
+    } catch (const format_error&) {
+      return 0;
+    }
   };
   total += 4 * numel(entry.find("image"));
   if (const pk::value* masks = entry.find("masks")) {
@@ -76,50 +123,51 @@ inline std::uint64_t decoded_bytes(const pk::value& entry) {
   return total;
 }
 
-inline case_data convert_case(std::string_view key, const pk::value& entry) {
-  throw_if<format_error>(!entry.is(pk::kind::dict), "load_lidc_pickle: value of '", key,
-                         "' is a ", entry.type_name(), ", expected a dict");
+inline case_data convert_case(const schema_context& ctx, const pk::value& entry) {
+  ctx.check(entry.is(pk::kind::dict), " is a ", entry.type_name(),
+            ", expected a dict with 'image' and 'masks'");
   const pk::value* image_value = entry.find("image");
   const pk::value* masks_value = entry.find("masks");
-  throw_if<format_error>(!image_value || !masks_value, "load_lidc_pickle: case '", key,
-                         "' lacks 'image' or 'masks'");
-  const pk::array& image = image_value->as_array();
-  const auto [h, w] = plane_extents(image, key, "image");
+  ctx.check(image_value != nullptr, " has no key 'image'");
+  ctx.check(masks_value != nullptr, " has no key 'masks'");
+  const schema_context image_ctx = ctx.at_key("image"), masks_ctx = ctx.at_key("masks");
+  const pk::array& image = array_of(*image_value, image_ctx, "");
+  const auto [h, w] = plane_extents(image, image_ctx, "");
 
   case_data c;
-  c.id = std::string(key);
+  c.id = ctx.case_key;
   c.image = tensor<float>(shape{1, h, w});
-  if (image.dtype.kind == 'u' && image.dtype.itemsize == 1) {
-    const auto v = image.to_vector<float>();
-    for (std::size_t i = 0; i < v.size(); ++i) c.image[static_cast<std::int64_t>(i)] = v[i] / 255.0f;
-  } else {
-    const auto v = image.to_vector<float>();
-    for (std::size_t i = 0; i < v.size(); ++i) c.image[static_cast<std::int64_t>(i)] = v[i];
-  }
-  expect_finite("load_lidc_pickle: image", c.image.cview());
+  const auto pixels = image.to_vector<float>();
+  const bool grey_levels = image.dtype == io::dtype::U8;
+  for (std::size_t i = 0; i < pixels.size(); ++i)
+    c.image[static_cast<std::int64_t>(i)] = grey_levels ? pixels[i] / 255.0f : pixels[i];
+  expect_finite(image_ctx.where().c_str(), c.image.cview());
 
-  std::vector<const pk::array*> masks;
   std::int64_t mask_count = 0;
   if (masks_value->is(pk::kind::array)) {  // one [m, H, W] array
-    const pk::array& m = masks_value->as_array();
-    throw_if<shape_error>(m.rank() != 3 || m.shape[1] != h || m.shape[2] != w,
-                          "load_lidc_pickle: case '", key, "' masks array is not [m, ", h, ", ",
-                          w, "]");
+    const pk::array& m = array_of(*masks_value, masks_ctx, "");
+    masks_ctx.check<shape_error>(m.rank() == 3 && m.shape[1] == h && m.shape[2] == w,
+                                 " has shape ", extents_text(m.shape), ", expected [m, ", h, ", ", w, "]");
     mask_count = m.shape[0];
     c.masks = tensor<std::uint8_t>(shape{mask_count, h, w});
     binarise_into(m, c.masks.data());
   } else {
-    for (const pk::value* m : masks_value->items()) masks.push_back(&m->as_array());
+    masks_ctx.check(masks_value->is(pk::kind::list) || masks_value->is(pk::kind::tuple), " is a ",
+                    masks_value->type_name(), ", expected a list of H x W arrays or one [m, H, W] array");
+    std::vector<const pk::array*> masks;
+    for (const pk::value* m : masks_value->items())
+      masks.push_back(&array_of(*m, masks_ctx, (": item " + std::to_string(masks.size())).c_str()));
     mask_count = static_cast<std::int64_t>(masks.size());
     c.masks = tensor<std::uint8_t>(shape{mask_count, h, w});
     for (std::size_t k = 0; k < masks.size(); ++k) {
-      const auto [mh, mw] = plane_extents(*masks[k], key, "mask");
-      throw_if<shape_error>(mh != h || mw != w, "load_lidc_pickle: case '", key, "' mask ", k,
-                            " is ", mh, "x", mw, ", image is ", h, "x", w);
+      const std::string item = ": mask " + std::to_string(k);
+      const auto [mh, mw] = plane_extents(*masks[k], masks_ctx, item);
+      masks_ctx.check<shape_error>(mh == h && mw == w, item, " is ", mh, "x", mw, ", image is ", h,
+                                   "x", w);
       binarise_into(*masks[k], c.masks.data() + static_cast<std::int64_t>(k) * h * w);
     }
   }
-  throw_if<format_error>(mask_count < 1, "load_lidc_pickle: case '", key, "' has no mask");
+  masks_ctx.check(mask_count >= 1, " holds no mask");
   return c;
 }
 }  // namespace pickle_detail
@@ -127,22 +175,27 @@ inline case_data convert_case(std::string_view key, const pk::value& entry) {
 // Converts an already parsed document (the cases in the pickle's key order).
 inline case_set lidc_cases(const io::pickle::document& doc, const pickle_load_options& opts = {}) {
   namespace pk = io::pickle;
+  namespace pd = pickle_detail;
+  const pd::schema_context file_ctx{pd::describe_source(doc), "", ""};
   const pk::value& root = doc.root();
   const std::uint64_t budget = opts.max_decoded_bytes
                                    ? opts.max_decoded_bytes
                                    : 16 * static_cast<std::uint64_t>(doc.input().size()) + (64u << 20);
   std::uint64_t decoded = 0;
-  throw_if<format_error>(!root.is(pk::kind::dict), "load_lidc_pickle: top level is a ",
-                         root.type_name(), ", expected a dict");
+  file_ctx.check(root.is(pk::kind::dict), ": top level is a ", root.type_name(),
+                 ", expected a dict of cases");
   case_set out;
+  std::size_t position = 0;
   for (const auto& [key, entry] : root.as_dict()) {
     if (out.size() >= opts.max_cases) break;
-    throw_if<format_error>(!key->is(pk::kind::str) && !key->is(pk::kind::bytes),
-                           "load_lidc_pickle: key is a ", key->type_name(), ", expected str");
-    decoded += pickle_detail::decoded_bytes(*entry);
-    throw_if<format_error>(decoded > budget, "load_lidc_pickle: decoded cases exceed ", budget,
-                           " bytes (arrays shared through the memo?)");
-    out.add(pickle_detail::convert_case(key->text(), *entry));
+    file_ctx.check(key->is(pk::kind::str) || key->is(pk::kind::bytes), ": the key of case ", position,
+                   " is a ", key->type_name(), ", expected str");
+    const pd::schema_context ctx{file_ctx.source, pd::printable_key(key->text()), ""};
+    decoded += pd::decoded_bytes(*entry);
+    ctx.check(decoded <= budget, ": decoded cases exceed ", budget,
+              " bytes (arrays shared through the memo?)");
+    out.add(pd::convert_case(ctx, *entry));
+    ++position;
   }
   return out;
 }

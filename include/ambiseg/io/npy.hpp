@@ -37,64 +37,38 @@
 
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/io/atomic_file.hpp"
+#include "ambiseg/io/dtype.hpp"
 
 namespace ambiseg::io {
 
-enum class npy_dtype : std::uint8_t {
-  bool_, uint8, int8, int16, int32, int64, uint16, uint32, uint64, float32, float64
-};
-
-inline std::size_t npy_itemsize(npy_dtype t) {
-  switch (t) {
-    case npy_dtype::bool_: case npy_dtype::uint8: case npy_dtype::int8: return 1;
-    case npy_dtype::int16: case npy_dtype::uint16: return 2;
-    case npy_dtype::int32: case npy_dtype::uint32: case npy_dtype::float32: return 4;
-    case npy_dtype::int64: case npy_dtype::uint64: case npy_dtype::float64: return 8;
-  }
-  return 0;
-}
-
-// The descr without its byte-order character: "b1", "u1", "f4", ...
-inline std::string_view npy_type_code(npy_dtype t) {
-  switch (t) {
-    case npy_dtype::bool_: return "b1";
-    case npy_dtype::uint8: return "u1";
-    case npy_dtype::int8: return "i1";
-    case npy_dtype::int16: return "i2";
-    case npy_dtype::int32: return "i4";
-    case npy_dtype::int64: return "i8";
-    case npy_dtype::uint16: return "u2";
-    case npy_dtype::uint32: return "u4";
-    case npy_dtype::uint64: return "u8";
-    case npy_dtype::float32: return "f4";
-    case npy_dtype::float64: return "f8";
-  }
-  return "?";
-}
+// The NumPy spellings of the dtypes a .npy file may hold (h.dtype == npy_dtype::float64).
+namespace npy_dtype {
+inline constexpr dtype bool_ = dtype::BOOL;
+inline constexpr dtype uint8 = dtype::U8;
+inline constexpr dtype int8 = dtype::I8;
+inline constexpr dtype int16 = dtype::I16;
+inline constexpr dtype int32 = dtype::I32;
+inline constexpr dtype int64 = dtype::I64;
+inline constexpr dtype uint16 = dtype::U16;
+inline constexpr dtype uint32 = dtype::U32;
+inline constexpr dtype uint64 = dtype::U64;
+inline constexpr dtype float32 = dtype::F32;
+inline constexpr dtype float64 = dtype::F64;
+}  // namespace npy_dtype
 
 // C++ type -> stored dtype (the types write_npy accepts and parse_npy can convert to).
-template <class T> struct npy_dtype_of {
-  static_assert(dependent_false<T>, "npy: no .npy dtype for this C++ type");
+template <class T>
+struct npy_dtype_of {
+  static_assert(has_dtype<T>, "npy: no .npy dtype for this C++ type");
+  static constexpr dtype value = dtype_of<T>();
 };
-template <> struct npy_dtype_of<bool> { static constexpr npy_dtype value = npy_dtype::bool_; };
-template <> struct npy_dtype_of<std::uint8_t> { static constexpr npy_dtype value = npy_dtype::uint8; };
-template <> struct npy_dtype_of<std::int8_t> { static constexpr npy_dtype value = npy_dtype::int8; };
-template <> struct npy_dtype_of<std::int16_t> { static constexpr npy_dtype value = npy_dtype::int16; };
-template <> struct npy_dtype_of<std::int32_t> { static constexpr npy_dtype value = npy_dtype::int32; };
-template <> struct npy_dtype_of<std::int64_t> { static constexpr npy_dtype value = npy_dtype::int64; };
-template <> struct npy_dtype_of<std::uint16_t> { static constexpr npy_dtype value = npy_dtype::uint16; };
-template <> struct npy_dtype_of<std::uint32_t> { static constexpr npy_dtype value = npy_dtype::uint32; };
-template <> struct npy_dtype_of<std::uint64_t> { static constexpr npy_dtype value = npy_dtype::uint64; };
-template <> struct npy_dtype_of<float> { static constexpr npy_dtype value = npy_dtype::float32; };
-template <> struct npy_dtype_of<double> { static constexpr npy_dtype value = npy_dtype::float64; };
 
 template <class T>
-concept npy_element = requires { npy_dtype_of<T>::value; } &&
-    (std::is_arithmetic_v<T>) && (sizeof(T) <= 8);
+concept npy_element = has_dtype<T>;
 
 struct npy_header {
   int major = 1, minor = 0;
-  npy_dtype dtype = npy_dtype::float64;
+  io::dtype dtype = io::dtype::F64;
   bool big_endian = false;      // bytes need swapping on a little-endian host if true
   bool fortran_order = false;
   std::vector<std::int64_t> shape;
@@ -114,7 +88,7 @@ template <class T>
 struct npy_array {
   std::vector<std::int64_t> shape;
   std::vector<T> data;
-  npy_dtype stored_dtype = npy_dtype_of<T>::value;  // what the file held
+  io::dtype stored_dtype = npy_dtype_of<T>::value;  // what the file held
 
   int rank() const { return static_cast<int>(shape.size()); }
   std::int64_t numel() const { return static_cast<std::int64_t>(data.size()); }
@@ -243,19 +217,17 @@ class npy_header_parser {
     if (h.shape.size() == 1 && !trailing_comma) fail("'shape' is not a tuple");
   }
   void parse_descr(const std::string& d, npy_header& h) {
-    static constexpr npy_dtype all[] = {
-        npy_dtype::bool_, npy_dtype::uint8, npy_dtype::int8, npy_dtype::int16,
-        npy_dtype::int32, npy_dtype::int64, npy_dtype::uint16, npy_dtype::uint32,
-        npy_dtype::uint64, npy_dtype::float32, npy_dtype::float64};
-    if (d.size() == 3 && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=')) {
-      for (npy_dtype t : all) {
-        if (d.substr(1) != npy_type_code(t)) continue;
-        const bool one_byte = npy_itemsize(t) == 1;
-        if (d[0] == '|' && !one_byte) fail("dtype '" + d + "' needs a byte order");
-        h.dtype = t;
-        h.big_endian = !one_byte && (d[0] == '>' || (d[0] == '=' && std::endian::native == std::endian::big));
-        return;
-      }
+    dtype t{};
+    // F16 is a NumPy type, but no C++ type receives it through the conversion functor.
+    if (d.size() == 3 && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=') &&
+        parse_numpy_type_code(std::string_view(d).substr(1), t) && t != dtype::F16) {
+      const bool one_byte = dtype_size(t) == 1;
+      if (d[0] == '|' && !one_byte) fail("dtype '" + d + "' needs a byte order");
+      std::endian order = std::endian::little;
+      parse_numpy_byte_order(d[0], order);
+      h.dtype = t;
+      h.big_endian = !one_byte && order == std::endian::big;
+      return;
     }
     fail("unsupported dtype '" + d + "' (supported: bool, (u)int8/16/32/64, float32, float64)");
   }
@@ -364,7 +336,7 @@ npy_header read_header(Source& src, const npy_limits& limits) {
     else numel *= static_cast<std::uint64_t>(d);
   }
   if (zero) numel = 0;
-  const std::uint64_t item = npy_itemsize(h.dtype);
+  const std::uint64_t item = dtype_size(h.dtype);
   if (numel > cap / item) npy_fail(name, "data size overflows");
   const std::uint64_t bytes = numel * item;
   const std::uint64_t available = src.size() - h.data_offset;
@@ -377,43 +349,24 @@ npy_header read_header(Source& src, const npy_limits& limits) {
   return h;
 }
 
-template <class U>
-U load_element(const unsigned char* p, bool swap) {
-  if constexpr (sizeof(U) == 1) {
-    U v;
-    std::memcpy(&v, p, 1);
-    return v;
-  } else {
-    using bits = std::conditional_t<sizeof(U) == 2, std::uint16_t,
-                 std::conditional_t<sizeof(U) == 4, std::uint32_t, std::uint64_t>>;
-    bits b;
-    std::memcpy(&b, p, sizeof(U));
-    if (swap) {
-      if constexpr (sizeof(U) == 2) b = __builtin_bswap16(b);
-      else if constexpr (sizeof(U) == 4) b = __builtin_bswap32(b);
-      else b = __builtin_bswap64(b);
-    }
-    return std::bit_cast<U>(b);
-  }
-}
-
 // Calls f with a value-initialised C++ object of the stored type (for dispatch only).
 template <class F>
-decltype(auto) visit_dtype(npy_dtype t, F&& f) {
+decltype(auto) visit_dtype(dtype t, F&& f) {
   switch (t) {
-    case npy_dtype::bool_: return f(std::uint8_t{});  // stored as bytes; validated 0/1
-    case npy_dtype::uint8: return f(std::uint8_t{});
-    case npy_dtype::int8: return f(std::int8_t{});
-    case npy_dtype::int16: return f(std::int16_t{});
-    case npy_dtype::int32: return f(std::int32_t{});
-    case npy_dtype::int64: return f(std::int64_t{});
-    case npy_dtype::uint16: return f(std::uint16_t{});
-    case npy_dtype::uint32: return f(std::uint32_t{});
-    case npy_dtype::uint64: return f(std::uint64_t{});
-    case npy_dtype::float32: return f(float{});
-    case npy_dtype::float64: return f(double{});
+    case dtype::BOOL: return f(std::uint8_t{});  // stored as bytes; validated 0/1
+    case dtype::U8: return f(std::uint8_t{});
+    case dtype::I8: return f(std::int8_t{});
+    case dtype::I16: return f(std::int16_t{});
+    case dtype::I32: return f(std::int32_t{});
+    case dtype::I64: return f(std::int64_t{});
+    case dtype::U16: return f(std::uint16_t{});
+    case dtype::U32: return f(std::uint32_t{});
+    case dtype::U64: return f(std::uint64_t{});
+    case dtype::F32: return f(float{});
+    case dtype::F64: return f(double{});
+    default: break;  // the header parser admits no other type
   }
-  return f(std::uint8_t{});
+  throw format_error(ambiseg::detail::concat("npy: no reader for dtype ", dtype_name(t)));
 }
 
 // Fortran (column-major) data of `shape` -> C (row-major) order.
@@ -444,9 +397,9 @@ npy_array<T> read_array(Source& src, Convert&& convert, const npy_limits& limits
   out.shape = h.shape;
   out.stored_dtype = h.dtype;
   out.data.resize(static_cast<std::size_t>(h.numel));
-  const std::size_t item = npy_itemsize(h.dtype);
-  const bool swap = h.big_endian != (std::endian::native == std::endian::big);
-  const bool is_bool = h.dtype == npy_dtype::bool_;
+  const std::size_t item = dtype_size(h.dtype);
+  const std::endian order = h.big_endian ? std::endian::big : std::endian::little;
+  const bool is_bool = h.dtype == dtype::BOOL;
   constexpr std::size_t chunk_items = 1 << 16;
   std::vector<unsigned char> buf(std::min<std::size_t>(chunk_items, out.data.size()) * item);
   visit_dtype(h.dtype, [&]<class U>(U) {
@@ -455,7 +408,7 @@ npy_array<T> read_array(Source& src, Convert&& convert, const npy_limits& limits
       const std::size_t n = std::min(chunk_items, out.data.size() - done);
       src.read(h.data_offset + done * item, buf.data(), n * item);
       for (std::size_t k = 0; k < n; ++k) {
-        const U v = load_element<U>(buf.data() + k * item, swap);
+        const U v = load_scalar<U>(buf.data() + k * item, order);
         if constexpr (std::is_same_v<U, std::uint8_t>)
           if (is_bool && v > 1)
             npy_fail(src.name(), "bool element " + std::to_string(done + k) + " holds byte " +
@@ -535,11 +488,11 @@ std::string encode_npy(std::span<const T> data, std::span<const std::int64_t> sh
   }
   throw_if<shape_error>(numel != data.size(), "write_npy: shape holds ", numel,
                         " elements but ", data.size(), " were given");
-  constexpr npy_dtype dt = npy_dtype_of<T>::value;
+  constexpr dtype dt = npy_dtype_of<T>::value;
   const char order = sizeof(T) == 1 ? '|' : (std::endian::native == std::endian::little ? '<' : '>');
   std::string dict = "{'descr': '";
   dict += order;
-  dict += npy_type_code(dt);
+  dict += numpy_type_code(dt);
   dict += "', 'fortran_order': False, 'shape': (";
   for (std::size_t k = 0; k < shape.size(); ++k) {
     dict += std::to_string(shape[k]);

@@ -35,93 +35,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ambiseg/core/config.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/io/atomic_file.hpp"
+#include "ambiseg/io/dtype.hpp"
 
 namespace ambiseg::io {
-
-enum class dtype { BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64 };
-
-inline constexpr std::string_view dtype_name(dtype t) {
-  switch (t) {
-    case dtype::BOOL: return "BOOL";
-    case dtype::U8: return "U8";
-    case dtype::I8: return "I8";
-    case dtype::F8_E5M2: return "F8_E5M2";
-    case dtype::F8_E4M3: return "F8_E4M3";
-    case dtype::I16: return "I16";
-    case dtype::U16: return "U16";
-    case dtype::F16: return "F16";
-    case dtype::BF16: return "BF16";
-    case dtype::I32: return "I32";
-    case dtype::U32: return "U32";
-    case dtype::F32: return "F32";
-    case dtype::F64: return "F64";
-    case dtype::I64: return "I64";
-    case dtype::U64: return "U64";
-  }
-  return "?";
-}
-
-inline constexpr std::size_t dtype_size(dtype t) {
-  switch (t) {
-    case dtype::BOOL: case dtype::U8: case dtype::I8: case dtype::F8_E5M2: case dtype::F8_E4M3:
-      return 1;
-    case dtype::I16: case dtype::U16: case dtype::F16: case dtype::BF16: return 2;
-    case dtype::I32: case dtype::U32: case dtype::F32: return 4;
-    case dtype::F64: case dtype::I64: case dtype::U64: return 8;
-  }
-  return 0;
-}
-
-// False for names this reader does not know.
-inline bool parse_dtype(std::string_view name, dtype& out) {
-  for (int i = 0; i <= static_cast<int>(dtype::U64); ++i) {
-    if (dtype_name(static_cast<dtype>(i)) == name) {
-      out = static_cast<dtype>(i);
-      return true;
-    }
-  }
-  return false;
-}
-
-template <class T>
-inline constexpr dtype dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return dtype::F32;
-  else if constexpr (std::is_same_v<T, double>) return dtype::F64;
-  else static_assert(dependent_false<T>, "safetensors: only float and double tensors are written");
-}
-
-// IEEE binary16 → binary32, exact for every input (subnormals normalised, inf kept, NaN
-// payload kept in the top mantissa bits so a NaN stays a NaN).
-AMBISEG_HD constexpr float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exponent = (h >> 10) & 0x1Fu;
-  std::uint32_t mantissa = h & 0x3FFu;
-  std::uint32_t bits = 0;
-  if (exponent == 0x1F) {
-    bits = sign | 0x7F800000u | (mantissa << 13);
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    bits = sign;
-  } else {  // subnormal: value = mantissa · 2^-24; shift until the implicit bit appears
-    std::uint32_t e = 127 - 15 + 1;
-    while ((mantissa & 0x400u) == 0) {
-      mantissa <<= 1;
-      --e;
-    }
-    bits = sign | (e << 23) | ((mantissa & 0x3FFu) << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
-// bfloat16 is the top half of a binary32, so the conversion is a shift.
-AMBISEG_HD constexpr float bfloat16_to_float(std::uint16_t b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
-}
 
 struct tensor_info {
   std::string name;
@@ -146,21 +65,6 @@ struct tensor_info {
 };
 
 namespace detail {
-
-inline void swap_bytes_if_big_endian(void* data, std::size_t count, std::size_t width) {
-  if constexpr (std::endian::native == std::endian::big) {
-    auto* p = static_cast<unsigned char*>(data);
-    for (std::size_t i = 0; i < count; ++i) std::reverse(p + i * width, p + (i + 1) * width);
-  }
-}
-
-template <class T>
-inline T load_le(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  swap_bytes_if_big_endian(&v, 1, sizeof(T));
-  return v;
-}
 
 // Owns a file descriptor; pread() on it is thread-safe, so one open file serves many readers.
 struct fd_owner {
@@ -194,7 +98,7 @@ class safetensors_file {
     f.check(file_size >= 8, "truncated: ", file_size, " bytes, fewer than the 8-byte header length");
     unsigned char length_bytes[8];
     f.read_exact(0, length_bytes, 8);
-    const std::uint64_t header_bytes = detail::load_le<std::uint64_t>(length_bytes);
+    const std::uint64_t header_bytes = load_scalar<std::uint64_t>(length_bytes, std::endian::little);
     f.check(header_bytes <= max_header_bytes, "header length ", header_bytes,
             " exceeds the limit of ", max_header_bytes, " bytes");
     f.check(header_bytes <= file_size - 8, "header length ", header_bytes,
@@ -382,37 +286,19 @@ class safetensors_file {
     const std::size_t n = static_cast<std::size_t>(t.numel);
     if (t.dtype == dtype_of<T>()) {  // same type: straight into the destination
       read_exact(offset, dst, t.bytes());
-      detail::swap_bytes_if_big_endian(dst, n, sizeof(T));
+      convert_byte_order(dst, n, sizeof(T), std::endian::little);
       return;
     }
-    check(t.dtype == dtype::F32 || t.dtype == dtype::F64 || t.dtype == dtype::F16 ||
-              t.dtype == dtype::BF16,
-          "tensor '", t.name, "': cannot convert dtype ", dtype_name(t.dtype), " to ",
-          dtype_name(dtype_of<T>()), " (only F16, BF16, F32 and F64 convert)");
+    check(has_float_conversion(t.dtype), "tensor '", t.name, "': cannot convert dtype ",
+          dtype_name(t.dtype), " to ", dtype_name(dtype_of<T>()),
+          " (only F16, BF16, F32 and F64 convert)");
     const std::size_t width = dtype_size(t.dtype);
     constexpr std::size_t chunk_elems = 1 << 16;
     std::vector<unsigned char> buffer(std::min(n, chunk_elems) * width);
     for (std::size_t first = 0; first < n; first += chunk_elems) {
       const std::size_t count = std::min(chunk_elems, n - first);
       read_exact(offset + first * width, buffer.data(), count * width);
-      const unsigned char* p = buffer.data();
-      T* out = dst + first;
-      switch (t.dtype) {
-        case dtype::F16:
-          for (std::size_t i = 0; i < count; ++i)
-            out[i] = static_cast<T>(half_to_float(detail::load_le<std::uint16_t>(p + 2 * i)));
-          break;
-        case dtype::BF16:
-          for (std::size_t i = 0; i < count; ++i)
-            out[i] = static_cast<T>(bfloat16_to_float(detail::load_le<std::uint16_t>(p + 2 * i)));
-          break;
-        case dtype::F32:
-          for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<T>(detail::load_le<float>(p + 4 * i));
-          break;
-        default:  // F64 (the check above leaves nothing else)
-          for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<T>(detail::load_le<double>(p + 8 * i));
-          break;
-      }
+      convert_elements(t.dtype, buffer.data(), count, std::endian::little, dst + first);
     }
   }
 
@@ -433,12 +319,16 @@ struct tensor_to_save {
 
   template <class T>
   static tensor_to_save from(std::string name, tensor_view<const T, cpu> v) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "safetensors: only float and double tensors are written");
     return {std::move(name), dtype_of<T>(), std::vector<std::int64_t>(v.shape().begin(), v.shape().end()),
             v.data()};
   }
   // A reshaped save (e.g. a flat buffer slice written with the reference's extents).
   template <class T>
   static tensor_to_save from(std::string name, const T* data, std::vector<std::int64_t> shape) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "safetensors: only float and double tensors are written");
     return {std::move(name), dtype_of<T>(), std::move(shape), data};
   }
 };
@@ -480,7 +370,7 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
   unsigned char length[8];
   const std::uint64_t n = text.size();
   std::memcpy(length, &n, 8);
-  detail::swap_bytes_if_big_endian(length, 1, 8);
+  convert_byte_order(length, 1, 8, std::endian::little);
 
   atomic_file_writer out(path);
   out.write(length, 8);
@@ -492,7 +382,7 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
       const std::size_t width = dtype_size(entries[i].dtype);
       std::vector<unsigned char> swapped(static_cast<const unsigned char*>(entries[i].data),
                                          static_cast<const unsigned char*>(entries[i].data) + sizes[i]);
-      detail::swap_bytes_if_big_endian(swapped.data(), sizes[i] / width, width);
+      convert_byte_order(swapped.data(), sizes[i] / width, width, std::endian::little);
       out.write(swapped.data(), sizes[i]);
     }
   }
