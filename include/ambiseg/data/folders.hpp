@@ -76,6 +76,29 @@ inline tensor<std::uint8_t> read_masks(const std::vector<fs::path>& files, std::
   return masks;
 }
 
+// What a loader expected, for the message when a folder holds none of it.
+inline constexpr const char* cimd_layout =
+    "the CIMD layout <dir>/<case>/image_*.jpg with <dir>/<case>/label0_.jpg, label1_.jpg, ...";
+inline constexpr const char* crops_layout =
+    "the DeepMind LIDC crops layout <root>/images/<patient>/z-<Z>_c<k>.png with "
+    "<root>/gt/<patient>/z-<Z>_c<k>_l0.png, _l1.png, ...";
+
+// "3 files and no folders": what a folder that matched no layout holds instead.
+inline std::string describe_contents(const fs::path& dir) {
+  std::size_t files = 0, folders = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) (e.is_directory(ec) ? folders : files) += 1;
+  auto count = [](std::size_t n, const char* what) {
+    return (n ? std::to_string(n) : std::string("no")) + " " + what + (n == 1 ? "" : "s");
+  };
+  return count(files, "file") + " and " + count(folders, "folder");
+}
+
+inline void expect_directory(const fs::path& dir, const char* loader, const char* layout) {
+  throw_if<io_error>(!fs::is_directory(dir), loader, ": '", dir.string(),
+                     "' is not a directory (expected ", layout, ")");
+}
+
 // path/prefix0suffix, path/prefix1suffix, … while they exist.
 inline std::vector<fs::path> numbered_files(const fs::path& dir, const std::string& prefix,
                                             const std::string& suffix) {
@@ -91,6 +114,7 @@ inline std::vector<fs::path> numbered_files(const fs::path& dir, const std::stri
 
 inline case_set load_cimd_folder(const std::filesystem::path& dir) {
   namespace fd = folder_detail;
+  fd::expect_directory(dir, "load_cimd_folder", fd::cimd_layout);
   case_set out;
   for (const auto& case_dir : fd::sorted_entries(dir, true)) {
     const std::string id = case_dir.filename().string();
@@ -108,13 +132,18 @@ inline case_set load_cimd_folder(const std::filesystem::path& dir) {
     out.add({id, fd::grey_to_float(pixels),
              fd::read_masks(labels, pixels.size(0), pixels.size(1), 127, id)});
   }
+  throw_if<format_error>(out.empty(), "load_cimd_folder: '", dir.string(), "' holds no case folder (",
+                         fd::describe_contents(dir), "); expected ", fd::cimd_layout);
   return out;
 }
 
 inline case_set load_lidc_crops_png(const std::filesystem::path& root) {
   namespace fd = folder_detail;
+  fd::expect_directory(root, "load_lidc_crops_png", fd::crops_layout);
+  fd::expect_directory(root / "images", "load_lidc_crops_png", fd::crops_layout);
   case_set out;
-  for (const auto& patient_dir : fd::sorted_entries(root / "images", true)) {
+  const auto patient_dirs = fd::sorted_entries(root / "images", true);
+  for (const auto& patient_dir : patient_dirs) {
     const std::string patient = patient_dir.filename().string();
     for (const auto& image_file : fd::sorted_entries(patient_dir, false)) {
       if (image_file.extension() != ".png") continue;
@@ -128,6 +157,12 @@ inline case_set load_lidc_crops_png(const std::filesystem::path& root) {
                fd::read_masks(labels, pixels.size(0), pixels.size(1), 0, id)});
     }
   }
+  throw_if<format_error>(patient_dirs.empty(), "load_lidc_crops_png: '", (root / "images").string(),
+                         "' holds no patient folder (", fd::describe_contents(root / "images"),
+                         "); expected ", fd::crops_layout);
+  throw_if<format_error>(out.empty(), "load_lidc_crops_png: the ", patient_dirs.size(),
+                         " patient folders of '", (root / "images").string(),
+                         "' hold no .png slice; expected ", fd::crops_layout);
   return out;
 }
 

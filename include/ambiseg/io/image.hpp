@@ -15,6 +15,7 @@
 // undefined again afterwards. Grey conversion is stb's: Y = (77 R + 150 G + 29 B) >> 8.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cmath>
@@ -178,30 +179,66 @@ inline bool jpeg_huffman_tables_fit(std::span<const std::uint8_t> b) {
     if (b[i] == 0xff && b[i + 1] == 0xc4 && !dht_fits(i + 2)) return false;
   return true;
 }
-}  // namespace image_detail
 
-// PNG (any bit depth, palette, alpha) or baseline/progressive JPEG → grey [H, W].
-inline tensor<std::uint8_t> decode_image(std::span<const std::uint8_t> bytes,
-                                         const image_limits& limits = {}) {
+// stb's reason for the last failure, or a placeholder when it left none.
+inline std::string failure_reason() {
+  const char* reason = stb_detail::stbi_failure_reason();
+  return reason && *reason ? reason : "the decoder gives no reason";
+}
+
+// Where a PNG's chunk list (from the signature to IEND) runs past the end of the bytes, as
+// text; empty when it is complete. stb reads missing bytes as zeros and then blames a
+// chunk type of zeros, so its reason for a cut-short file is empty or misleading.
+inline std::string png_truncation(std::span<const std::uint8_t> b) {
+  std::size_t pos = 8;
+  while (true) {
+    const std::size_t left = b.size() - std::min(pos, b.size());
+    if (left == 0)
+      return ambiseg::detail::concat("the file ends at byte ", b.size(), " without an IEND chunk");
+    if (left < 12)
+      return ambiseg::detail::concat("the file ends at byte ", b.size(), ", inside the chunk header at byte ",
+                                     pos);
+    const std::uint64_t length = (std::uint64_t{b[pos]} << 24) | (std::uint64_t{b[pos + 1]} << 16) |
+                                 (std::uint64_t{b[pos + 2]} << 8) | b[pos + 3];
+    std::string type;
+    for (std::size_t i = 4; i < 8; ++i)
+      type += (b[pos + i] >= 32 && b[pos + i] < 127) ? static_cast<char>(b[pos + i]) : '?';
+    if (length > left - 12)
+      return ambiseg::detail::concat("the ", type, " chunk at byte ", pos, " needs ", length + 12,
+                                     " bytes; the file ends at byte ", b.size());
+    if (type == "IEND") return {};
+    pos += 12 + static_cast<std::size_t>(length);
+  }
+}
+
+// decode_image and read_image; `who` begins every message ("read_image: '<file>'").
+inline tensor<std::uint8_t> decode(std::span<const std::uint8_t> bytes, const image_limits& limits,
+                                   const std::string& who) {
   namespace sd = stb_detail;
-  const bool png = image_detail::has_signature(bytes, {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a});
-  const bool jpeg = image_detail::has_signature(bytes, {0xff, 0xd8, 0xff});
-  throw_if<format_error>(!png && !jpeg, "decode_image: not a PNG or JPEG (", bytes.size(),
+  const bool png = has_signature(bytes, {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a});
+  const bool jpeg = has_signature(bytes, {0xff, 0xd8, 0xff});
+  throw_if<format_error>(!png && !jpeg, who, ": not a PNG or JPEG (", bytes.size(),
                          " bytes)");
   throw_if<format_error>(bytes.size() > limits.max_file_bytes || bytes.size() > INT_MAX,
-                         "decode_image: ", bytes.size(), " bytes exceed the limit of ",
+                         who, ": ", bytes.size(), " bytes exceed the limit of ",
                          limits.max_file_bytes);
-  throw_if<format_error>(jpeg && !image_detail::jpeg_huffman_tables_fit(bytes),
-                         "decode_image: corrupt JPEG (a Huffman table of more than 256 codes, or "
+  throw_if<format_error>(jpeg && !jpeg_huffman_tables_fit(bytes),
+                         who, ": corrupt JPEG (a Huffman table of more than 256 codes, or "
                          "more than 4096 tables)");
+  // A cut-short PNG is named as such; otherwise stb's reason.
+  auto refuse = [&](const char* what, const char* part) {
+    const std::string truncation = png ? png_truncation(bytes) : std::string();
+    if (!truncation.empty()) throw format_error(who + ": truncated PNG (" + truncation + ")");
+    throw format_error(ambiseg::detail::concat(who, ": ", what, png ? " PNG" : " JPEG", part, " (",
+                                               failure_reason(), ")"));
+  };
   const int length = static_cast<int>(bytes.size());
   sd::allocation_cap = (std::size_t{1} << 20) + 2 * bytes.size();
   int width = 0, height = 0, channels = 0;
   const int ok = sd::stbi_info_from_memory(bytes.data(), length, &width, &height, &channels);
-  throw_if<format_error>(!ok || width <= 0 || height <= 0, "decode_image: corrupt ",
-                         png ? "PNG" : "JPEG", " header (", sd::stbi_failure_reason(), ")");
+  if (!ok || width <= 0 || height <= 0) refuse("corrupt", " header");
   const std::int64_t pixels = static_cast<std::int64_t>(width) * height;
-  throw_if<format_error>(pixels > limits.max_pixels, "decode_image: ", width, "x", height,
+  throw_if<format_error>(pixels > limits.max_pixels, who, ": ", width, "x", height,
                          " exceeds the limit of ", limits.max_pixels, " pixels");
   // Every buffer stb needs (16-bit samples, padded JPEG component planes and coefficients)
   // is below 16 bytes per padded pixel.
@@ -210,16 +247,22 @@ inline tensor<std::uint8_t> decode_image(std::span<const std::uint8_t> bytes,
   int w = 0, h = 0, c = 0;
   unsigned char* data = sd::stbi_load_from_memory(bytes.data(), length, &w, &h, &c, 1);
   sd::allocation_cap = 0;
-  throw_if<format_error>(!data, "decode_image: corrupt ", png ? "PNG" : "JPEG", " (",
-                         sd::stbi_failure_reason(), ")");
+  if (!data) refuse("truncated or corrupt", "");
   if (w != width || h != height) {
     sd::stbi_image_free(data);
-    throw format_error("decode_image: header and image size disagree");
+    throw format_error(who + ": header and image size disagree");
   }
   tensor<std::uint8_t> out(shape{h, w});
   std::memcpy(out.data(), data, static_cast<std::size_t>(pixels));
   sd::stbi_image_free(data);
   return out;
+}
+}  // namespace image_detail
+
+// PNG (any bit depth, palette, alpha) or baseline/progressive JPEG → grey [H, W].
+inline tensor<std::uint8_t> decode_image(std::span<const std::uint8_t> bytes,
+                                         const image_limits& limits = {}) {
+  return image_detail::decode(bytes, limits, "decode_image");
 }
 
 inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path,
@@ -241,11 +284,7 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& pa
 inline tensor<std::uint8_t> read_image(const std::filesystem::path& path,
                                        const image_limits& limits = {}) {
   const auto bytes = read_file_bytes(path, limits.max_file_bytes);
-  try {
-    return decode_image(bytes, limits);
-  } catch (const format_error& e) {
-    throw format_error(std::string(e.what()) + " in '" + path.string() + "'");
-  }
+  return image_detail::decode(bytes, limits, "read_image: '" + path.string() + "'");
 }
 
 // [H, W] grey or [H, W, 3] interleaved RGB → PNG bytes (stb's deflate, level 8).

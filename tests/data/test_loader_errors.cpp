@@ -1,0 +1,169 @@
+// The loaders' messages for bad input: LIDC pickle schema errors name the file, the case
+// and the key; an image folder of the wrong layout names the folder and the layout; a
+// truncated PNG names the file and says it is truncated.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include "ambiseg/data/folders.hpp"
+#include "ambiseg/data/pickle_dataset.hpp"
+#include "ambiseg/io/image.hpp"
+
+namespace fs = std::filesystem;
+using namespace ambiseg;
+using namespace std::string_literals;
+
+namespace {
+fs::path fresh_temp_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("ambiseg_test_loader_errors_" + name + "_" +
+                                                    std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Protocol-4 opcodes for the values a LIDC pickle holds (CPython's Lib/pickletools.py).
+std::string str(const std::string& s) { return "\x8c"s + static_cast<char>(s.size()) + s; }
+std::string list(const std::vector<std::string>& items) {
+  std::string s = "](";
+  for (const auto& i : items) s += i;
+  return s + "e";
+}
+std::string dict(const std::vector<std::pair<std::string, std::string>>& items) {
+  std::string s = "}(";
+  for (const auto& [k, v] : items) s += str(k) + v;
+  return s + "u";
+}
+// numpy's reduce protocol for an h × w uint8 array of zeros: _reconstruct(ndarray, (0,),
+// b'b') then BUILD (1, (h, w), dtype('u1'), False, bytes).
+std::string u8_array(int h, int w) {
+  std::string s = str("numpy.core.multiarray") + str("_reconstruct") + "\x93";
+  s += str("numpy") + str("ndarray") + "\x93" + "K\x00\x85"s + "C\x01" "b" "\x87R"s;
+  s += "(K\x01"s + "K" + static_cast<char>(h) + "K" + static_cast<char>(w) + "\x86";
+  s += str("numpy") + str("dtype") + "\x93" + str("u1") + "\x89\x88\x87R";
+  s += "(K\x03"s + str("|") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"s;
+  s += "\x89"s + "C" + static_cast<char>(h * w) + std::string(static_cast<std::size_t>(h * w), '\0');
+  return s + "tb";
+}
+fs::path write_pickle(const fs::path& dir, const std::string& name, const std::string& body) {
+  const fs::path p = dir / name;
+  std::ofstream(p, std::ios::binary) << "\x80\x04"s + body + ".";
+  return p;
+}
+}  // namespace
+
+TEST_CASE("lidc pickle: schema errors name the file, the case and the key", "[data][lidc][errors]") {
+  using data::load_lidc_pickle;
+  const fs::path dir = fresh_temp_dir("pickle");
+
+  const auto top_list = write_pickle(dir, "top_list.pkl", list({u8_array(2, 2)}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(top_list); }),
+             Catch::Contains("'" + top_list.string() + "'") && Catch::Contains("top level is a list"));
+
+  const auto mismatch = write_pickle(
+      dir, "mismatch.pkl",
+      dict({{"a_slice0", dict({{"image", u8_array(8, 8)}, {"masks", list({u8_array(8, 8), u8_array(7, 8)})}})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(mismatch); }),
+             Catch::Contains("'" + mismatch.string() + "'") && Catch::Contains("case 'a_slice0'") &&
+                 Catch::Contains("key 'masks'") && Catch::Contains("mask 1 is 7x8, image is 8x8"));
+
+  const auto masks_str = write_pickle(
+      dir, "masks_str.pkl", dict({{"b_slice3", dict({{"image", u8_array(4, 4)}, {"masks", str("oops")}})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(masks_str); }),
+             Catch::Contains("'" + masks_str.string() + "'") && Catch::Contains("case 'b_slice3'") &&
+                 Catch::Contains("key 'masks' is a str"));
+
+  const auto mask_item_str = write_pickle(
+      dir, "mask_item_str.pkl",
+      dict({{"c_slice1", dict({{"image", u8_array(4, 4)}, {"masks", list({u8_array(4, 4), str("x")})}})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(mask_item_str); }),
+             Catch::Contains("case 'c_slice1' key 'masks': item 1 is a str, expected a NumPy array"));
+
+  const auto no_image = write_pickle(dir, "no_image.pkl",
+                                     dict({{"d_slice0", dict({{"masks", list({u8_array(4, 4)})}})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(no_image); }),
+             Catch::Contains("'" + no_image.string() + "'") && Catch::Contains("case 'd_slice0' has no key 'image'"));
+
+  const auto image_str = write_pickle(dir, "image_str.pkl",
+                                      dict({{"e_slice0", dict({{"image", str("pixels")}, {"masks", list({})}})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(image_str); }),
+             Catch::Contains("case 'e_slice0' key 'image' is a str, expected a NumPy array"));
+
+  const auto case_list = write_pickle(dir, "case_list.pkl", dict({{"f_slice0", list({})}}));
+  CHECK_THAT(message_of([&] { load_lidc_pickle(case_list); }),
+             Catch::Contains("case 'f_slice0' is a list, expected a dict"));
+
+  // A pickle parsed from memory says so instead of naming a file.
+  const std::string bytes = "\x80\x04"s + list({}) + ".";
+  const auto doc = io::pickle::loads(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+  CHECK_THAT(message_of([&] { data::lidc_cases(doc); }),
+             Catch::Contains("pickle in memory") && Catch::Contains("top level is a list"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("image folders: a folder of the wrong layout names the folder and the layout",
+          "[data][folders][errors]") {
+  const fs::path root = fresh_temp_dir("folders");
+  tensor<std::uint8_t> pixels = tensor<std::uint8_t>::zeros(shape{4, 4});
+  // PNG files straight in images/, without patient subfolders.
+  fs::create_directories(root / "crops" / "images");
+  io::write_png(root / "crops" / "images" / "z-1_c0.png", pixels.cview());
+  io::write_png(root / "crops" / "images" / "z-2_c0.png", pixels.cview());
+  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "crops"); }),
+             Catch::Contains("'" + (root / "crops" / "images").string() + "'") &&
+                 Catch::Contains("no patient folder") && Catch::Contains("2 files and no folders") &&
+                 Catch::Contains("<root>/images/<patient>/z-<Z>_c<k>.png"));
+  // Patient folders holding no PNG.
+  fs::create_directories(root / "crops" / "images" / "LIDC-IDRI-0001");
+  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "crops"); }),
+             Catch::Contains("1 patient folders") && Catch::Contains("hold no .png slice"));
+  // No images/ folder at all.
+  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "nothing"); }),
+             Catch::Contains("'" + (root / "nothing").string() + "' is not a directory") &&
+                 Catch::Contains("DeepMind LIDC crops layout"));
+  // The CIMD layout: images straight in the folder, no case subfolders.
+  fs::create_directories(root / "cimd");
+  io::write_png(root / "cimd" / "image_0.png", pixels.cview());
+  CHECK_THAT(message_of([&] { data::load_cimd_folder(root / "cimd"); }),
+             Catch::Contains("'" + (root / "cimd").string() + "'") && Catch::Contains("no case folder") &&
+                 Catch::Contains("1 file and no folders") && Catch::Contains("<dir>/<case>/image_*.jpg"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("image: a truncated PNG names the file and says it is truncated", "[data][image][errors]") {
+  const fs::path dir = fresh_temp_dir("png");
+  tensor<std::uint8_t> grey(shape{40, 50});
+  for (std::int64_t i = 0; i < grey.numel(); ++i) grey[i] = static_cast<std::uint8_t>(i * 7);
+  const auto png = io::encode_png(grey.cview());
+  const fs::path cut = dir / "cut.png";
+  for (std::size_t n : {png.size() - 12, png.size() / 2, std::size_t{40}, std::size_t{20}}) {
+    INFO(n << " of " << png.size() << " bytes");
+    std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                               static_cast<std::streamsize>(n));
+    const std::string message = message_of([&] { io::read_image(cut); });
+    CHECK_THAT(message, Catch::Contains("read_image: '" + cut.string() + "': truncated PNG (") &&
+                            Catch::Contains("the file ends at byte " + std::to_string(n)));
+  }
+  // Damage that is not truncation keeps stb's reason (here: a zlib stream of zeros).
+  auto damaged = png;
+  std::fill(damaged.begin() + 41, damaged.begin() + 60, std::uint8_t{0});
+  CHECK_THAT(message_of([&] { io::decode_image(damaged); }),
+             Catch::Contains("decode_image: truncated or corrupt PNG (") && !Catch::Contains("()"));
+  fs::remove_all(dir);
+}
