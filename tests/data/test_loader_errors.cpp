@@ -5,39 +5,21 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <unistd.h>
-
 #include "ambiseg/data/folders.hpp"
 #include "ambiseg/data/pickle_dataset.hpp"
 #include "ambiseg/io/image.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace ambiseg;
 using namespace std::string_literals;
+using ambiseg_test::scratch_dir;
 
 namespace {
-fs::path fresh_temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("ambiseg_test_loader_errors_" + name + "_" +
-                                                    std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 // Protocol-4 opcodes for the values a LIDC pickle holds (CPython's Lib/pickletools.py).
 std::string str(const std::string& s) { return "\x8c"s + static_cast<char>(s.size()) + s; }
 std::string list(const std::vector<std::string>& items) {
@@ -61,7 +43,7 @@ std::string u8_array(int h, int w) {
   s += "\x89"s + "C" + static_cast<char>(h * w) + std::string(static_cast<std::size_t>(h * w), '\0');
   return s + "tb";
 }
-fs::path write_pickle(const fs::path& dir, const std::string& name, const std::string& body) {
+fs::path write_pickle(const scratch_dir& dir, const std::string& name, const std::string& body) {
   const fs::path p = dir / name;
   std::ofstream(p, std::ios::binary) << "\x80\x04"s + body + ".";
   return p;
@@ -70,84 +52,87 @@ fs::path write_pickle(const fs::path& dir, const std::string& name, const std::s
 
 TEST_CASE("lidc pickle: schema errors name the file, the case and the key", "[data][lidc][errors]") {
   using data::load_lidc_pickle;
-  const fs::path dir = fresh_temp_dir("pickle");
+  using Catch::Contains;
+  const scratch_dir dir("loader-errors");
+  auto lidc_case = [](const std::string& image, const std::string& masks) {
+    return dict({{"image", image}, {"masks", masks}});
+  };
+  auto quoted = [](const fs::path& p) { return "'" + p.string() + "'"; };
 
   const auto top_list = write_pickle(dir, "top_list.pkl", list({u8_array(2, 2)}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(top_list); }),
-             Catch::Contains("'" + top_list.string() + "'") && Catch::Contains("top level is a list"));
+  CHECK_THROWS_WITH(load_lidc_pickle(top_list),
+                    Contains(quoted(top_list)) && Contains("top level is a list"));
 
   const auto mismatch = write_pickle(
       dir, "mismatch.pkl",
-      dict({{"a_slice0", dict({{"image", u8_array(8, 8)}, {"masks", list({u8_array(8, 8), u8_array(7, 8)})}})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(mismatch); }),
-             Catch::Contains("'" + mismatch.string() + "'") && Catch::Contains("case 'a_slice0'") &&
-                 Catch::Contains("key 'masks'") && Catch::Contains("mask 1 is 7x8, image is 8x8"));
+      dict({{"a_slice0", lidc_case(u8_array(8, 8), list({u8_array(8, 8), u8_array(7, 8)}))}}));
+  CHECK_THROWS_WITH(load_lidc_pickle(mismatch),
+                    Contains(quoted(mismatch)) && Contains("case 'a_slice0' key 'masks'") &&
+                        Contains("mask 1 is 7x8, image is 8x8"));
 
-  const auto masks_str = write_pickle(
-      dir, "masks_str.pkl", dict({{"b_slice3", dict({{"image", u8_array(4, 4)}, {"masks", str("oops")}})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(masks_str); }),
-             Catch::Contains("'" + masks_str.string() + "'") && Catch::Contains("case 'b_slice3'") &&
-                 Catch::Contains("key 'masks' is a str"));
+  const auto masks_str =
+      write_pickle(dir, "masks_str.pkl", dict({{"b_slice3", lidc_case(u8_array(4, 4), str("oops"))}}));
+  CHECK_THROWS_WITH(load_lidc_pickle(masks_str),
+                    Contains(quoted(masks_str)) && Contains("case 'b_slice3' key 'masks' is a str"));
 
-  const auto mask_item_str = write_pickle(
-      dir, "mask_item_str.pkl",
-      dict({{"c_slice1", dict({{"image", u8_array(4, 4)}, {"masks", list({u8_array(4, 4), str("x")})}})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(mask_item_str); }),
-             Catch::Contains("case 'c_slice1' key 'masks': item 1 is a str, expected a NumPy array"));
+  const auto mask_item_str =
+      write_pickle(dir, "mask_item_str.pkl",
+                   dict({{"c_slice1", lidc_case(u8_array(4, 4), list({u8_array(4, 4), str("x")}))}}));
+  CHECK_THROWS_WITH(load_lidc_pickle(mask_item_str),
+                    Contains("case 'c_slice1' key 'masks': item 1 is a str, expected a NumPy array"));
 
-  const auto no_image = write_pickle(dir, "no_image.pkl",
-                                     dict({{"d_slice0", dict({{"masks", list({u8_array(4, 4)})}})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(no_image); }),
-             Catch::Contains("'" + no_image.string() + "'") && Catch::Contains("case 'd_slice0' has no key 'image'"));
+  const auto no_image =
+      write_pickle(dir, "no_image.pkl", dict({{"d_slice0", dict({{"masks", list({u8_array(4, 4)})}})}}));
+  CHECK_THROWS_WITH(load_lidc_pickle(no_image),
+                    Contains(quoted(no_image)) && Contains("case 'd_slice0' has no key 'image'"));
 
-  const auto image_str = write_pickle(dir, "image_str.pkl",
-                                      dict({{"e_slice0", dict({{"image", str("pixels")}, {"masks", list({})}})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(image_str); }),
-             Catch::Contains("case 'e_slice0' key 'image' is a str, expected a NumPy array"));
+  const auto image_str =
+      write_pickle(dir, "image_str.pkl", dict({{"e_slice0", lidc_case(str("pixels"), list({}))}}));
+  CHECK_THROWS_WITH(load_lidc_pickle(image_str),
+                    Contains("case 'e_slice0' key 'image' is a str, expected a NumPy array"));
 
   const auto case_list = write_pickle(dir, "case_list.pkl", dict({{"f_slice0", list({})}}));
-  CHECK_THAT(message_of([&] { load_lidc_pickle(case_list); }),
-             Catch::Contains("case 'f_slice0' is a list, expected a dict"));
+  CHECK_THROWS_WITH(load_lidc_pickle(case_list), Contains("case 'f_slice0' is a list, expected a dict"));
 
   // A pickle parsed from memory says so instead of naming a file.
   const std::string bytes = "\x80\x04"s + list({}) + ".";
   const auto doc = io::pickle::loads(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-  CHECK_THAT(message_of([&] { data::lidc_cases(doc); }),
-             Catch::Contains("pickle in memory") && Catch::Contains("top level is a list"));
-  fs::remove_all(dir);
+  CHECK_THROWS_WITH(data::lidc_cases(doc), Contains("pickle in memory") && Contains("top level is a list"));
 }
 
 TEST_CASE("image folders: a folder of the wrong layout names the folder and the layout",
           "[data][folders][errors]") {
-  const fs::path root = fresh_temp_dir("folders");
-  tensor<std::uint8_t> pixels = tensor<std::uint8_t>::zeros(shape{4, 4});
+  using Catch::Contains;
+  const scratch_dir scratch("loader-errors");
+  const fs::path crops = scratch.path / "crops", cimd = scratch.path / "cimd";
+  const tensor<std::uint8_t> pixels = tensor<std::uint8_t>::zeros(shape{4, 4});
   // PNG files straight in images/, without patient subfolders.
-  fs::create_directories(root / "crops" / "images");
-  io::write_png(root / "crops" / "images" / "z-1_c0.png", pixels.cview());
-  io::write_png(root / "crops" / "images" / "z-2_c0.png", pixels.cview());
-  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "crops"); }),
-             Catch::Contains("'" + (root / "crops" / "images").string() + "'") &&
-                 Catch::Contains("no patient folder") && Catch::Contains("2 files and no folders") &&
-                 Catch::Contains("<root>/images/<patient>/z-<Z>_c<k>.png"));
+  fs::create_directories(crops / "images");
+  io::write_png(crops / "images" / "z-1_c0.png", pixels.cview());
+  io::write_png(crops / "images" / "z-2_c0.png", pixels.cview());
+  CHECK_THROWS_WITH(data::load_lidc_crops_png(crops),
+                    Contains("'" + (crops / "images").string() + "' holds no patient folder") &&
+                        Contains("2 files and no folders") &&
+                        Contains("<root>/images/<patient>/z-<Z>_c<k>.png"));
   // Patient folders holding no PNG.
-  fs::create_directories(root / "crops" / "images" / "LIDC-IDRI-0001");
-  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "crops"); }),
-             Catch::Contains("1 patient folders") && Catch::Contains("hold no .png slice"));
-  // No images/ folder at all.
-  CHECK_THAT(message_of([&] { data::load_lidc_crops_png(root / "nothing"); }),
-             Catch::Contains("'" + (root / "nothing").string() + "' is not a directory") &&
-                 Catch::Contains("DeepMind LIDC crops layout"));
+  fs::create_directories(crops / "images" / "LIDC-IDRI-0001");
+  CHECK_THROWS_WITH(data::load_lidc_crops_png(crops),
+                    Contains("1 patient folders") && Contains("hold no .png slice"));
+  // No folder at all.
+  CHECK_THROWS_WITH(data::load_lidc_crops_png(scratch.path / "nothing"),
+                    Contains("'" + (scratch.path / "nothing").string() + "' is not a directory") &&
+                        Contains("DeepMind LIDC crops layout"));
   // The CIMD layout: images straight in the folder, no case subfolders.
-  fs::create_directories(root / "cimd");
-  io::write_png(root / "cimd" / "image_0.png", pixels.cview());
-  CHECK_THAT(message_of([&] { data::load_cimd_folder(root / "cimd"); }),
-             Catch::Contains("'" + (root / "cimd").string() + "'") && Catch::Contains("no case folder") &&
-                 Catch::Contains("1 file and no folders") && Catch::Contains("<dir>/<case>/image_*.jpg"));
-  fs::remove_all(root);
+  fs::create_directories(cimd);
+  io::write_png(cimd / "image_0.png", pixels.cview());
+  CHECK_THROWS_WITH(data::load_cimd_folder(cimd),
+                    Contains("'" + cimd.string() + "' holds no case folder") &&
+                        Contains("1 file and no folders") && Contains("<dir>/<case>/image_*.jpg"));
 }
 
 TEST_CASE("image: a truncated PNG names the file and says it is truncated", "[data][image][errors]") {
-  const fs::path dir = fresh_temp_dir("png");
+  using Catch::Contains;
+  const scratch_dir dir("loader-errors");
   tensor<std::uint8_t> grey(shape{40, 50});
   for (std::int64_t i = 0; i < grey.numel(); ++i) grey[i] = static_cast<std::uint8_t>(i * 7);
   const auto png = io::encode_png(grey.cview());
@@ -156,14 +141,12 @@ TEST_CASE("image: a truncated PNG names the file and says it is truncated", "[da
     INFO(n << " of " << png.size() << " bytes");
     std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
                                                static_cast<std::streamsize>(n));
-    const std::string message = message_of([&] { io::read_image(cut); });
-    CHECK_THAT(message, Catch::Contains("read_image: '" + cut.string() + "': truncated PNG (") &&
-                            Catch::Contains("the file ends at byte " + std::to_string(n)));
+    CHECK_THROWS_WITH(io::read_image(cut), Contains("read_image: '" + cut.string() + "': truncated PNG (") &&
+                                               Contains("the file ends at byte " + std::to_string(n)));
   }
   // Damage that is not truncation keeps stb's reason (here: a zlib stream of zeros).
   auto damaged = png;
   std::fill(damaged.begin() + 41, damaged.begin() + 60, std::uint8_t{0});
-  CHECK_THAT(message_of([&] { io::decode_image(damaged); }),
-             Catch::Contains("decode_image: truncated or corrupt PNG (") && !Catch::Contains("()"));
-  fs::remove_all(dir);
+  CHECK_THROWS_WITH(io::decode_image(damaged),
+                    Contains("decode_image: truncated or corrupt PNG (") && !Contains("()"));
 }

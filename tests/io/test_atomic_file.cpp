@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -16,19 +15,13 @@
 #include <unistd.h>
 
 #include "ambiseg/io/atomic_file.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using ambiseg::io_error;
+using ambiseg_test::scratch_dir;
 
 namespace {
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("ambiseg_test_atomic_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 void touch(const fs::path& p) { std::ofstream(p) << "partial"; }
 
 std::vector<std::string> names_in(const fs::path& dir) {
@@ -47,18 +40,11 @@ pid_t dead_pid() {
   return child;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const io_error& e) {
-    return e.what();
-  }
-  return "(no io_error)";
-}
 }  // namespace
 
 TEST_CASE("atomic file: a dead writer's temporary of the same target is removed", "[io][atomic]") {
-  const fs::path dir = fresh_dir("stale");
+  const scratch_dir scratch("atomic-stale");
+  const fs::path& dir = scratch.path;
   const pid_t dead = dead_pid();
   REQUIRE(::kill(dead, 0) != 0);
   const std::string dead_tmp = "model.safetensors.tmp-" + std::to_string(dead) + "-0";
@@ -75,11 +61,11 @@ TEST_CASE("atomic file: a dead writer's temporary of the same target is removed"
   CHECK(names_in(dir) == expected);
   std::ifstream in(dir / "model.safetensors");
   CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "new content");
-  fs::remove_all(dir);
 }
 
 TEST_CASE("atomic file: a file-size limit is an io_error, not SIGXFSZ", "[io][atomic]") {
-  const fs::path dir = fresh_dir("fsize");
+  const scratch_dir scratch("atomic-fsize");
+  const fs::path& dir = scratch.path;
   int pipe_fds[2];
   REQUIRE(::pipe(pipe_fds) == 0);
   const pid_t child = ::fork();
@@ -108,15 +94,15 @@ TEST_CASE("atomic file: a file-size limit is an io_error, not SIGXFSZ", "[io][at
   CHECK(WIFEXITED(status));
   CHECK_THAT(message, Catch::Contains("big.bin") && Catch::Contains("File too large"));
   CHECK(names_in(dir).empty());  // neither the target nor a partial temporary
-  fs::remove_all(dir);
 }
 
 TEST_CASE("atomic file: an unwritable folder's error gives the reason", "[io][atomic]") {
-  const fs::path dir = fresh_dir("readonly");
+  const scratch_dir scratch("atomic-readonly");
+  const fs::path& dir = scratch.path;
   // A regular file where the folder should be: refused for root too.
   touch(dir / "plain_file");
-  CHECK_THAT(message_of([&] { ambiseg::io::write_file_atomically(dir / "plain_file" / "x.npy", "x"); }),
-             Catch::Contains("for writing: Not a directory") && Catch::Contains("x.npy"));
+  CHECK_THROWS_WITH(ambiseg::io::write_file_atomically(dir / "plain_file" / "x.npy", "x"),
+                    Catch::Contains("for writing: Not a directory") && Catch::Contains("x.npy"));
 
   const fs::path read_only = dir / "read_only";
   fs::create_directories(read_only);
@@ -124,10 +110,9 @@ TEST_CASE("atomic file: an unwritable folder's error gives the reason", "[io][at
   if (::geteuid() == 0) {
     WARN("skipped the read-only folder check: root ignores permissions");
   } else {
-    CHECK_THAT(message_of([&] { ambiseg::io::write_file_atomically(read_only / "x.npy", "x"); }),
-               Catch::Contains("cannot open '") && Catch::Contains("for writing: Permission denied") &&
-                   Catch::Contains("x.npy"));
+    CHECK_THROWS_WITH(ambiseg::io::write_file_atomically(read_only / "x.npy", "x"),
+                      Catch::Contains("cannot open '") && Catch::Contains("for writing: Permission denied") &&
+                      Catch::Contains("x.npy"));
   }
   ::chmod(read_only.c_str(), 0755);
-  fs::remove_all(dir);
 }
