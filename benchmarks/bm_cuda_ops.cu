@@ -9,6 +9,7 @@
 #include <ambiseg/core/cuda_context.hpp>
 #include <ambiseg/core/cuda_memory.hpp>
 #include <ambiseg/ops/cuda/api.hpp>
+#include <ambiseg/optim/cuda/api.hpp>
 
 #include <cstdint>
 #include <random>
@@ -169,7 +170,8 @@ void bm_cuda_adamw(benchmark::State& state) {
   auto p = random_device({n}, 14), g = random_device({n}, 15);
   auto m = tensor<float, cuda>::zeros(shape{n}), v = tensor<float, cuda>::zeros(shape{n});
   const auto s = optim::adamw_step_scalars<float>::make(optim::adamw_options{}, 1);
-  run_timed(state, ctx, [&] { ck::adamw_step(p.view(), g.cview(), m.view(), v.view(), s); });
+  run_timed(state, ctx,
+            [&] { optim::cuda_kernels::adamw_step(p.view(), g.cview(), m.view(), v.view(), s); });
   state.counters["bytes"] = benchmark::Counter(4.0 * n * 7, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(bm_cuda_adamw)->UseManualTime()->Unit(benchmark::kMicrosecond);

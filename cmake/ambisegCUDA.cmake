@@ -11,10 +11,14 @@ find_package(CUDAToolkit 12 REQUIRED)
 find_package(CUDNN 9 REQUIRED)
 message(STATUS "ambiseg: CUDA ${CUDAToolkit_VERSION}, cuDNN ${CUDNN_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
 
-# The kernels: one nvcc translation unit (ops/cuda/kernels.cu) that defines every function
-# of ops/cuda/api.hpp, so host code compiled by the C++ compiler never sees device code.
-# It sits beside the headers and is installed with them.
-add_library(ambiseg_cuda_kernels STATIC ${CMAKE_CURRENT_SOURCE_DIR}/include/ambiseg/ops/cuda/kernels.cu)
+# The kernels: one nvcc translation unit per module (src/cuda/<module>.cu) that defines every
+# function of that module's cuda/api.hpp, so host code compiled by the C++ compiler never
+# sees device code.
+set(AMBISEG_CUDA_SOURCES
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/ops.cu
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/diffusion.cu
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/optim.cu)
+add_library(ambiseg_cuda_kernels STATIC ${AMBISEG_CUDA_SOURCES})
 set_target_properties(ambiseg_cuda_kernels PROPERTIES
   EXPORT_NAME cuda_kernels POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
 target_include_directories(ambiseg_cuda_kernels PUBLIC
@@ -22,7 +26,7 @@ target_include_directories(ambiseg_cuda_kernels PUBLIC
   $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_compile_features(ambiseg_cuda_kernels PUBLIC cxx_std_20)
 target_link_libraries(ambiseg_cuda_kernels PUBLIC CUDA::cudart CUDA::cublas CUDNN::cudnn)
-# adamw.hpp carries an OpenMP pragma for the CPU loop; nvcc's host pass has no OpenMP.
+# Headers shared with host code may carry OpenMP pragmas; nvcc's host pass has no OpenMP.
 target_compile_options(ambiseg_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-Wall,-Wextra,-Wno-unknown-pragmas>)
 

@@ -240,7 +240,7 @@ TEST_CASE("cuda_diffusion validates before touching the device", "[cuda][diffusi
   CHECK_THROWS_AS(dev.draw_training_noise(shape{}, g, batch), shape_error);
 
   // the new CUDA functions check their own arguments too
-  namespace ck = ops::cuda_kernels;
+  namespace ck = diffusion::cuda_kernels;
   static double placeholder_d[4];
   auto vd = [](shape s) { return tensor_view<double, cuda>(placeholder_d, s); };
   auto cd = [](shape s) { return tensor_view<const double, cuda>(placeholder_d, s); };

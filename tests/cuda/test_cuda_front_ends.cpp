@@ -414,7 +414,7 @@ TEST_CASE("front ends on cuda validate before touching the device", "[cuda][fron
   CHECK_THROWS_AS(ops::cuda_kernels::group_norm_silu_forward<float>(
                       c({2, 6, 4}), c({6}), c({5}), 3, 1e-5, v({2, 6, 4}), v({2, 3}), v({2, 3})),
                   shape_error);
-  CHECK_THROWS_AS(ops::cuda_kernels::ema_update<float>(v({10}), c({9}), 0.9), shape_error);
-  CHECK_THROWS_AS(ops::cuda_kernels::ema_update<float>(v({10}), c({10}), 1.5), value_error);
-  CHECK_THROWS_AS(ops::cuda_kernels::swap_contents<float>(v({10}), v({9})), shape_error);
+  CHECK_THROWS_AS(optim::cuda_kernels::ema_update<float>(v({10}), c({9}), 0.9), shape_error);
+  CHECK_THROWS_AS(optim::cuda_kernels::ema_update<float>(v({10}), c({10}), 1.5), value_error);
+  CHECK_THROWS_AS(optim::cuda_kernels::swap_contents<float>(v({10}), v({9})), shape_error);
 }

@@ -6,7 +6,9 @@
 #include "cuda_test_util.hpp"
 
 #include <ambiseg/ops/all.hpp>
+#include <ambiseg/diffusion/cuda/api.hpp>
 #include <ambiseg/ops/cuda/api.hpp>
+#include <ambiseg/optim/cuda/api.hpp>
 
 #include <cmath>
 #include <vector>
@@ -14,6 +16,8 @@
 using namespace ambiseg;
 using namespace cuda_test;
 namespace ck = ambiseg::ops::cuda_kernels;
+namespace diffusion_ck = ambiseg::diffusion::cuda_kernels;
+namespace optim_ck = ambiseg::optim::cuda_kernels;
 
 TEMPLATE_TEST_CASE("CUDA elementwise ops match the CPU ops", "[cuda]", float, double) {
   AMBISEG_REQUIRE_GPU();
@@ -305,7 +309,8 @@ TEST_CASE("CUDA front functions validate shapes before touching the device", "[c
                   shape_error);
   CHECK_THROWS_AS(ck::concat_channels_backward(c({1, 5, 2, 2}), v({1, 6, 2, 2}), {}), shape_error);
   CHECK_THROWS_AS(ck::timestep_embedding(c({4}), 0, 10.0, v({4, 0})), value_error);
-  CHECK_THROWS_AS(ck::diffusion_noise(c({2, 8}), c({2, 8}), c({3}), c({2}), v({2, 8})), shape_error);
+  CHECK_THROWS_AS(diffusion_ck::diffusion_noise(c({2, 8}), c({2, 8}), c({3}), c({2}), v({2, 8})),
+                  shape_error);
   optim::adamw_step_scalars<float> s{};
-  CHECK_THROWS_AS(ck::adamw_step(v({10}), c({10}), v({9}), v({10}), s), shape_error);
+  CHECK_THROWS_AS(optim_ck::adamw_step(v({10}), c({10}), v({9}), v({10}), s), shape_error);
 }

@@ -4,7 +4,9 @@
 #include "cuda_test_util.hpp"
 
 #include <ambiseg/core/cuda_context.hpp>
+#include <ambiseg/diffusion/cuda/api.hpp>
 #include <ambiseg/ops/cuda/api.hpp>
+#include <ambiseg/optim/cuda/api.hpp>
 #include <ambiseg/optim/adamw.hpp>
 #include <ambiseg/optim/clip.hpp>
 
@@ -16,6 +18,8 @@
 using namespace ambiseg;
 using namespace cuda_test;
 namespace ck = ambiseg::ops::cuda_kernels;
+namespace diffusion_ck = ambiseg::diffusion::cuda_kernels;
+namespace optim_ck = ambiseg::optim::cuda_kernels;
 
 TEST_CASE("context scratch is reused on its stream at once; an upload through pinned staging "
           "delivers the bytes the host had at the call", "[cuda]") {
@@ -100,7 +104,7 @@ TEMPLATE_TEST_CASE("CUDA AdamW kernel follows the CPU AdamW step for step", "[cu
     auto g = random_tensor<T>({n}, 60 + step);
     auto gd = to_device(g);
     cpu_opt.step(p.view(), g.cview());
-    ck::adamw_step(pd.view(), gd.cview(), m.view(), v.view(),
+    optim_ck::adamw_step(pd.view(), gd.cview(), m.view(), v.view(),
                    optim::adamw_step_scalars<T>::make(opt, step));
   }
   // The same operations in the same order; only FMA contraction may differ.
@@ -122,13 +126,13 @@ TEMPLATE_TEST_CASE("CUDA gradient norm and clipping match the CPU and are determ
     auto g = random_tensor<T>({n}, 70);
     auto gd = to_device(g);
     const double cpu_norm = optim::global_grad_norm<T>(g.cview());
-    const double gpu_norm = ck::global_grad_norm<T>(gd.cview());
+    const double gpu_norm = optim_ck::global_grad_norm<T>(gd.cview());
     CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-12 * cpu_norm);
-    CHECK(ck::global_grad_norm<T>(gd.cview()) == gpu_norm);  // bit-identical repeat
+    CHECK(optim_ck::global_grad_norm<T>(gd.cview()) == gpu_norm);  // bit-identical repeat
 
     const double max_norm = cpu_norm / 3;  // forces a scale of about 1/3
     const double clipped_cpu = optim::clip_grad_norm<T>(g.view(), max_norm);
-    const double clipped_gpu = ck::clip_grad_norm<T>(gd.view(), max_norm);
+    const double clipped_gpu = optim_ck::clip_grad_norm<T>(gd.view(), max_norm);
     CHECK(std::abs(clipped_gpu - clipped_cpu) <= 1e-12 * clipped_cpu);
     require_close(gd, g, default_tol<T>(), "clipped gradients");
   }
@@ -136,8 +140,8 @@ TEMPLATE_TEST_CASE("CUDA gradient norm and clipping match the CPU and are determ
     auto g = random_tensor<T>({1000}, 71);
     g[17] = std::numeric_limits<T>::quiet_NaN();
     auto gd = to_device(g);
-    CHECK_THROWS_AS(ck::clip_grad_norm<T>(gd.view(), 1.0), value_error);
-    CHECK(std::isnan(ck::clip_grad_norm<T>(gd.view(), 1.0, /*report_nonfinite=*/true)));
+    CHECK_THROWS_AS(optim_ck::clip_grad_norm<T>(gd.view(), 1.0), value_error);
+    CHECK(std::isnan(optim_ck::clip_grad_norm<T>(gd.view(), 1.0, /*report_nonfinite=*/true)));
     auto back = to_host(gd);
     for (std::int64_t i = 0; i < 1000; ++i)
       if (i != 17) CHECK(back[i] == g[i]);
@@ -159,25 +163,26 @@ TEMPLATE_TEST_CASE("CUDA diffusion maths: noising, x0 from f, reverse step", "[c
   const auto tl = default_tol<T>();
   tensor<T> ref(x0.shape());
 
-  ck::diffusion_noise(x0d.cview(), epsd.cview(), ad.cview(), sd.cview(), out.view());
+  diffusion_ck::diffusion_noise(x0d.cview(), epsd.cview(), ad.cview(), sd.cview(), out.view());
   for (std::int64_t i = 0; i < n * e; ++i) ref[i] = a[i / e] * x0[i] + s[i / e] * eps[i];
   require_close(out, ref, tl, "x_t = αx0 + σε");
 
-  ck::diffusion_predicted_x0(x0d.cview(), epsd.cview(), ad.cview(), cd.cview(), true, out.view());
+  diffusion_ck::diffusion_predicted_x0(x0d.cview(), epsd.cview(), ad.cview(), cd.cview(), true,
+                                       out.view());
   for (std::int64_t i = 0; i < n * e; ++i)
     ref[i] = std::clamp(a[i / e] * x0[i] + c[i / e] * eps[i], T(-1), T(1));
   require_close(out, ref, tl, "x̂0 = c_xt·x_t + c_f·f, clipped");
 
   auto z = random_tensor<T>(x0.shape(), 82);
   auto zd = to_device(z);
-  ck::diffusion_reverse_step(x0d.cview(), epsd.cview(), zd.cview(), ad.cview(), sd.cview(),
-                             cd.cview(), out.view());
+  diffusion_ck::diffusion_reverse_step(x0d.cview(), epsd.cview(), zd.cview(), ad.cview(),
+                                       sd.cview(), cd.cview(), out.view());
   for (std::int64_t i = 0; i < n * e; ++i)
     ref[i] = a[i / e] * x0[i] + s[i / e] * eps[i] + c[i / e] * z[i];
   require_close(out, ref, tl, "x_s = a·x_t + b·x̂0 + c·z");
 
-  ck::diffusion_reverse_step(x0d.cview(), epsd.cview(), tensor_view<const T, cuda>{}, ad.cview(),
-                             sd.cview(), cd.cview(), out.view());
+  diffusion_ck::diffusion_reverse_step(x0d.cview(), epsd.cview(), tensor_view<const T, cuda>{},
+                                       ad.cview(), sd.cview(), cd.cview(), out.view());
   for (std::int64_t i = 0; i < n * e; ++i) ref[i] = a[i / e] * x0[i] + s[i / e] * eps[i];
   require_close(out, ref, tl, "x_s without noise");
 }

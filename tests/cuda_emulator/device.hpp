@@ -2,7 +2,7 @@
 // CUDA keywords, built-in variables, barriers, warp shuffles, device maths and the kernel
 // launcher behind AMBISEG_LAUNCH, for kernels compiled by the host compiler.
 //
-// ops/cuda/common.cuh includes this header (only when AMBISEG_CUDA_EMULATION is defined,
+// core/cuda/launch.cuh includes this header (only when AMBISEG_CUDA_EMULATION is defined,
 // i.e. in the target test_cuda_emulated) after the real <cuda_runtime.h>, which under a host
 // compiler declares the runtime API and the vector types but none of the device built-ins.
 //

@@ -7,8 +7,8 @@
 
 #include <ambiseg/core/cuda_context.hpp>
 #include <ambiseg/core/cuda_memory.hpp>
-#include <ambiseg/ops/cuda/api.hpp>
-#include <ambiseg/ops/cuda/common.cuh>
+#include <ambiseg/core/cuda/launch.cuh>
+#include <ambiseg/core/cuda/reductions.cuh>
 
 #include <cmath>
 #include <cstring>
@@ -19,7 +19,6 @@
 #include "cuda_emulator/emulator.hpp"
 
 using namespace ambiseg;
-namespace kd = ambiseg::ops::cuda_kernels::detail;
 using ambiseg_emu::emulation_error;
 using Catch::Matchers::Contains;
 
@@ -69,9 +68,9 @@ __global__ void sums_and_maxima(const T* x, std::int64_t len, T* sums, T* maxima
     s += row[j];
     m = fmax(m, row[j]);
   }
-  s = kd::block_sum(s);
-  m = kd::block_max(m);
-  const T again = kd::block_sum(T(1));  // a second call in the same kernel
+  s = gpu::block_sum(s);
+  m = gpu::block_max(m);
+  const T again = gpu::block_sum(T(1));  // a second call in the same kernel
   if (threadIdx.x == 0) {
     sums[blockIdx.x] = s;
     maxima[blockIdx.x] = m + (again - T(blockDim.x));
@@ -89,7 +88,7 @@ __global__ void half_warp_shuffle(int* out) {
 }
 __global__ void partial_mask(int* out) { out[threadIdx.x] = __shfl_down_sync(0x0000ffffu, 1, 1); }
 __global__ void copy_kernel(const float* in, float* out, std::int64_t n) {
-  for (std::int64_t i = kd::global_thread(); i < n; i += kd::grid_stride()) out[i] = in[i];
+  for (std::int64_t i = gpu::global_thread(); i < n; i += gpu::grid_stride()) out[i] = in[i];
 }
 
 }  // namespace
@@ -170,7 +169,7 @@ TEST_CASE("emulator: a bad launch configuration is a launch error, not a run",
   device_array<float> a(4), b(4);
   (void)cudaGetLastError();
   AMBISEG_LAUNCH(1, 2048, 0, nullptr, copy_kernel)(a.p, b.p, 4);
-  CHECK_THROWS_AS(kd::check_launch("copy_kernel"), cuda_error);
+  CHECK_THROWS_AS(gpu::check_launch("copy_kernel"), cuda_error);
   AMBISEG_LAUNCH(0, 32, 0, nullptr, copy_kernel)(a.p, b.p, 4);
   CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
   CHECK(cudaGetLastError() == cudaSuccess);  // not sticky
@@ -195,7 +194,7 @@ TEST_CASE("emulator: a kernel given host or freed memory is refused at the launc
 
 TEST_CASE("emulator: uninitialised device memory reads as NaN", "[cuda][emulator]") {
   device_array<float> fresh(1000), out(1000);
-  AMBISEG_LAUNCH(kd::grid_for(1000), kd::block_threads, 0, nullptr, copy_kernel)(fresh.p, out.p, 1000);
+  AMBISEG_LAUNCH(gpu::grid_for(1000), gpu::block_threads, 0, nullptr, copy_kernel)(fresh.p, out.p, 1000);
   for (float v : out.get()) REQUIRE(std::isnan(v));
   device_array<double> d(10);
   for (double v : d.get()) REQUIRE(std::isnan(v));

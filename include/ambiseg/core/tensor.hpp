@@ -78,6 +78,14 @@ class tensor_view {
   ambiseg::shape shape_{};
 };
 
+// Argument types of functions whose T and D are fixed elsewhere (by a deduced output view
+// or by explicit template arguments): non-deduced, so a tensor<T, D>, a tensor_view<T, D>,
+// a tensor_view<const T, D> or `{}` (an empty, absent view) converts where one is expected.
+template <class T, class D = cpu>
+using in_view = std::type_identity_t<tensor_view<const T, D>>;
+template <class T, class D = cpu>
+using out_view = std::type_identity_t<tensor_view<T, D>>;
+
 template <class T, class D = cpu>
 class tensor {
   static_assert(std::is_trivially_copyable_v<T>, "ambiseg::tensor holds trivially copyable types");

@@ -15,12 +15,12 @@
 #include "ambiseg/diffusion/predictions.hpp"
 #include "ambiseg/diffusion/samplers.hpp"
 #if defined(AMBISEG_WITH_CUDA)
-#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/diffusion/cuda/api.hpp"
 #endif
 
 namespace ambiseg::diffusion {
 // ---- the per-element maths with per-sample coefficients [B], per device -----------------
-// The signatures of ops/cuda/api.hpp's diffusion_* functions. The cpu versions compute in T
+// The signatures of diffusion/cuda/api.hpp's diffusion_* functions. The cpu versions compute in T
 // exactly as the kernels do (same functions, same coefficient rounding), except that the
 // host compiler may contract differently from nvcc.
 template <class D>
@@ -151,42 +151,46 @@ struct diffusion_kernels<cpu> {
 template <>
 struct diffusion_kernels<cuda> {
   template <class T>
-  using in = tensor_view<const T, cuda>;
-  template <class T>
-  using out = tensor_view<T, cuda>;
-  template <class T>
-  static void noise(in<T> x0, in<T> eps, in<T> alpha, in<T> sigma, out<T> x_t) {
-    ops::cuda_kernels::diffusion_noise<T>(x0, eps, alpha, sigma, x_t);
+  static void noise(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> alpha,
+                    in_view<T, cuda> sigma, out_view<T, cuda> x_t) {
+    cuda_kernels::diffusion_noise<T>(x0, eps, alpha, sigma, x_t);
   }
   template <class T>
-  static void target(in<T> x0, in<T> eps, in<T> c_x0, in<T> c_eps, out<T> y) {
-    ops::cuda_kernels::diffusion_target<T>(x0, eps, c_x0, c_eps, y);
+  static void target(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> c_x0,
+                     in_view<T, cuda> c_eps, out_view<T, cuda> y) {
+    cuda_kernels::diffusion_target<T>(x0, eps, c_x0, c_eps, y);
   }
   template <class T>
-  static void predicted_x0(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, bool clip, out<T> x0_hat) {
-    ops::cuda_kernels::diffusion_predicted_x0<T>(x_t, f, c_xt, c_f, clip, x0_hat);
+  static void predicted_x0(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
+                           in_view<T, cuda> c_f, bool clip, out_view<T, cuda> x0_hat) {
+    cuda_kernels::diffusion_predicted_x0<T>(x_t, f, c_xt, c_f, clip, x0_hat);
   }
   template <class T>
-  static void predicted_eps(in<T> x_t, in<T> f, in<T> c_xt, in<T> c_f, in<T> alpha,
-                            in<T> inv_sigma, out<T> eps_hat) {
-    ops::cuda_kernels::diffusion_predicted_eps<T>(x_t, f, c_xt, c_f, alpha, inv_sigma, eps_hat);
+  static void predicted_eps(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
+                            in_view<T, cuda> c_f, in_view<T, cuda> alpha,
+                            in_view<T, cuda> inv_sigma, out_view<T, cuda> eps_hat) {
+    cuda_kernels::diffusion_predicted_eps<T>(x_t, f, c_xt, c_f, alpha, inv_sigma, eps_hat);
   }
   template <class T>
-  static void x0_loss(in<T> x0, in<T> x_t, in<T> f, in<double> c_xt, in<double> c_f,
-                      in<double> grad_coeff, out<T> grad_f, out<double> squared_sums) {
-    ops::cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, c_xt, c_f, grad_coeff, grad_f, squared_sums);
+  static void x0_loss(in_view<T, cuda> x0, in_view<T, cuda> x_t, in_view<T, cuda> f,
+                      in_view<double, cuda> c_xt, in_view<double, cuda> c_f,
+                      in_view<double, cuda> grad_coeff, out_view<T, cuda> grad_f,
+                      out_view<double, cuda> squared_sums) {
+    cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, c_xt, c_f, grad_coeff, grad_f, squared_sums);
   }
-  static void loss_report(in<double> sums, in<double> weights, double per, out<double> report) {
-    ops::cuda_kernels::diffusion_loss_report(sums, weights, per, report);
-  }
-  template <class T>
-  static void reverse_step(in<T> x_t, in<T> x0_hat, in<T> z, in<T> c_xt, in<T> c_x0,
-                           in<T> c_noise, out<T> x_s) {
-    ops::cuda_kernels::diffusion_reverse_step<T>(x_t, x0_hat, z, c_xt, c_x0, c_noise, x_s);
+  static void loss_report(in_view<double, cuda> sums, in_view<double, cuda> weights, double per,
+                          out_view<double, cuda> report) {
+    cuda_kernels::diffusion_loss_report(sums, weights, per, report);
   }
   template <class T>
-  static void repeat_rows(in<T> src, std::int64_t repeats, out<T> dst) {
-    ops::cuda_kernels::repeat_rows<T>(src, repeats, dst);
+  static void reverse_step(in_view<T, cuda> x_t, in_view<T, cuda> x0_hat, in_view<T, cuda> z,
+                           in_view<T, cuda> c_xt, in_view<T, cuda> c_x0, in_view<T, cuda> c_noise,
+                           out_view<T, cuda> x_s) {
+    cuda_kernels::diffusion_reverse_step<T>(x_t, x0_hat, z, c_xt, c_x0, c_noise, x_s);
+  }
+  template <class T>
+  static void repeat_rows(in_view<T, cuda> src, std::int64_t repeats, out_view<T, cuda> dst) {
+    cuda_kernels::repeat_rows<T>(src, repeats, dst);
   }
 };
 #endif

@@ -1,13 +1,12 @@
 // ambiseg/ops/common.hpp — what every op front end shares.
 //
 // Argument types: the deduced parameter of an op is one of its outputs, a plain
-// tensor_view<T, D>; every other argument is an in_view/out_view, a non-deduced context,
-// so callers may pass a tensor<T>, a tensor_view<T> or a tensor_view<const T> where an
+// tensor_view<T, D>; every other argument is an in_view/out_view (core/tensor.hpp), a
+// non-deduced context, so callers may pass a tensor<T>, a tensor_view<T> or a tensor_view<const T> where an
 // `in` is expected, and `{}` (an empty view) for an optional gradient.
 #pragma once
 
 #include <concepts>
-#include <type_traits>
 
 #include "ambiseg/ops/shape_checks.hpp"
 
@@ -23,11 +22,6 @@
 #endif
 
 namespace ambiseg::ops {
-
-template <class T, class D>
-using in_view = std::type_identity_t<tensor_view<const T, D>>;
-template <class T, class D>
-using out_view = std::type_identity_t<tensor_view<T, D>>;
 
 template <class T>
 concept op_scalar = std::same_as<T, float> || std::same_as<T, double>;

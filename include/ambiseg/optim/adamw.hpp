@@ -28,7 +28,7 @@
 #include "ambiseg/optim/adamw_update.hpp"
 
 #if defined(AMBISEG_WITH_CUDA)
-#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/optim/cuda/api.hpp"
 #endif
 
 namespace ambiseg::optim {
@@ -78,7 +78,7 @@ class adamw {
     } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
       // One launch, the same adamw_update_element per element; enqueued, not awaited.
-      ops::cuda_kernels::adamw_step<T>(values, grads, exp_avg_.view(), exp_avg_sq_.view(), s, guard);
+      cuda_kernels::adamw_step<T>(values, grads, exp_avg_.view(), exp_avg_sq_.view(), s, guard);
 #else
       static_assert(dependent_false<D>,
                     "adamw<T, ambiseg::cuda>: the CUDA backend is not built in; configure with "

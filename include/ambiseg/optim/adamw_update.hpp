@@ -1,7 +1,8 @@
-// ambiseg/optim/adamw_update.hpp — the AdamW element update and its per-step scalars,
-// without the optimiser class: the part a device kernel needs (ops/cuda/ includes this,
-// and optim/adamw.hpp includes ops/cuda/api.hpp for its CUDA branch, so the two must not
-// include each other). The semantics are documented in optim/adamw.hpp.
+// ambiseg/optim/adamw_update.hpp — the optimisers' scalar maths, callable on the host and
+// on the device: AdamW's options, per-step scalars and element update, and the step guard.
+// The CPU loops (optim/adamw.hpp, optim/ema.hpp) and the kernels (optim/cuda/kernels.cuh)
+// share it; it stays free of OpenMP and JSON so that nvcc compiles it. The semantics are
+// documented in optim/adamw.hpp.
 #pragma once
 
 #include <cmath>

@@ -12,7 +12,7 @@
 // and the non-finite norm is returned, so the caller can skip the step.
 //
 // On ambiseg::cuda (a build with -DAMBISEG_CUDA=ON) the same functions run the kernels of
-// ops/cuda/api.hpp: a fixed 512-chunk reduction in double (deterministic, but not the CPU's
+// optim/cuda/api.hpp: a fixed 512-chunk reduction in double (deterministic, but not the CPU's
 // 256-chunk order, so the norms agree to rounding, not bit for bit); they wait for the
 // context's stream because they return the norm to the host. A loop that wants no round
 // trip calls clip_grad_norm_async, which writes the norm into a double on the gradients'
@@ -30,7 +30,7 @@
 #include "ambiseg/core/tensor.hpp"
 
 #if defined(AMBISEG_WITH_CUDA)
-#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/optim/cuda/api.hpp"
 #endif
 
 namespace ambiseg::optim {
@@ -104,7 +104,7 @@ constexpr void clip_needs_cuda_backend() {
 template <class T>
 double global_grad_norm(tensor_view<const T, cuda> grads) {
 #if defined(AMBISEG_WITH_CUDA)
-  return ops::cuda_kernels::global_grad_norm<T>(grads);
+  return cuda_kernels::global_grad_norm<T>(grads);
 #else
   detail::clip_needs_cuda_backend<T>();
   return 0.0;
@@ -115,7 +115,7 @@ template <class T>
 double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm,
                       nonfinite_policy on_nonfinite = nonfinite_policy::throw_error) {
 #if defined(AMBISEG_WITH_CUDA)
-  return ops::cuda_kernels::clip_grad_norm<T>(grads, max_norm,
+  return cuda_kernels::clip_grad_norm<T>(grads, max_norm,
                                                on_nonfinite == nonfinite_policy::report);
 #else
   detail::clip_needs_cuda_backend<T>();
@@ -132,7 +132,7 @@ double clip_grad_norm(parameter_store<T, cuda>& params, double max_norm,
 template <class T>
 void clip_grad_norm_async(tensor_view<T, cuda> grads, double max_norm, tensor_view<double, cuda> norm_out) {
 #if defined(AMBISEG_WITH_CUDA)
-  ops::cuda_kernels::clip_grad_norm_async<T>(grads, max_norm, norm_out);
+  cuda_kernels::clip_grad_norm_async<T>(grads, max_norm, norm_out);
 #else
   detail::clip_needs_cuda_backend<T>();
 #endif

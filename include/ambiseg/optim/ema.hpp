@@ -4,7 +4,7 @@
 // the update of the usual diffusion training loops (guided-diffusion's update_ema). The
 // shadow starts as a copy of the weights and shares the parameter_store's flat layout, so
 // it is saved, loaded and swapped in by parameter name like the weights themselves.
-// ema<T, ambiseg::cuda> keeps the shadow on the GPU and runs ops/cuda kernels (update,
+// ema<T, ambiseg::cuda> keeps the shadow on the GPU and runs optim/cuda kernels (update,
 // swap; the copy is a device-to-device copy), enqueued on the current context's stream.
 #pragma once
 
@@ -18,7 +18,7 @@
 #include "ambiseg/optim/adamw_update.hpp"
 
 #if defined(AMBISEG_WITH_CUDA)
-#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/optim/cuda/api.hpp"
 #endif
 
 namespace ambiseg::optim {
@@ -47,7 +47,7 @@ class ema {
                           " flat elements, the average ", shadow_.numel());
 #if defined(AMBISEG_WITH_CUDA)
     if constexpr (std::same_as<D, cuda>) {
-      ops::cuda_kernels::ema_update<T>(shadow_.view(), values, decay_, guard);
+      cuda_kernels::ema_update<T>(shadow_.view(), values, decay_, guard);
       ++updates_;
       return;
     }
@@ -72,7 +72,7 @@ class ema {
                           values.numel(), " vs ", shadow_.numel(), ")");
 #if defined(AMBISEG_WITH_CUDA)
     if constexpr (std::same_as<D, cuda>) {
-      ops::cuda_kernels::swap_contents<T>(shadow_.view(), values);
+      cuda_kernels::swap_contents<T>(shadow_.view(), values);
       return;
     }
 #endif

@@ -79,7 +79,8 @@ __global__ void column_bias_kernel(T* y, const T* b, std::int64_t count, std::in
 }  // namespace detail
 
 template <cuda_scalar T>
-void linear_forward(dev_in<T> x, dev_in<T> w, dev_in<T> b, tensor_view<T, cuda> y) {
+void linear_forward(in_view<T, cuda> x, in_view<T, cuda> w, in_view<T, cuda> b,
+                    tensor_view<T, cuda> y) {
   const char* op = "linear_forward";
   detail::linear_check(op, x.shape(), w.shape());
   const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0);
@@ -98,8 +99,8 @@ void linear_forward(dev_in<T> x, dev_in<T> w, dev_in<T> b, tensor_view<T, cuda> 
 }
 
 template <cuda_scalar T>
-void linear_backward(dev_in<T> x, dev_in<T> w, dev_in<T> dy, dev_out<T> dx, tensor_view<T, cuda> dw,
-                     dev_out<T> db) {
+void linear_backward(in_view<T, cuda> x, in_view<T, cuda> w, in_view<T, cuda> dy,
+                     out_view<T, cuda> dx, tensor_view<T, cuda> dw, out_view<T, cuda> db) {
   const char* op = "linear_backward";
   detail::linear_check(op, x.shape(), w.shape());
   const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0);
@@ -125,7 +126,8 @@ void linear_backward(dev_in<T> x, dev_in<T> w, dev_in<T> dy, dev_out<T> dx, tens
 }
 
 template <cuda_scalar T>
-void attention_forward(dev_in<T> qkv, int heads, tensor_view<T, cuda> y, dev_out<T> probs,
+void attention_forward(in_view<T, cuda> qkv, int heads, tensor_view<T, cuda> y,
+                       out_view<T, cuda> probs,
                        workspace<cuda>& /*ws: the forward's scratch is probs itself*/) {
   const char* op = "attention_forward";
   const auto d = detail::attention_check(op, qkv.shape(), heads);
@@ -148,8 +150,8 @@ void attention_forward(dev_in<T> qkv, int heads, tensor_view<T, cuda> y, dev_out
 }
 
 template <cuda_scalar T>
-void attention_backward(dev_in<T> qkv, dev_in<T> probs, dev_in<T> dy, int heads,
-                        tensor_view<T, cuda> dqkv, workspace<cuda>& ws) {
+void attention_backward(in_view<T, cuda> qkv, in_view<T, cuda> probs, in_view<T, cuda> dy,
+                        int heads, tensor_view<T, cuda> dqkv, workspace<cuda>& ws) {
   const char* op = "attention_backward";
   const auto d = detail::attention_check(op, qkv.shape(), heads);
   expect_shape(op, "probs", probs, shape{d.bh, d.t, d.t});

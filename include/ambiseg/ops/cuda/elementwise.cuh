@@ -148,7 +148,7 @@ void launch_row_bias(cudaStream_t stream, T* h, const T* e, std::int64_t rows, s
 }  // namespace detail
 
 template <cuda_scalar T>
-void silu_forward(dev_in<T> x, tensor_view<T, cuda> y) {
+void silu_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
   expect_shape("silu_forward", "y", y, x.shape());
   if (x.numel() == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
@@ -158,7 +158,7 @@ void silu_forward(dev_in<T> x, tensor_view<T, cuda> y) {
 }
 
 template <cuda_scalar T>
-void silu_backward(dev_in<T> x, dev_in<T> dy, tensor_view<T, cuda> dx) {
+void silu_backward(in_view<T, cuda> x, in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
   expect_shape("silu_backward", "dy", dy, x.shape());
   expect_shape("silu_backward", "dx", dx, x.shape());
   if (x.numel() == 0) return;
@@ -169,7 +169,7 @@ void silu_backward(dev_in<T> x, dev_in<T> dy, tensor_view<T, cuda> dx) {
 }
 
 template <cuda_scalar T>
-void tanh_forward(dev_in<T> x, tensor_view<T, cuda> y) {
+void tanh_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
   expect_shape("tanh_forward", "y", y, x.shape());
   if (x.numel() == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
@@ -179,7 +179,7 @@ void tanh_forward(dev_in<T> x, tensor_view<T, cuda> y) {
 }
 
 template <cuda_scalar T>
-void tanh_backward(dev_in<T> y, dev_in<T> dy, tensor_view<T, cuda> dx) {
+void tanh_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
   expect_shape("tanh_backward", "dy", dy, y.shape());
   expect_shape("tanh_backward", "dx", dx, y.shape());
   if (y.numel() == 0) return;
@@ -190,7 +190,7 @@ void tanh_backward(dev_in<T> y, dev_in<T> dy, tensor_view<T, cuda> dx) {
 }
 
 template <cuda_scalar T>
-void add_forward(dev_in<T> a, dev_in<T> b, tensor_view<T, cuda> y) {
+void add_forward(in_view<T, cuda> a, in_view<T, cuda> b, tensor_view<T, cuda> y) {
   expect_shape("add_forward", "b", b, a.shape());
   expect_shape("add_forward", "y", y, a.shape());
   if (a.numel() == 0) return;
@@ -210,7 +210,7 @@ void channel_bias_check(const char* op, const H& h, const E& e) {
 }  // namespace detail
 
 template <cuda_scalar T>
-void add_channel_bias_forward(tensor_view<T, cuda> h, dev_in<T> e) {
+void add_channel_bias_forward(tensor_view<T, cuda> h, in_view<T, cuda> e) {
   detail::channel_bias_check("add_channel_bias_forward", h, e);
   const std::int64_t nc = h.size(0) * h.size(1);
   if (nc == 0) return;
@@ -218,7 +218,7 @@ void add_channel_bias_forward(tensor_view<T, cuda> h, dev_in<T> e) {
 }
 
 template <cuda_scalar T>
-void add_channel_bias_backward(dev_in<T> dh, tensor_view<T, cuda> de) {
+void add_channel_bias_backward(in_view<T, cuda> dh, tensor_view<T, cuda> de) {
   detail::channel_bias_check("add_channel_bias_backward", dh, de);
   const std::int64_t nc = dh.size(0) * dh.size(1);
   if (nc == 0) return;
@@ -229,7 +229,7 @@ void add_channel_bias_backward(dev_in<T> dh, tensor_view<T, cuda> de) {
 }
 
 template <cuda_scalar T>
-void upsample_nearest2x_forward(dev_in<T> x, tensor_view<T, cuda> y) {
+void upsample_nearest2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
   const char* op = "upsample_nearest2x_forward";
   expect_rank(op, "x", x, 4);
   expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
@@ -241,7 +241,7 @@ void upsample_nearest2x_forward(dev_in<T> x, tensor_view<T, cuda> y) {
 }
 
 template <cuda_scalar T>
-void upsample_nearest2x_backward(dev_in<T> dy, tensor_view<T, cuda> dx) {
+void upsample_nearest2x_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
   const char* op = "upsample_nearest2x_backward";
   expect_rank(op, "dx", dx, 4);
   expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
@@ -267,7 +267,7 @@ void copy_rows(cudaStream_t stream, T* dst, std::int64_t dst_pitch, const T* src
 }  // namespace detail
 
 template <cuda_scalar T>
-void concat_channels_forward(dev_in<T> a, dev_in<T> b, tensor_view<T, cuda> y) {
+void concat_channels_forward(in_view<T, cuda> a, in_view<T, cuda> b, tensor_view<T, cuda> y) {
   const char* op = "concat_channels_forward";
   detail::concat_check(op, "a", a.shape(), "b", b.shape());
   expect_shape(op, "y", y, shape{a.size(0), a.size(1) + b.size(1), a.size(2), a.size(3)});
@@ -280,7 +280,7 @@ void concat_channels_forward(dev_in<T> a, dev_in<T> b, tensor_view<T, cuda> y) {
 }
 
 template <cuda_scalar T>
-void concat_channels_backward(dev_in<T> dy, tensor_view<T, cuda> da, dev_out<T> db) {
+void concat_channels_backward(in_view<T, cuda> dy, tensor_view<T, cuda> da, out_view<T, cuda> db) {
   const char* op = "concat_channels_backward";
   expect_rank(op, "dy", dy, 4);
   const bool has_a = detail::present(da), has_b = detail::present(db);
@@ -306,7 +306,7 @@ void concat_channels_backward(dev_in<T> dy, tensor_view<T, cuda> da, dev_out<T> 
 }
 
 template <cuda_scalar T>
-void timestep_embedding(dev_in<T> t, int dim, double max_period, tensor_view<T, cuda> emb) {
+void timestep_embedding(in_view<T, cuda> t, int dim, double max_period, tensor_view<T, cuda> emb) {
   const char* op = "timestep_embedding";
   expect_rank(op, "t", t, 1);
   throw_if<value_error>(dim < 1, op, ": dim must be positive, got ", dim);
@@ -320,7 +320,7 @@ void timestep_embedding(dev_in<T> t, int dim, double max_period, tensor_view<T, 
 }
 
 template <cuda_scalar T>
-void softmax_rows_forward(dev_in<T> x, tensor_view<T, cuda> y) {
+void softmax_rows_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
   expect_rank("softmax_rows_forward", "x", x, 2);
   expect_shape("softmax_rows_forward", "y", y, x.shape());
   detail::launch_softmax_rows(current_cuda_context().stream(), x.data(), y.data(), x.size(0),
@@ -328,7 +328,7 @@ void softmax_rows_forward(dev_in<T> x, tensor_view<T, cuda> y) {
 }
 
 template <cuda_scalar T>
-void softmax_rows_backward(dev_in<T> y, dev_in<T> dy, tensor_view<T, cuda> dx) {
+void softmax_rows_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
   expect_rank("softmax_rows_backward", "y", y, 2);
   expect_shape("softmax_rows_backward", "dy", dy, y.shape());
   expect_shape("softmax_rows_backward", "dx", dx, y.shape());

@@ -134,9 +134,10 @@ __global__ void group_norm_param_grad_kernel(const T* sums, std::int64_t n, std:
 namespace detail {
 
 template <class T, bool Silu>
-void launch_group_norm_forward(const char* op, dev_in<T> x, dev_in<T> gamma, dev_in<T> beta,
-                               int groups, double eps, tensor_view<T, cuda> y, dev_out<T> mean,
-                               dev_out<T> rstd) {
+void launch_group_norm_forward(const char* op, in_view<T, cuda> x, in_view<T, cuda> gamma,
+                               in_view<T, cuda> beta, int groups, double eps,
+                               tensor_view<T, cuda> y, out_view<T, cuda> mean,
+                               out_view<T, cuda> rstd) {
   group_norm_check(op, x.shape(), groups);
   throw_if<value_error>(!(eps > 0), op, ": eps must be positive, got ", eps);
   const std::int64_t n = x.size(0), c = x.size(1);
@@ -155,9 +156,10 @@ void launch_group_norm_forward(const char* op, dev_in<T> x, dev_in<T> gamma, dev
 
 // beta is read only with Silu (pass an empty view otherwise).
 template <class T, bool Silu>
-void launch_group_norm_backward(const char* op, dev_in<T> x, dev_in<T> gamma, dev_in<T> beta,
-                                dev_in<T> mean, dev_in<T> rstd, dev_in<T> dy, int groups,
-                                tensor_view<T, cuda> dx, dev_out<T> dgamma, dev_out<T> dbeta) {
+void launch_group_norm_backward(const char* op, in_view<T, cuda> x, in_view<T, cuda> gamma,
+                                in_view<T, cuda> beta, in_view<T, cuda> mean, in_view<T, cuda> rstd,
+                                in_view<T, cuda> dy, int groups, tensor_view<T, cuda> dx,
+                                out_view<T, cuda> dgamma, out_view<T, cuda> dbeta) {
   group_norm_check(op, x.shape(), groups);
   const std::int64_t n = x.size(0), c = x.size(1);
   expect_shape(op, "gamma", gamma, shape{c});
@@ -193,32 +195,35 @@ void launch_group_norm_backward(const char* op, dev_in<T> x, dev_in<T> gamma, de
 }  // namespace detail
 
 template <cuda_scalar T>
-void group_norm_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups, double eps,
-                        tensor_view<T, cuda> y, dev_out<T> mean, dev_out<T> rstd) {
+void group_norm_forward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_view<T, cuda> beta,
+                        int groups, double eps, tensor_view<T, cuda> y, out_view<T, cuda> mean,
+                        out_view<T, cuda> rstd) {
   detail::launch_group_norm_forward<T, false>("group_norm_forward", x, gamma, beta, groups, eps,
                                               y, mean, rstd);
 }
 
 template <cuda_scalar T>
-void group_norm_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> mean, dev_in<T> rstd,
-                         dev_in<T> dy, int groups, tensor_view<T, cuda> dx, dev_out<T> dgamma,
-                         dev_out<T> dbeta) {
+void group_norm_backward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_view<T, cuda> mean,
+                         in_view<T, cuda> rstd, in_view<T, cuda> dy, int groups,
+                         tensor_view<T, cuda> dx, out_view<T, cuda> dgamma,
+                         out_view<T, cuda> dbeta) {
   detail::launch_group_norm_backward<T, false>("group_norm_backward", x, gamma, {}, mean, rstd,
                                                dy, groups, dx, dgamma, dbeta);
 }
 
 template <cuda_scalar T>
-void group_norm_silu_forward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, int groups,
-                             double eps, tensor_view<T, cuda> y, dev_out<T> mean,
-                             dev_out<T> rstd) {
+void group_norm_silu_forward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_view<T, cuda> beta,
+                             int groups, double eps, tensor_view<T, cuda> y, out_view<T, cuda> mean,
+                             out_view<T, cuda> rstd) {
   detail::launch_group_norm_forward<T, true>("group_norm_silu_forward", x, gamma, beta, groups,
                                              eps, y, mean, rstd);
 }
 
 template <cuda_scalar T>
-void group_norm_silu_backward(dev_in<T> x, dev_in<T> gamma, dev_in<T> beta, dev_in<T> mean,
-                              dev_in<T> rstd, dev_in<T> dy, int groups, tensor_view<T, cuda> dx,
-                              dev_out<T> dgamma, dev_out<T> dbeta) {
+void group_norm_silu_backward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_view<T, cuda> beta,
+                              in_view<T, cuda> mean, in_view<T, cuda> rstd, in_view<T, cuda> dy,
+                              int groups, tensor_view<T, cuda> dx, out_view<T, cuda> dgamma,
+                              out_view<T, cuda> dbeta) {
   detail::launch_group_norm_backward<T, true>("group_norm_silu_backward", x, gamma, beta, mean,
                                               rstd, dy, groups, dx, dgamma, dbeta);
 }

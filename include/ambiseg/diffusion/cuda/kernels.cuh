@@ -1,4 +1,5 @@
-// ambiseg/ops/cuda/diffusion.cuh — the diffusion elementwise maths on the GPU.
+// ambiseg/diffusion/cuda/kernels.cuh — the diffusion elementwise maths on the GPU: the
+// definitions of diffusion/cuda/api.hpp. Device code (src/cuda/diffusion.cu).
 //
 //   x0, eps, x_t, f, x̂0, z, x_s [N, ...] (E = elements per sample)   coefficients [N]
 //
@@ -8,16 +9,23 @@
 // in double by the schedule, prediction and sampler policies) come in as device arrays.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 
+#include "ambiseg/core/cuda/launch.cuh"
+#include "ambiseg/core/cuda/reductions.cuh"
+#include "ambiseg/core/cuda_context.hpp"
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/diffusion/cuda/api.hpp"
 #include "ambiseg/diffusion/predictions.hpp"
 #include "ambiseg/diffusion/samplers.hpp"
-#include "ambiseg/ops/cuda/api.hpp"
-#include "ambiseg/ops/cuda/common.cuh"
 
-namespace ambiseg::ops::cuda_kernels {
+namespace ambiseg::diffusion::cuda_kernels {
 
 namespace detail {
+
+using namespace ::ambiseg::gpu;
 
 template <class T>
 __global__ void noise_kernel(const T* x0, const T* eps, const T* alpha, const T* sigma,
@@ -131,8 +139,8 @@ __global__ void loss_report_kernel(const double* sums, const double* weights, do
 }  // namespace detail
 
 template <cuda_scalar T>
-void diffusion_noise(dev_in<T> x0, dev_in<T> eps, dev_in<T> alpha, dev_in<T> sigma,
-                     tensor_view<T, cuda> x_t) {
+void diffusion_noise(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> alpha,
+                     in_view<T, cuda> sigma, tensor_view<T, cuda> x_t) {
   const char* op = "diffusion_noise";
   expect_shape(op, "eps", eps, x0.shape());
   expect_shape(op, "x_t", x_t, x0.shape());
@@ -146,8 +154,8 @@ void diffusion_noise(dev_in<T> x0, dev_in<T> eps, dev_in<T> alpha, dev_in<T> sig
 }
 
 template <cuda_scalar T>
-void diffusion_predicted_x0(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<T> c_f, bool clip,
-                            tensor_view<T, cuda> x0_hat) {
+void diffusion_predicted_x0(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
+                            in_view<T, cuda> c_f, bool clip, tensor_view<T, cuda> x0_hat) {
   const char* op = "diffusion_predicted_x0";
   expect_shape(op, "f", f, x_t.shape());
   expect_shape(op, "x0_hat", x0_hat, x_t.shape());
@@ -161,11 +169,12 @@ void diffusion_predicted_x0(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<T
 }
 
 template <cuda_scalar T>
-void diffusion_reverse_step(dev_in<T> x_t, dev_in<T> x0_hat, dev_in<T> z, dev_in<T> c_xt,
-                            dev_in<T> c_x0, dev_in<T> c_noise, tensor_view<T, cuda> x_s) {
+void diffusion_reverse_step(in_view<T, cuda> x_t, in_view<T, cuda> x0_hat, in_view<T, cuda> z,
+                            in_view<T, cuda> c_xt, in_view<T, cuda> c_x0, in_view<T, cuda> c_noise,
+                            tensor_view<T, cuda> x_s) {
   const char* op = "diffusion_reverse_step";
   expect_shape(op, "x0_hat", x0_hat, x_t.shape());
-  const bool has_z = detail::present(z);
+  const bool has_z = z.data() != nullptr;
   if (has_z) expect_shape(op, "z", z, x_t.shape());
   expect_shape(op, "x_s", x_s, x_t.shape());
   const std::int64_t e = detail::per_sample_check(op, x_t, {"c_xt", "c_x0", "c_noise"},
@@ -179,8 +188,8 @@ void diffusion_reverse_step(dev_in<T> x_t, dev_in<T> x0_hat, dev_in<T> z, dev_in
 }
 
 template <cuda_scalar T>
-void diffusion_target(dev_in<T> x0, dev_in<T> eps, dev_in<T> c_x0, dev_in<T> c_eps,
-                      tensor_view<T, cuda> out) {
+void diffusion_target(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> c_x0,
+                      in_view<T, cuda> c_eps, tensor_view<T, cuda> out) {
   const char* op = "diffusion_target";
   expect_shape(op, "eps", eps, x0.shape());
   expect_shape(op, "out", out, x0.shape());
@@ -194,8 +203,9 @@ void diffusion_target(dev_in<T> x0, dev_in<T> eps, dev_in<T> c_x0, dev_in<T> c_e
 }
 
 template <cuda_scalar T>
-void diffusion_predicted_eps(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<T> c_f,
-                             dev_in<T> alpha, dev_in<T> inv_sigma, tensor_view<T, cuda> eps_hat) {
+void diffusion_predicted_eps(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
+                             in_view<T, cuda> c_f, in_view<T, cuda> alpha,
+                             in_view<T, cuda> inv_sigma, tensor_view<T, cuda> eps_hat) {
   const char* op = "diffusion_predicted_eps";
   expect_shape(op, "f", f, x_t.shape());
   expect_shape(op, "eps_hat", eps_hat, x_t.shape());
@@ -211,14 +221,14 @@ void diffusion_predicted_eps(dev_in<T> x_t, dev_in<T> f, dev_in<T> c_xt, dev_in<
 }
 
 template <cuda_scalar T>
-void diffusion_x0_loss(dev_in<T> x0, dev_in<T> x_t, dev_in<T> f,
+void diffusion_x0_loss(in_view<T, cuda> x0, in_view<T, cuda> x_t, in_view<T, cuda> f,
                        tensor_view<const double, cuda> c_xt, tensor_view<const double, cuda> c_f,
                        tensor_view<const double, cuda> grad_coeff, tensor_view<T, cuda> grad_f,
                        tensor_view<double, cuda> squared_sums) {
   const char* op = "diffusion_x0_loss";
   expect_shape(op, "x_t", x_t, x0.shape());
   expect_shape(op, "f", f, x0.shape());
-  const bool want_grad = detail::present(grad_f);
+  const bool want_grad = grad_f.data() != nullptr;
   if (want_grad) expect_shape(op, "grad_f", grad_f, x0.shape());
   const std::int64_t e = detail::per_sample_check(
       op, x0, {"c_xt", "c_f", "squared_sums"}, {c_xt.shape(), c_f.shape(), squared_sums.shape()});
@@ -248,7 +258,7 @@ void diffusion_loss_report(tensor_view<const double, cuda> squared_sums,
 }
 
 template <cuda_scalar T>
-void repeat_rows(dev_in<T> src, std::int64_t repeats, tensor_view<T, cuda> dst) {
+void repeat_rows(in_view<T, cuda> src, std::int64_t repeats, tensor_view<T, cuda> dst) {
   const char* op = "repeat_rows";
   throw_if<value_error>(repeats < 1, op, ": repeats = ", repeats, " must be >= 1");
   throw_if<shape_error>(src.rank() < 1, op, ": src must have rank >= 1, got ", src.shape());
@@ -265,4 +275,4 @@ void repeat_rows(dev_in<T> src, std::int64_t repeats, tensor_view<T, cuda> dst) 
   detail::check_launch("repeat_rows_kernel");
 }
 
-}  // namespace ambiseg::ops::cuda_kernels
+}  // namespace ambiseg::diffusion::cuda_kernels

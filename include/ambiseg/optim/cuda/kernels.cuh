@@ -1,11 +1,11 @@
-// ambiseg/ops/cuda/optim.cuh — AdamW update, global gradient norm and weight averaging on
-// the GPU.
+// ambiseg/optim/cuda/kernels.cuh — AdamW update, global gradient norm and weight averaging
+// on the GPU: the definitions of optim/cuda/api.hpp. Device code (src/cuda/optim.cu).
 //
 //   values, grads, exp_avg, exp_avg_sq: the flat parameter buffers [P]
 //
 // AdamW: one launch over the whole flat buffer; each element runs
-// optim::adamw_update_element, the very function the CPU optimiser uses, with the step
-// scalars computed on the host in double (optim::adamw_step_scalars::make).
+// adamw_update_element, the very function the CPU optimiser uses, with the step
+// scalars computed on the host in double (adamw_step_scalars::make).
 //
 // Gradient norm, deterministic by construction: pass 1 splits [0, P) into
 // norm_blocks fixed contiguous chunks (a constant, not the GPU's SM count), each block sums
@@ -17,23 +17,28 @@
 
 #include <cmath>
 
+#include "ambiseg/core/cuda/launch.cuh"
+#include "ambiseg/core/cuda/reductions.cuh"
+#include "ambiseg/core/cuda_context.hpp"
+#include "ambiseg/core/error.hpp"
 #include "ambiseg/optim/adamw_update.hpp"
-#include "ambiseg/ops/cuda/api.hpp"
-#include "ambiseg/ops/cuda/common.cuh"
+#include "ambiseg/optim/cuda/api.hpp"
 
-namespace ambiseg::ops::cuda_kernels {
+namespace ambiseg::optim::cuda_kernels {
 
 namespace detail {
+
+using namespace ::ambiseg::gpu;
 
 constexpr int norm_blocks = 512;  // pass-2 block size as well: a power of two ≤ 1024
 
 template <class T>
 __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, std::int64_t n,
-                             optim::adamw_step_scalars<T> s, const double* guard,
+                             adamw_step_scalars<T> s, const double* guard,
                              std::int64_t guard_count) {
-  if (!optim::guard_allows(guard, guard_count)) return;
+  if (!guard_allows(guard, guard_count)) return;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride())
-    optim::adamw_update_element(p[i], g[i], m[i], v[i], s);
+    adamw_update_element(p[i], g[i], m[i], v[i], s);
 }
 
 template <class T>
@@ -77,7 +82,7 @@ void launch_grad_norm(cuda_context& ctx, const T* g, std::int64_t n, double* par
 template <class T>
 __global__ void ema_kernel(T* shadow, const T* values, std::int64_t n, T keep, T take,
                            const double* guard, std::int64_t guard_count) {
-  if (!optim::guard_allows(guard, guard_count)) return;
+  if (!guard_allows(guard, guard_count)) return;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride())
     shadow[i] = shadow[i] * keep + take * values[i];
 }
@@ -97,15 +102,15 @@ inline std::int64_t guard_count(const tensor_view<const double, cuda>& guard) {
 }
 
 inline void expect_norm_slot(const char* op, const tensor_view<double, cuda>& norm_out) {
-  throw_if<shape_error>(norm_out.numel() != 1 || !present(norm_out), op,
+  throw_if<shape_error>(norm_out.numel() != 1 || norm_out.data() == nullptr, op,
                         ": norm_out must hold one double, got ", norm_out.shape());
 }
 
 }  // namespace detail
 
 template <cuda_scalar T>
-void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg,
-                dev_out<T> exp_avg_sq, const optim::adamw_step_scalars<T>& s,
+void adamw_step(tensor_view<T, cuda> values, in_view<T, cuda> grads, out_view<T, cuda> exp_avg,
+                out_view<T, cuda> exp_avg_sq, const adamw_step_scalars<T>& s,
                 tensor_view<const double, cuda> guard) {
   const std::int64_t n = values.numel();
   throw_if<shape_error>(grads.numel() != n || exp_avg.numel() != n || exp_avg_sq.numel() != n,
@@ -121,7 +126,7 @@ void adamw_step(tensor_view<T, cuda> values, dev_in<T> grads, dev_out<T> exp_avg
 }
 
 template <cuda_scalar T>
-void global_grad_norm_async(dev_in<T> grads, tensor_view<double, cuda> norm_out) {
+void global_grad_norm_async(in_view<T, cuda> grads, tensor_view<double, cuda> norm_out) {
   detail::expect_norm_slot("global_grad_norm_async", norm_out);
   cuda_context& ctx = current_cuda_context();
   cuda_buffer partial = ctx.scratch(sizeof(double) * detail::norm_blocks);
@@ -145,7 +150,7 @@ void clip_grad_norm_async(tensor_view<T, cuda> grads, double max_norm,
 }
 
 template <cuda_scalar T>
-double global_grad_norm(dev_in<T> grads) {
+double global_grad_norm(in_view<T, cuda> grads) {
   cuda_context& ctx = current_cuda_context();
   cuda_buffer slot = ctx.scratch(sizeof(double));
   global_grad_norm_async<T>(grads, tensor_view<double, cuda>(slot.as<double>(), shape{1}));
@@ -168,7 +173,7 @@ double clip_grad_norm(tensor_view<T, cuda> grads, double max_norm, bool report_n
 }
 
 template <cuda_scalar T>
-void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay,
+void ema_update(tensor_view<T, cuda> shadow, in_view<T, cuda> values, double decay,
                 tensor_view<const double, cuda> guard) {
   const char* op = "ema_update";
   throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), op, ": decay must lie in [0, 1], got ",
@@ -185,7 +190,7 @@ void ema_update(tensor_view<T, cuda> shadow, dev_in<T> values, double decay,
 }
 
 template <cuda_scalar T>
-void swap_contents(tensor_view<T, cuda> a, dev_out<T> b) {
+void swap_contents(tensor_view<T, cuda> a, out_view<T, cuda> b) {
   throw_if<shape_error>(a.numel() != b.numel(), "swap_contents: ", a.numel(), " and ", b.numel(),
                         " elements");
   const std::int64_t n = a.numel();
@@ -196,4 +201,4 @@ void swap_contents(tensor_view<T, cuda> a, dev_out<T> b) {
   detail::check_launch("swap_kernel");
 }
 
-}  // namespace ambiseg::ops::cuda_kernels
+}  // namespace ambiseg::optim::cuda_kernels

@@ -1,0 +1,56 @@
+// src/cuda/ops.cu — the op kernels (include/ambiseg/ops/cuda/*.cuh) compiled by nvcc into
+// ambiseg_cuda_kernels, every function of ops/cuda/api.hpp instantiated for float and
+// double, so host code compiled by the C++ compiler links them without seeing device code.
+// Keep Eigen, xtensor and OpenMP out of this file (nvcc compiles it).
+#include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/ops/cuda/blas.cuh"
+#include "ambiseg/ops/cuda/conv2d.cuh"
+#include "ambiseg/ops/cuda/elementwise.cuh"
+#include "ambiseg/ops/cuda/group_norm.cuh"
+
+namespace ambiseg::ops::cuda_kernels {
+
+#define AMBISEG_INSTANTIATE_OP_KERNELS(T)                                                          \
+  template void group_norm_forward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, int,   \
+                                      double, tensor_view<T, cuda>, out_view<T, cuda>,             \
+                                      out_view<T, cuda>);                                          \
+  template void group_norm_backward<T>(                                                            \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,    \
+      int, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>);                            \
+  template void group_norm_silu_forward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,   \
+                                           int, double, tensor_view<T, cuda>, out_view<T, cuda>,   \
+                                           out_view<T, cuda>);                                     \
+  template void group_norm_silu_backward<T>(                                                       \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,    \
+      in_view<T, cuda>, int, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>);          \
+  template void silu_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                           \
+  template void silu_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);        \
+  template void tanh_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                           \
+  template void tanh_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);        \
+  template void add_forward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);          \
+  template void add_channel_bias_forward<T>(tensor_view<T, cuda>, in_view<T, cuda>);               \
+  template void add_channel_bias_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);              \
+  template void upsample_nearest2x_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);             \
+  template void upsample_nearest2x_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);            \
+  template void concat_channels_forward<T>(in_view<T, cuda>, in_view<T, cuda>,                     \
+                                           tensor_view<T, cuda>);                                  \
+  template void concat_channels_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>,                \
+                                            out_view<T, cuda>);                                    \
+  template void timestep_embedding<T>(in_view<T, cuda>, int, double, tensor_view<T, cuda>);        \
+  template void linear_forward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,            \
+                                  tensor_view<T, cuda>);                                           \
+  template void linear_backward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,           \
+                                   out_view<T, cuda>, tensor_view<T, cuda>, out_view<T, cuda>);    \
+  template void attention_forward<T>(in_view<T, cuda>, int, tensor_view<T, cuda>,                  \
+                                     out_view<T, cuda>, workspace<cuda>&);                         \
+  template void attention_backward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, int,   \
+                                      tensor_view<T, cuda>, workspace<cuda>&);                     \
+  template void softmax_rows_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                   \
+  template void softmax_rows_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);
+
+AMBISEG_INSTANTIATE_OP_KERNELS(float)
+AMBISEG_INSTANTIATE_OP_KERNELS(double)
+
+#undef AMBISEG_INSTANTIATE_OP_KERNELS
+
+}  // namespace ambiseg::ops::cuda_kernels
