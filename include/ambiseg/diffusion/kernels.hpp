@@ -151,45 +151,53 @@ struct diffusion_kernels<cpu> {
 template <>
 struct diffusion_kernels<cuda> {
   template <class T>
-  static void noise(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> alpha,
-                    in_view<T, cuda> sigma, out_view<T, cuda> x_t) {
+  static void noise(ambiseg::in_view<T, cuda> x0, ambiseg::in_view<T, cuda> eps,
+                    ambiseg::in_view<T, cuda> alpha, ambiseg::in_view<T, cuda> sigma,
+                    ambiseg::out_view<T, cuda> x_t) {
     cuda_kernels::diffusion_noise<T>(x0, eps, alpha, sigma, x_t);
   }
   template <class T>
-  static void target(in_view<T, cuda> x0, in_view<T, cuda> eps, in_view<T, cuda> c_x0,
-                     in_view<T, cuda> c_eps, out_view<T, cuda> y) {
+  static void target(ambiseg::in_view<T, cuda> x0, ambiseg::in_view<T, cuda> eps,
+                     ambiseg::in_view<T, cuda> c_x0, ambiseg::in_view<T, cuda> c_eps,
+                     ambiseg::out_view<T, cuda> y) {
     cuda_kernels::diffusion_target<T>(x0, eps, c_x0, c_eps, y);
   }
   template <class T>
-  static void predicted_x0(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
-                           in_view<T, cuda> c_f, bool clip, out_view<T, cuda> x0_hat) {
+  static void predicted_x0(ambiseg::in_view<T, cuda> x_t, ambiseg::in_view<T, cuda> f,
+                           ambiseg::in_view<T, cuda> c_xt, ambiseg::in_view<T, cuda> c_f, bool clip,
+                           ambiseg::out_view<T, cuda> x0_hat) {
     cuda_kernels::diffusion_predicted_x0<T>(x_t, f, c_xt, c_f, clip, x0_hat);
   }
   template <class T>
-  static void predicted_eps(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T, cuda> c_xt,
-                            in_view<T, cuda> c_f, in_view<T, cuda> alpha,
-                            in_view<T, cuda> inv_sigma, out_view<T, cuda> eps_hat) {
+  static void predicted_eps(ambiseg::in_view<T, cuda> x_t, ambiseg::in_view<T, cuda> f,
+                            ambiseg::in_view<T, cuda> c_xt, ambiseg::in_view<T, cuda> c_f,
+                            ambiseg::in_view<T, cuda> alpha, ambiseg::in_view<T, cuda> inv_sigma,
+                            ambiseg::out_view<T, cuda> eps_hat) {
     cuda_kernels::diffusion_predicted_eps<T>(x_t, f, c_xt, c_f, alpha, inv_sigma, eps_hat);
   }
   template <class T>
-  static void x0_loss(in_view<T, cuda> x0, in_view<T, cuda> x_t, in_view<T, cuda> f,
-                      in_view<double, cuda> c_xt, in_view<double, cuda> c_f,
-                      in_view<double, cuda> grad_coeff, out_view<T, cuda> grad_f,
-                      out_view<double, cuda> squared_sums) {
+  static void x0_loss(ambiseg::in_view<T, cuda> x0, ambiseg::in_view<T, cuda> x_t,
+                      ambiseg::in_view<T, cuda> f, ambiseg::in_view<double, cuda> c_xt,
+                      ambiseg::in_view<double, cuda> c_f, ambiseg::in_view<double, cuda> grad_coeff,
+                      ambiseg::out_view<T, cuda> grad_f,
+                      ambiseg::out_view<double, cuda> squared_sums) {
     cuda_kernels::diffusion_x0_loss<T>(x0, x_t, f, c_xt, c_f, grad_coeff, grad_f, squared_sums);
   }
-  static void loss_report(in_view<double, cuda> sums, in_view<double, cuda> weights, double per,
-                          out_view<double, cuda> report) {
+  static void loss_report(ambiseg::in_view<double, cuda> sums,
+                          ambiseg::in_view<double, cuda> weights, double per,
+                          ambiseg::out_view<double, cuda> report) {
     cuda_kernels::diffusion_loss_report(sums, weights, per, report);
   }
   template <class T>
-  static void reverse_step(in_view<T, cuda> x_t, in_view<T, cuda> x0_hat, in_view<T, cuda> z,
-                           in_view<T, cuda> c_xt, in_view<T, cuda> c_x0, in_view<T, cuda> c_noise,
-                           out_view<T, cuda> x_s) {
+  static void reverse_step(ambiseg::in_view<T, cuda> x_t, ambiseg::in_view<T, cuda> x0_hat,
+                           ambiseg::in_view<T, cuda> z, ambiseg::in_view<T, cuda> c_xt,
+                           ambiseg::in_view<T, cuda> c_x0, ambiseg::in_view<T, cuda> c_noise,
+                           ambiseg::out_view<T, cuda> x_s) {
     cuda_kernels::diffusion_reverse_step<T>(x_t, x0_hat, z, c_xt, c_x0, c_noise, x_s);
   }
   template <class T>
-  static void repeat_rows(in_view<T, cuda> src, std::int64_t repeats, out_view<T, cuda> dst) {
+  static void repeat_rows(ambiseg::in_view<T, cuda> src, std::int64_t repeats,
+                          ambiseg::out_view<T, cuda> dst) {
     cuda_kernels::repeat_rows<T>(src, repeats, dst);
   }
 };

@@ -16,6 +16,10 @@
 
 namespace ambiseg::diffusion::cuda_kernels {
 
+// The argument types of core/tensor.hpp, not any namesake in ambiseg::diffusion.
+using ::ambiseg::in_view;
+using ::ambiseg::out_view;
+
 // Coefficient vectors [N] live on the device, one value per sample.
 // x_t = α x0 + σ ε (diffusion::noised); x0, eps, x_t [N, ...], alpha/sigma [N].
 template <cuda_scalar T>
