@@ -1,5 +1,5 @@
 // ambiseg — train a diffusion segmentation model, draw masks, score them, see them.
-// All logic lives in ambiseg/train/{cli,commands,commands_eval}.hpp, where tests reach it.
+// All logic lives in apps/ambiseg_apps/ (cli.hpp parses, commands.hpp runs), where tests reach it.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -7,11 +7,11 @@
 
 #include <unistd.h>
 
-#include "ambiseg/train/commands.hpp"
+#include "ambiseg_apps/commands.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
-  ambiseg::train::run_options options;
+  ambiseg::apps::run_options options;
   options.interactive = isatty(fileno(stderr)) != 0;
-  return ambiseg::train::run_cli(args, std::cout, std::cerr, options);
+  return ambiseg::apps::run_cli(args, std::cout, std::cerr, options);
 }

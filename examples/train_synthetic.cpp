@@ -11,6 +11,8 @@
 
 #include "ambiseg/metrics/evaluate.hpp"
 #include "ambiseg/train/all.hpp"
+#include "ambiseg_apps/model_api.hpp"
+#include "ambiseg_apps/plot.hpp"
 
 using namespace ambiseg;
 
@@ -26,7 +28,7 @@ int main(int argc, char** argv) try {
 
   // The paper's diffusion (cosine, b = 0.1, x-prediction) with the reference's SNR + 1.
   train::trainer_config config;
-  config.net = train::network_preset("example");
+  config.net = apps::network_preset("example");
   config.policy = {"cosine", 0.1, "x", "snr_plus_one", 0.0, true};
   config.lr = {1e-3, steps / 10 + 1, steps, steps / 4};
   config.crop_size = 64;
@@ -50,8 +52,8 @@ int main(int argc, char** argv) try {
   const auto scores = metrics::evaluate({r.masks.data(), 8, 8, 64, 64}, {annotations.data(), 8, 4, 64, 64});
   std::printf("GED² %.4f  dice %.4f  HM-IoU %.4f (8 images, n = 8)\n", scores.raw.ged, scores.raw.dice, scores.raw.hm_iou);
 
-  train::sample_inputs shown{images.clone(), test_cases.subset({0, 1, 2, 3, 4, 5, 6, 7}), true};
-  train::overview_grid(shown, r).write(out / "samples.png");
+  apps::sample_inputs shown{images.clone(), test_cases.subset({0, 1, 2, 3, 4, 5, 6, 7}), true};
+  apps::overview_grid(shown, r).write(out / "samples.png");
   std::cout << "wrote " << (out / "samples.png").string() << "\n";
   return 0;
 } catch (const std::exception& e) {

@@ -5,8 +5,8 @@
 #include "cuda_test_util.hpp"
 
 #include <ambiseg/io/npy.hpp>
-#include <ambiseg/train/commands.hpp>
-#include <ambiseg/train/commands_eval.hpp>
+#include <ambiseg/train/all.hpp>
+#include "ambiseg_apps/commands.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +20,7 @@
 
 using namespace ambiseg;
 using namespace ambiseg::train;
+using namespace ambiseg::apps;
 
 namespace {
 

@@ -7,4 +7,3 @@
 #include "ambiseg/metrics/hm_iou.hpp"
 #include "ambiseg/metrics/postprocess.hpp"
 #include "ambiseg/metrics/evaluate.hpp"
-#include "ambiseg/metrics/eval_cli.hpp"

@@ -1,4 +1,4 @@
-// ambiseg/train/commands_eval.hpp — `ambiseg eval`: the paper's protocol (SPEC §8).
+// ambiseg_apps/commands_eval.hpp — `ambiseg eval`: the paper's protocol (SPEC §8).
 //
 // For each test image max(n) masks are sampled once; the first n of them are the n-sample
 // set (chains are independent, so any n of them are an n-sample draw). Scored against the
@@ -12,48 +12,28 @@
 //   raters    n of the image's own m annotations drawn with replacement (a model that
 //             reproduces the raters' empirical distribution exactly)
 //   majority  the pixel-wise strict majority of the m annotations, repeated n times
+// The rows are written by results.hpp, the same writer as ambiseg-eval's.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
+#include <cstdint>
 #include <filesystem>
 #include <ostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "ambiseg/core/device_context.hpp"
-#include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg/metrics/evaluate.hpp"
-#include "ambiseg/train/cli.hpp"
-#include "ambiseg/train/inputs.hpp"
-#include "ambiseg/train/sampling.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/inputs.hpp"
+#include "ambiseg_apps/model_api.hpp"
+#include "ambiseg_apps/output.hpp"
+#include "ambiseg_apps/results.hpp"
 
-namespace ambiseg::train {
-
-namespace command_detail {
-
-// Runs f.template operator()<D>() with D the device that --device names (shared by the
-// commands; cuda exists in builds that link ambiseg::cuda).
-template <class F>
-int on_device(const std::string& device, F&& f) {
-  if (device == "cpu") return f.template operator()<cpu>();
-#if defined(AMBISEG_WITH_CUDA)
-  if (device == "cuda") return f.template operator()<cuda>();
-#endif
-  throw value_error("--device " + device + ": this ambiseg was built without CUDA (configure with -DAMBISEG_CUDA=ON)");
-}
-
-}  // namespace command_detail
-
-struct eval_row {
-  std::string method;
-  int n = 0;
-  metrics::evaluation_result result;
-};
+namespace ambiseg::apps {
 
 // masks [B, N, H, W] (N ≥ n) → the first n per image, contiguous [B, n, H, W].
 inline std::vector<std::uint8_t> first_samples(tensor_view<const std::uint8_t> masks, int n) {
@@ -66,54 +46,21 @@ inline std::vector<std::uint8_t> first_samples(tensor_view<const std::uint8_t> m
   return out;
 }
 
-inline nlohmann::ordered_json rows_to_json(const std::vector<eval_row>& rows, const nlohmann::json& info) {
-  nlohmann::ordered_json j;
-  j["info"] = info;
-  auto& list = j["results"] = nlohmann::ordered_json::array();
-  auto metrics_json = [](const metrics::set_metrics& m) {
-    return nlohmann::ordered_json{{"ged", m.ged}, {"dice", m.dice}, {"iou", m.iou}, {"hm_iou", m.hm_iou}};
-  };
-  for (const auto& r : rows) {
-    nlohmann::ordered_json e{{"method", r.method}, {"n", r.n}, {"images", r.result.images},
-                             {"annotations", r.result.m}, {"raw", metrics_json(r.result.raw)}};
-    if (r.result.pp) e["pp"] = metrics_json(*r.result.pp);
-    list.push_back(e);
-  }
-  return j;
-}
-
-inline std::string rows_to_markdown(const std::vector<eval_row>& rows) {
-  std::ostringstream md;
-  const bool pp = !rows.empty() && rows[0].result.pp.has_value();
-  md << "| method | n | GED² | dice | IoU | HM-IoU |" << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp |" : "") << "\n"
-     << "|---|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|" : "") << "\n";
-  auto cells = [&](const metrics::set_metrics& m) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice, m.iou, m.hm_iou);
-    return std::string(buf);
-  };
-  for (const auto& r : rows) {
-    md << "| " << r.method << " | " << r.n << " |" << cells(r.result.raw);
-    if (r.result.pp) md << cells(*r.result.pp);
-    md << "\n";
-  }
-  return md.str();
-}
-
 template <class Device>
 int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
   const typename device_context<Device>::scope on_context(context);
-  const basic_loaded_model<Device> m = load_model<Device>(cmd.ckpt, cmd.use_ema);
+  sampling_model<Device> m = load_for_sampling<Device>(cmd.ckpt, cmd.use_ema);
+  const input_format format = input_format_of(m);
   data_request dr = cmd.data;
-  dr.synthetic_size = m.config.crop_size;
-  const sample_inputs in = gather_inputs(m, dr, std::nullopt, cmd.images);
+  dr.synthetic_size = format.crop_size;
+  const sample_inputs in = gather_inputs(format, dr, std::nullopt, cmd.images);
   const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3), plane = h * w;
   const std::int64_t anns = in.cases[0].annotations();
   std::vector<std::uint8_t> annotations(static_cast<std::size_t>(b * anns * plane));
   for (std::int64_t k = 0; k < b; ++k) {
     const data::case_ref c = in.cases[static_cast<std::size_t>(k)];
-    throw_if<value_error>(c.annotations() != anns, "ambiseg eval: case '", c.id, "' has ", c.annotations(),
+    throw_if<value_error>(c.annotations() != anns, "case '", c.id, "' has ", c.annotations(),
                           " annotations, the first has ", anns, " (the protocol needs the same m)");
     std::copy(c.masks.data(), c.masks.data() + anns * plane, annotations.begin() + k * anns * plane);
   }
@@ -124,20 +71,19 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
 
   rng g(cmd.seed);
   const auto t0 = std::chrono::steady_clock::now();
-  const sample_result r = sample_masks(*m.net, *m.diffusion, in.images.cview(),
-                                       {n_max, cmd.steps, cmd.sampler, cmd.clip_x0, std::max(64, n_max)}, g);
+  const sample_result r = draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0}, g);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s\n";
 
   std::vector<eval_row> rows;
   auto score = [&](const std::string& method, int n, const std::vector<std::uint8_t>& masks) {
-    rows.push_back({method, n, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
+    rows.push_back({method, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
   };
   for (int n : cmd.n) score("model", n, first_samples(r.masks.cview(), n));
 
   if (cmd.baselines && dr.spec == "synthetic") {
     // The test cases are generator images synthetic_test_offset + k (data_source.hpp).
-    const data::synthetic_lesions gen(data::synthetic_config{.size = m.config.crop_size, .seed = dr.synthetic_seed});
+    const data::synthetic_lesions gen(data::synthetic_config{.size = format.crop_size, .seed = dr.synthetic_seed});
     rng oracle_rng = rng::derive(cmd.seed, 7);
     for (int n : cmd.n) {
       std::vector<std::uint8_t> oracle(static_cast<std::size_t>(b * n * plane)), majority(oracle.size());
@@ -177,24 +123,23 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
     }
   }
 
-  const nlohmann::json info{{"checkpoint", cmd.ckpt.string()}, {"step", m.step}, {"data", cmd.data.spec},
-                            {"sampler", cmd.sampler == sampler_kind::ddim ? "ddim"
-                                        : cmd.sampler == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large"},
-                            {"steps", cmd.steps}, {"ema_weights", m.ema_weights}, {"sampling_seconds", seconds},
-                            {"pp_ratio", cmd.pp ? nlohmann::json(*cmd.pp) : nlohmann::json(nullptr)}};
-  const std::string json = rows_to_json(rows, info).dump(2) + "\n", md = rows_to_markdown(rows);
-  out << json << "\n" << md;
+  const nlohmann::ordered_json info{{"checkpoint", cmd.ckpt.string()}, {"step", m.step},
+                                    {"data", cmd.data.spec},        {"sampler", sampler_name(cmd.sampler)},
+                                    {"steps", cmd.steps},           {"ema_weights", m.ema_weights},
+                                    {"sampling_seconds", seconds}};
+  const written_results results = format_results(rows, info);
+  out << results.json << "\n" << results.markdown;
   if (cmd.out) {
-    std::filesystem::create_directories(*cmd.out);
-    io::write_file_atomically(*cmd.out / "eval.json", json);
-    io::write_file_atomically(*cmd.out / "eval.md", md);
+    write_result_files(*cmd.out, results);
     err << "wrote " << (*cmd.out / "eval.json").string() << " and " << (*cmd.out / "eval.md").string() << "\n";
   }
   return 0;
 }
 
 inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
-  return command_detail::on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err); });
+  check_input_file(cmd.ckpt, "--ckpt");
+  if (cmd.out) prepare_output_folder(*cmd.out, "--out folder");
+  return on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err); });
 }
 
-}  // namespace ambiseg::train
+}  // namespace ambiseg::apps

@@ -1,4 +1,4 @@
-// tests/train: the CLI's tools for experiments — weight snapshots and the CPU-time column of
+// tests/apps: the CLI's tools for experiments — weight snapshots and the CPU-time column of
 // the training log, `ambiseg export` (arrays for other tools), and the reference rows of
 // `ambiseg eval --baselines` on real (non-synthetic) data, checked in closed form.
 #include <catch2/catch.hpp>
@@ -17,18 +17,16 @@
 #include "ambiseg/io/image.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/train/all.hpp"
+#include "ambiseg_apps/commands.hpp"
+#include "apps/tool_run.hpp"
 
 using namespace ambiseg;
 using namespace ambiseg::train;
+using namespace ambiseg::apps;
 
 namespace {
 
-std::filesystem::path fresh_dir(const std::string& name) {
-  const auto p = std::filesystem::path(AMBISEG_BINARY_DIR) / "test_cli_tools_tmp" / name;
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p;
-}
+using ambiseg_test::fresh_build_dir;
 
 void write_grey_png(const std::filesystem::path& path, const std::vector<std::uint8_t>& values, std::int64_t side) {
   tensor<std::uint8_t> pixels(shape{side, side});
@@ -44,7 +42,7 @@ std::vector<std::string> tiny_train(const std::string& out, const std::string& s
 
 }  // namespace
 
-TEST_CASE("cli: --snapshots and export parse, and refuse bad lists", "[train][cli]") {
+TEST_CASE("cli: --snapshots and export parse, and refuse bad lists", "[apps][cli]") {
   using V = std::vector<std::string>;
   const auto t = std::get<train_command>(parse_command(V{"train", "--data", "synthetic", "--out", "d",
                                                          "--snapshots", "5,10,200"}));
@@ -65,8 +63,8 @@ TEST_CASE("cli: --snapshots and export parse, and refuse bad lists", "[train][cl
   }
 }
 
-TEST_CASE("cli: snapshots load as models; the log has wall and CPU seconds", "[train][cli]") {
-  const auto dir = fresh_dir("snapshots");
+TEST_CASE("cli: snapshots load as models; the log has wall and CPU seconds", "[apps][cli]") {
+  const auto dir = fresh_build_dir("snapshots");
   auto args = tiny_train((dir / "run").string(), "5");
   args.insert(args.end(), {"--snapshots", "2,4,9"});
   std::ostringstream out, err;
@@ -89,8 +87,8 @@ TEST_CASE("cli: snapshots load as models; the log has wall and CPU seconds", "[t
   CHECK(rows == 5);
 }
 
-TEST_CASE("cli: export writes the training cases as loaded and the test cases as eval crops them", "[train][cli]") {
-  const auto dir = fresh_dir("export");
+TEST_CASE("cli: export writes the training cases as loaded and the test cases as eval crops them", "[apps][cli]") {
+  const auto dir = fresh_build_dir("export");
   std::ostringstream out, err;
   REQUIRE(run_cli(std::vector<std::string>{"export", "--data", "synthetic", "--synthetic-images", "5",
                                            "--synthetic-test", "3", "--crop", "16", "--out", dir.string()},
@@ -112,10 +110,10 @@ TEST_CASE("cli: export writes the training cases as loaded and the test cases as
   CHECK(count == 3);
 }
 
-TEST_CASE("cli: eval --baselines on real data scores the raters and their majority", "[train][cli]") {
+TEST_CASE("cli: eval --baselines on real data scores the raters and their majority", "[apps][cli]") {
   // Two cases of a lidc-cimd-samples style folder (too few for a hold-out, so both are the
   // test set), 16×16, four labels: three mark the left half (A), one is empty (B).
-  const auto dir = fresh_dir("baselines");
+  const auto dir = fresh_build_dir("baselines");
   const std::int64_t side = 16;
   std::vector<std::uint8_t> image(side * side), left(side * side, 0), empty(side * side, 0);
   for (std::int64_t p = 0; p < side * side; ++p) {
@@ -165,7 +163,7 @@ TEST_CASE("cli: eval --baselines on real data scores the raters and their majori
   }
 }
 
-TEST_CASE("cli: --device parses; cuda in a build without CUDA is a clear error", "[train][cli]") {
+TEST_CASE("cli: --device parses; cuda in a build without CUDA is a clear error", "[apps][cli]") {
   using V = std::vector<std::string>;
   CHECK(std::get<train_command>(parse_command(V{"train", "--data", "synthetic", "--out", "d", "--device", "cuda"}))
             .device == "cuda");
@@ -174,7 +172,7 @@ TEST_CASE("cli: --device parses; cuda in a build without CUDA is a clear error",
   CHECK_THROWS_AS(parse_command(V{"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--device", "gpu"}),
                   value_error);
 #if !defined(AMBISEG_WITH_CUDA)
-  const auto dir = fresh_dir("device");
+  const auto dir = fresh_build_dir("device");
   auto args = tiny_train((dir / "run").string(), "1");
   args.insert(args.end(), {"--device", "cuda"});
   std::ostringstream out, err;

@@ -1,10 +1,13 @@
-// ambiseg/train/plot.hpp — the pictures a user opens, drawn in C++ and written as PNG
-// through io/image.hpp: the training loss curve and the sample grids.
+// ambiseg_apps/plot.hpp — the pictures a user opens, drawn in C++ and written as PNG
+// through io/image.hpp: the training loss curve and the grids of tiles.
 //
-//   canvas             RGB pixels [H, W, 3], lines, rectangles, a 3×5 pixel font (scaled)
-//   loss_curve_png     log-scale loss per step (raw points faint, a moving average bold)
-//   sample_grid        one row per image: image | annotations | samples | mean | variance,
-//                      each tile scaled up by an integer factor, separated by gaps
+//   canvas       RGB pixels [H, W, 3], lines, rectangles, a 3×5 pixel font (scaled)
+//   loss_curve   log-scale loss per step (raw points faint, a moving average bold)
+//   tile_grid    rows of equally sized tiles, each coloured by a palette, scaled up by an
+//                integer factor and separated by gaps
+//   image_grid   one image of `ambiseg sample`: image | annotations | mean | variance,
+//                then the samples 8 per row
+//   overview_grid  all images, one row each: image | annotations | samples | mean | variance
 #pragma once
 
 #include <algorithm>
@@ -19,8 +22,10 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/io/image.hpp"
+#include "ambiseg_apps/inputs.hpp"
+#include "ambiseg_apps/model_api.hpp"
 
-namespace ambiseg::train {
+namespace ambiseg::apps {
 
 using rgb = std::array<std::uint8_t, 3>;
 
@@ -221,4 +226,55 @@ inline canvas tile_grid(const std::vector<std::vector<grid_tile>>& rows, std::in
   return c;
 }
 
-}  // namespace ambiseg::train
+inline grid_tile tile_of(const float* v, std::int64_t plane, double lo, double hi, palette p = palette::grey) {
+  return {std::vector<float>(v, v + plane), lo, hi, p};
+}
+inline grid_tile tile_of(const std::uint8_t* v, std::int64_t plane) {
+  grid_tile t{std::vector<float>(static_cast<std::size_t>(plane)), 0.0, 1.0, palette::grey};
+  for (std::int64_t i = 0; i < plane; ++i) t.values[static_cast<std::size_t>(i)] = v[i];
+  return t;
+}
+
+// One image: row 1 = image | annotations | mean | variance, then the samples 8 per row.
+inline canvas image_grid(const sample_inputs& in, const sample_result& r, std::int64_t k) {
+  const std::int64_t n = r.masks.size(1), h = r.masks.size(2), w = r.masks.size(3), plane = h * w;
+  const data::case_ref c = in.cases[static_cast<std::size_t>(k)];
+  std::vector<std::vector<grid_tile>> rows(1);
+  rows[0].push_back(tile_of(c.image.data(), plane, 0.0, 1.0));
+  if (in.has_annotations)
+    for (std::int64_t a = 0; a < c.annotations(); ++a) rows[0].push_back(tile_of(c.masks.data() + a * plane, plane));
+  rows[0].push_back(tile_of(r.mean.data() + k * plane, plane, 0.0, 1.0, palette::heat));
+  rows[0].push_back(tile_of(r.variance.data() + k * plane, plane, 0.0, 0.25, palette::heat));
+  for (std::int64_t j = 0; j < n; ++j) {
+    if (j % 8 == 0) rows.emplace_back();
+    rows.back().push_back(tile_of(r.masks.data() + (k * n + j) * plane, plane));
+  }
+  return tile_grid(rows, h, w, h <= 64 ? 3 : 2);
+}
+
+// All images, one row each: image | annotations | up to 6 samples | mean | variance.
+inline canvas overview_grid(const sample_inputs& in, const sample_result& r) {
+  const std::int64_t b = r.masks.size(0), n = r.masks.size(1), h = r.masks.size(2), w = r.masks.size(3);
+  const std::int64_t plane = h * w, shown = std::min<std::int64_t>(n, 6);
+  std::vector<std::vector<grid_tile>> rows;
+  std::vector<std::string> headers{"image"};
+  const std::int64_t m = in.has_annotations ? in.cases[0].annotations() : 0;
+  for (std::int64_t a = 0; a < m; ++a) headers.push_back(a == 0 ? "annotations" : "");
+  for (std::int64_t j = 0; j < shown; ++j) headers.push_back(j == 0 ? "samples" : "");
+  headers.push_back("mean");
+  headers.push_back("variance");
+  for (std::int64_t k = 0; k < b; ++k) {
+    const data::case_ref c = in.cases[static_cast<std::size_t>(k)];
+    auto& row = rows.emplace_back();
+    row.push_back(tile_of(c.image.data(), plane, 0.0, 1.0));
+    for (std::int64_t a = 0; a < m; ++a)
+      row.push_back(a < c.annotations() ? tile_of(c.masks.data() + a * plane, plane)
+                                        : grid_tile{std::vector<float>(static_cast<std::size_t>(plane), 1.0f)});
+    for (std::int64_t j = 0; j < shown; ++j) row.push_back(tile_of(r.masks.data() + (k * n + j) * plane, plane));
+    row.push_back(tile_of(r.mean.data() + k * plane, plane, 0.0, 1.0, palette::heat));
+    row.push_back(tile_of(r.variance.data() + k * plane, plane, 0.0, 0.25, palette::heat));
+  }
+  return tile_grid(rows, h, w, 2, headers);
+}
+
+}  // namespace ambiseg::apps

@@ -1,4 +1,4 @@
-// ambiseg/train/data_source.hpp — what `--data` names, detected and loaded with its split.
+// ambiseg_apps/data_source.hpp — what `--data` names, detected and loaded with its split.
 //
 //   synthetic          synthetic_lesions at the crop size: training images 0…n_train−1,
 //                      test images from 1,000,000 on (disjoint streams of the same seed)
@@ -19,7 +19,7 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/data/all.hpp"
 
-namespace ambiseg::train {
+namespace ambiseg::apps {
 
 struct data_request {
   std::string spec = "synthetic";           // "synthetic" or a path
@@ -73,6 +73,12 @@ inline void split(data::case_set all, const data_request& r, loaded_data& out) {
 inline loaded_data load_data(const data_request& r) {
   namespace fs = std::filesystem;
   loaded_data out;
+  if (r.split_dir) {
+    throw_if<value_error>(r.spec == "synthetic", "--split '", r.split_dir->string(),
+                          "' splits a LIDC data set by patient; the synthetic data has its own test images");
+    throw_if<io_error>(!fs::is_directory(*r.split_dir), "--split '", r.split_dir->string(),
+                       "' is not a folder (it holds test_ids.txt and vali_ids.txt)");
+  }
   if (r.spec == "synthetic") {
     throw_if<value_error>(r.synthetic_train < 1 || r.synthetic_test < 1, "load_data: synthetic needs >= 1 ",
                           "training and test image (got ", r.synthetic_train, ", ", r.synthetic_test, ")");
@@ -115,4 +121,4 @@ inline loaded_data load_data(const data_request& r) {
                      "with label0_.jpg)");
 }
 
-}  // namespace ambiseg::train
+}  // namespace ambiseg::apps

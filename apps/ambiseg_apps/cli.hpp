@@ -1,0 +1,285 @@
+// ambiseg_apps/cli.hpp — the `ambiseg` command line: parsing only (no I/O), so tests can
+// check every error. Running the commands is commands.hpp; the reader is args.hpp.
+//
+//   ambiseg train  --data synthetic|PATH --out DIR [options]
+//   ambiseg sample --ckpt FILE (--data SPEC | --image FILE.npy|.png) --out DIR [options]
+//   ambiseg eval   --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5] [options]
+//   ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]
+// Options are `--name value` or `--name=value`; flags take no value. A parse error is a
+// value_error; run_cli prints it as "ambiseg <command>: error: ..." above the usage.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ambiseg/core/error.hpp"
+#include "ambiseg_apps/args.hpp"
+#include "ambiseg_apps/data_source.hpp"
+#include "ambiseg_apps/model_api.hpp"
+
+namespace ambiseg::apps {
+
+struct train_command {
+  data_request data;
+  trainer_config config;
+  std::filesystem::path out;
+  bool resume = false;
+  std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
+  std::int64_t checkpoint_every = 200;
+  std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
+};
+
+struct sample_command {
+  std::filesystem::path ckpt;
+  std::optional<data_request> data;
+  std::optional<std::filesystem::path> image;
+  std::int64_t images = 4;  // test images taken from --data
+  int n = 8;
+  int steps = 10;
+  sampler_kind sampler = sampler_kind::ddpm_large;
+  bool clip_x0 = false;
+  std::optional<std::filesystem::path> init_noise, save_x0;
+  std::filesystem::path out;
+  std::uint64_t seed = 0;
+  std::optional<bool> use_ema;
+  std::string device = "cpu";
+};
+
+struct eval_command {
+  std::filesystem::path ckpt;
+  data_request data;
+  std::optional<std::int64_t> images;  // default: the whole test set
+  std::vector<int> n{4, 16};
+  std::optional<double> pp = 0.5;
+  int steps = 10;
+  sampler_kind sampler = sampler_kind::ddpm_large;
+  bool clip_x0 = false;
+  bool baselines = false;  // reference rows: oracle + majority (synthetic), raters + majority (real data)
+  std::optional<std::filesystem::path> out;
+  std::uint64_t seed = 0;
+  std::optional<bool> use_ema;
+  std::string device = "cpu";
+};
+
+// The loaded data as .npy arrays, for other tools (the PyTorch peer of benchmarks/peer/):
+// training cases as loaded, test cases cropped exactly as `ambiseg eval` crops them.
+struct export_command {
+  data_request data;
+  std::int64_t crop_size = 64;
+  data::crop_mode crop = data::crop_mode::random;
+  std::uint64_t seed = 0;  // fixes the test crops (a model's --seed)
+  std::filesystem::path out;
+};
+
+struct help_command {
+  std::string topic;
+};
+
+using command = std::variant<train_command, sample_command, eval_command, export_command, help_command>;
+
+inline std::string cli_usage() {
+  return "usage: ambiseg <command> [options]\n"
+         "\n"
+         "  ambiseg train --data synthetic|PATH --out DIR [--crop 64|128] [--crop-mode random|central]\n"
+         "                [--config default|small|tiny|paper|example] [--steps N] [--batch B] [--lr LR]\n"
+         "                [--warmup N] [--decay-steps N] [--schedule cosine|linear|linear_simple|parabola]\n"
+         "                [--input-scale B] [--prediction x|eps|v]\n"
+         "                [--weighting snr|trunc_snr|snr_plus_one|uniform|sigmoid] [--sigmoid-bias B]\n"
+         "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
+         "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
+         "                [--synthetic-images N] [--device cpu|cuda] [--resume]\n"
+         "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
+         "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
+         "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
+         "                [--device cpu|cuda]\n"
+         "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|none] [--images K] [--steps S]\n"
+         "                [--sampler ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
+         "                [--device cpu|cuda]\n"
+         "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
+         "\n"
+         "PATH: a LIDC .pkl, a lidc-cimd-samples folder, or the DeepMind PNG layout (images/, gt/).\n"
+         "See docs/training.md.\n";
+}
+
+namespace cli_detail {
+
+// Options shared by every command that reads data.
+inline bool data_option(arg_reader& r, data_request& d) {
+  if (r.is("--data")) d.spec = r.text();
+  else if (r.is("--split")) d.split_dir = r.text();
+  else if (r.is("--synthetic-images")) d.synthetic_train = r.integer(1, 1'000'000);
+  else if (r.is("--synthetic-test")) d.synthetic_test = r.integer(1, 100'000);
+  else if (r.is("--synthetic-seed")) d.synthetic_seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+  else return false;
+  return true;
+}
+
+inline data::crop_mode crop_mode_option(arg_reader& r) {
+  return r.choice({"random", "central"}) == "random" ? data::crop_mode::random : data::crop_mode::central;
+}
+
+inline void ema_option(arg_reader& r, std::optional<bool>& use_ema) {
+  r.flag();
+  use_ema = r.is("--ema");
+}
+
+inline train_command parse_train(std::span<const std::string> args) {
+  train_command c;
+  arg_reader r(args);
+  bool has_data = false, has_out = false, has_warmup = false, has_decay = false;
+  std::int64_t steps = 2000;
+  std::string preset = "small";
+  while (r.next()) {
+    if (r.is("--data")) has_data = true;
+    if (data_option(r, c.data)) continue;
+    if (r.is("--out")) c.out = r.text(), has_out = true;
+    else if (r.is("--resume")) r.flag(), c.resume = true;
+    else if (r.is("--crop")) c.config.crop_size = r.integer(8, 4096);
+    else if (r.is("--crop-mode")) c.config.crop = crop_mode_option(r);
+    else if (r.is("--config")) preset = r.text();
+    else if (r.is("--steps")) steps = r.integer(1, largest_count);
+    else if (r.is("--batch")) c.config.batch_size = r.integer(1, 4096);
+    else if (r.is("--lr")) c.config.lr.base_lr = r.real(0.0, 1.0);
+    else if (r.is("--warmup")) c.config.lr.warmup_steps = r.integer(0, largest_count), has_warmup = true;
+    else if (r.is("--decay-steps")) c.config.lr.decay_steps = r.integer(0, largest_count), has_decay = true;
+    else if (r.is("--weight-decay")) c.config.adamw.weight_decay = r.real(0.0, 1.0);
+    else if (r.is("--clip")) c.config.clip_norm = r.real(1e-12, 1e12);
+    else if (r.is("--schedule")) c.config.policy.schedule = r.choice(train::schedule_names());
+    else if (r.is("--input-scale")) c.config.policy.input_scale = r.real(1e-6, 1.0);
+    else if (r.is("--prediction")) c.config.policy.prediction = r.choice(train::prediction_names());
+    else if (r.is("--weighting")) c.config.policy.weighting = r.choice(train::weighting_names());
+    else if (r.is("--sigmoid-bias")) c.config.policy.sigmoid_bias = r.real(-100.0, 100.0);
+    else if (r.is("--uniform-t")) r.flag(), c.config.policy.stratified_t = false;
+    else if (r.is("--ema")) c.config.ema_decay = r.real(0.0, 0.999999999);
+    else if (r.is("--encoding"))
+      c.config.encoding = r.choice({"grey", "imagenet"}) == "grey" ? data::image_encoding::grey
+                                                                   : data::image_encoding::imagenet_rgb;
+    else if (r.is("--seed")) c.config.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+    else if (r.is("--checkpoint-every")) c.checkpoint_every = r.integer(1, largest_count);
+    else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else if (r.is("--snapshots")) c.snapshots = r.integer_list(1, largest_count, true, "500,1000,2000");
+    else r.unknown();
+  }
+  throw_if<value_error>(!has_out, "--out DIR is required");
+  throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
+  c.config.net = network_preset(preset);
+  c.config.lr.total_steps = steps;
+  // SPEC §7 scaled to the run: warm-up 1000 steps (at most a tenth of the run), cosine
+  // decay over the last quarter (100k of 400k).
+  if (!has_warmup) c.config.lr.warmup_steps = std::min<std::int64_t>(1000, std::max<std::int64_t>(1, steps / 10));
+  if (!has_decay) c.config.lr.decay_steps = steps / 4;
+  throw_if<value_error>(c.config.lr.decay_steps > steps, "--decay-steps ", c.config.lr.decay_steps,
+                        " exceeds --steps ", steps);
+  c.config.adamw.lr = c.config.lr.base_lr;
+  c.data.synthetic_size = c.config.crop_size;
+  c.config.validate();
+  return c;
+}
+
+inline sample_command parse_sample(std::span<const std::string> args) {
+  sample_command c;
+  arg_reader r(args);
+  bool has_out = false, has_ckpt = false, has_data = false;
+  data_request d;
+  while (r.next()) {
+    if (r.is("--data")) has_data = true;
+    if (data_option(r, d)) continue;
+    if (r.is("--ckpt")) c.ckpt = r.text(), has_ckpt = true;
+    else if (r.is("--image")) c.image = r.text();
+    else if (r.is("--images")) c.images = r.integer(1, 100'000);
+    else if (r.is("-n")) c.n = static_cast<int>(r.integer(1, 4096));
+    else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
+    else if (r.is("--sampler")) c.sampler = train::parse_sampler(r.choice(train::sampler_names()));
+    else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
+    else if (r.is("--init-noise")) c.init_noise = r.text();
+    else if (r.is("--save-x0")) c.save_x0 = r.text();
+    else if (r.is("--out")) c.out = r.text(), has_out = true;
+    else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+    else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
+    else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else r.unknown();
+  }
+  throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
+  throw_if<value_error>(!has_out, "--out DIR is required");
+  throw_if<value_error>(has_data == c.image.has_value(), "give exactly one of --data and --image");
+  if (has_data) c.data = d;
+  if (c.image) {
+    const auto ext = c.image->extension();
+    throw_if<value_error>(ext != ".npy" && ext != ".png" && ext != ".jpg" && ext != ".jpeg", "--image '",
+                          c.image->string(), "' must be .npy, .png or .jpg");
+  }
+  return c;
+}
+
+inline eval_command parse_eval(std::span<const std::string> args) {
+  eval_command c;
+  arg_reader r(args);
+  bool has_ckpt = false, has_data = false;
+  while (r.next()) {
+    if (r.is("--data")) has_data = true;
+    if (data_option(r, c.data)) continue;
+    if (r.is("--ckpt")) c.ckpt = r.text(), has_ckpt = true;
+    else if (r.is("-n")) {
+      const auto values = r.integer_list(1, 4096, false, "4,16");
+      c.n.assign(values.begin(), values.end());
+    } else if (r.is("--pp")) c.pp = r.ratio_or_none();
+    else if (r.is("--images")) c.images = r.integer(1, 1'000'000);
+    else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
+    else if (r.is("--sampler")) c.sampler = train::parse_sampler(r.choice(train::sampler_names()));
+    else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
+    else if (r.is("--baselines")) r.flag(), c.baselines = true;
+    else if (r.is("--out")) c.out = r.text();
+    else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+    else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
+    else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else r.unknown();
+  }
+  throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
+  throw_if<value_error>(!has_data, "--data SPEC is required");
+  return c;
+}
+
+inline export_command parse_export(std::span<const std::string> args) {
+  export_command c;
+  arg_reader r(args);
+  bool has_data = false, has_out = false;
+  while (r.next()) {
+    if (r.is("--data")) has_data = true;
+    if (data_option(r, c.data)) continue;
+    if (r.is("--out")) c.out = r.text(), has_out = true;
+    else if (r.is("--crop")) c.crop_size = r.integer(8, 4096);
+    else if (r.is("--crop-mode")) c.crop = crop_mode_option(r);
+    else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+    else r.unknown();
+  }
+  throw_if<value_error>(!has_out, "--out DIR is required");
+  throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
+  c.data.synthetic_size = c.crop_size;
+  return c;
+}
+
+}  // namespace cli_detail
+
+// args excludes the program name. Throws value_error with a message for the user.
+inline command parse_command(std::span<const std::string> args) {
+  throw_if<value_error>(args.empty(), "missing command (train, sample, eval, export, help)");
+  const std::string& cmd = args[0];
+  const auto rest = args.subspan(1);
+  // `ambiseg train --help` is a request for help, not an unknown option.
+  for (const std::string& a : rest)
+    if (a == "--help" || a == "-h") return help_command{cmd};
+  if (cmd == "train") return cli_detail::parse_train(rest);
+  if (cmd == "sample") return cli_detail::parse_sample(rest);
+  if (cmd == "eval") return cli_detail::parse_eval(rest);
+  if (cmd == "export") return cli_detail::parse_export(rest);
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") return help_command{rest.empty() ? "" : rest[0]};
+  throw value_error("unknown command '" + cmd + "' (train, sample, eval, export, help)");
+}
+
+}  // namespace ambiseg::apps

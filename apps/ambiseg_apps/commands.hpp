@@ -1,0 +1,293 @@
+// ambiseg_apps/commands.hpp — what `ambiseg train|sample|export` do (parsing: cli.hpp,
+// eval: commands_eval.hpp), and run_cli, the whole tool.
+//
+//   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
+//           end), DIR/snapshots/step-<N>.safetensors (--snapshots), DIR/log.csv
+//           (training_log.hpp), DIR/loss.png, DIR/config.json
+//   export  DIR/{train,test}_images.npy [N,C,H,W] float32, {train,test}_masks.npy
+//           [N,A,H,W] uint8, {train,test}_ids.txt
+//   sample  DIR/masks.npy [B,n,H,W] uint8, DIR/mean.npy, DIR/variance.npy [B,H,W] float,
+//           DIR/sample_<k>.png per image, DIR/samples.png (all images, one row each)
+//   eval    JSON on stdout (and DIR/eval.json), a markdown table (DIR/eval.md): results.hpp
+//
+// Every command checks its inputs and prepares its output folder before any work.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/core/device_context.hpp"
+#include "ambiseg/data/all.hpp"
+#include "ambiseg/io/atomic_file.hpp"
+#include "ambiseg/io/npy.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/commands_eval.hpp"
+#include "ambiseg_apps/data_source.hpp"
+#include "ambiseg_apps/inputs.hpp"
+#include "ambiseg_apps/model_api.hpp"
+#include "ambiseg_apps/output.hpp"
+#include "ambiseg_apps/plot.hpp"
+#include "ambiseg_apps/training_log.hpp"
+
+namespace ambiseg::apps {
+
+struct run_options {
+  bool interactive = false;  // redraw one progress line with '\r' (a terminal)
+};
+
+namespace command_detail {
+
+inline std::string clock(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%02lld:%02lld", s / 60, s % 60);
+  return buf;
+}
+
+inline std::string progress_line(std::int64_t step, std::int64_t total, double loss, double lr, double rate,
+                                 double eta) {
+  const int width = 24;
+  const auto filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(total, 1)));
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "[%s%s] step %lld/%lld  loss %.4f  lr %.2e  %.2f it/s  ETA %s",
+                std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                std::string(static_cast<std::size_t>(width - filled), '.').c_str(), static_cast<long long>(step),
+                static_cast<long long>(total), loss, lr, rate, clock(eta).c_str());
+  return buf;
+}
+
+// The command's side of a training run: log.csv, loss.png, config.json, progress.
+class train_reporter final : public training_observer {
+ public:
+  train_reporter(const train_command& cmd, const trainer_config& config, const loaded_data& data, std::ostream& out,
+                 std::ostream& err, const run_options& ro)
+      : cmd_(cmd), config_(config), data_(data), out_(out), err_(err), ro_(ro) {}
+
+  void started(const training_start& s) override {
+    if (cmd_.resume) log_ = read_training_log(csv(), s.first_step, err_);
+    io::write_file_atomically(cmd_.out / "config.json", nlohmann::json(config_).dump(2) + "\n");
+    out_ << "ambiseg train: " << data_.kind << " data, " << data_.train.size() << " training cases on " << cmd_.device
+         << "; network " << s.parameters << " parameters; " << s.diffusion << "\n"
+         << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
+         << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
+    // The kept rows are written whole, then every step is appended.
+    std::string head = std::string(training_log_header) + "\n";
+    for (const std::string& row : log_.rows) head += row + "\n";
+    io::write_file_atomically(csv(), head);
+    csv_out_.open(csv(), std::ios::app);
+    throw_if<io_error>(!csv_out_, "cannot append to '", csv().string(), "'");
+    first_ = s.first_step;
+    start_ = std::chrono::steady_clock::now();
+    cpu_start_ = std::clock();
+  }
+
+  void stepped(const step_report& r, bool checkpoint) override {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    // Process CPU time (all threads): the fair clock for comparing runs on a shared machine.
+    const double cpu = static_cast<double>(std::clock() - cpu_start_) / CLOCKS_PER_SEC;
+    csv_out_ << r.step << "," << r.loss << "," << r.lr << "," << r.grad_norm << "," << elapsed << "," << cpu << "\n";
+    log_.steps.push_back(r.step);
+    log_.loss.push_back(r.loss);
+    const std::int64_t total = config_.lr.total_steps;
+    const double rate = static_cast<double>(r.step - first_) / std::max(elapsed, 1e-9);
+    const double eta = static_cast<double>(total - r.step) / rate;
+    if (ro_.interactive || checkpoint || elapsed - last_print_ >= 30.0) {
+      err_ << (ro_.interactive ? "\r" : "") << progress_line(r.step, total, r.loss, r.lr, rate, eta)
+           << (ro_.interactive ? "" : "\n") << std::flush;
+      last_print_ = elapsed;
+    }
+  }
+
+  void checkpointing() override {
+    csv_out_.flush();
+    throw_if<io_error>(!csv_out_, "could not append to '", csv().string(), "' (disk full?)");
+    if (!log_.steps.empty()) loss_curve(log_.steps, log_.loss).write(cmd_.out / "loss.png");
+  }
+
+ private:
+  std::filesystem::path csv() const { return cmd_.out / "log.csv"; }
+
+  const train_command& cmd_;
+  const trainer_config& config_;
+  const loaded_data& data_;
+  std::ostream &out_, &err_;
+  const run_options& ro_;
+  training_log log_;
+  std::ofstream csv_out_;
+  std::int64_t first_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  std::clock_t cpu_start_ = 0;
+  double last_print_ = -1;
+};
+
+}  // namespace command_detail
+
+inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
+  namespace fs = std::filesystem;
+  const fs::path ckpt = cmd.out / "checkpoint.safetensors";
+  trainer_config config = cmd.config;
+  if (cmd.resume) {
+    throw_if<io_error>(!fs::is_directory(cmd.out), "--resume: the folder '", cmd.out.string(),
+                       "' does not exist, so there is no run to resume (leave out --resume to start one)");
+    throw_if<io_error>(!fs::exists(ckpt), "--resume: no checkpoint at '", ckpt.string(), "'");
+    check_writable_folder(cmd.out, "--out folder");
+    config = stored_training_config(ckpt);
+    if (nlohmann::json(config) != nlohmann::json(cmd.config))
+      err << "note: --resume continues with the configuration stored in " << ckpt.string() << "\n";
+  } else {
+    prepare_output_folder(cmd.out, "--out folder");
+  }
+  training_plan plan{ckpt, cmd.resume, cmd.checkpoint_every, cmd.snapshots, cmd.out / "snapshots"};
+  if (!cmd.snapshots.empty()) create_folder(plan.snapshot_dir, "snapshot folder");
+  data_request dr = cmd.data;
+  dr.synthetic_size = config.crop_size;
+  const loaded_data data = load_data(dr);
+  command_detail::train_reporter reporter(cmd, config, data, out, err, ro);
+  on_device(cmd.device, [&]<class D>() { run_training<D>(config, data.train, plan, reporter); });
+  if (ro.interactive) err << "\n";
+  out << "wrote " << ckpt.string() << ", " << (cmd.out / "log.csv").string() << ", "
+      << (cmd.out / "loss.png").string() << "\n";
+  return 0;
+}
+
+template <class Device>
+int run_sample_on(const sample_command& cmd, std::ostream& out) {
+  namespace fs = std::filesystem;
+  device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
+  const typename device_context<Device>::scope on_context(context);
+  sampling_model<Device> m = load_for_sampling<Device>(cmd.ckpt, cmd.use_ema);
+  const sample_inputs in = gather_inputs(input_format_of(m), cmd.data, cmd.image, cmd.images);
+  const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3);
+  tensor<float> init;
+  if (cmd.init_noise) {
+    auto a = io::read_npy<float>(*cmd.init_noise);
+    const std::int64_t expected = b * cmd.n * h * w;
+    throw_if<shape_error>(a.numel() != expected, "--init-noise '", cmd.init_noise->string(), "' holds ", a.numel(),
+                          " values; expected [", b, ", ", cmd.n, ", ", h, ", ", w, "]");
+    init.resize(shape{b, cmd.n, h, w});
+    std::copy(a.data.begin(), a.data.end(), init.data());
+  }
+  rng g(cmd.seed);
+  const auto t0 = std::chrono::steady_clock::now();
+  const sample_result r = draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0}, g,
+                                     cmd.init_noise ? init.cview() : tensor_view<const float>{});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::vector<std::int64_t> mask_shape{b, cmd.n, h, w}, map_shape{b, h, w};
+  auto span_of = [](const auto& t) { return std::span(t.data(), static_cast<std::size_t>(t.numel())); };
+  io::write_npy<std::uint8_t>(cmd.out / "masks.npy", span_of(r.masks), mask_shape);
+  io::write_npy<float>(cmd.out / "mean.npy", span_of(r.mean), map_shape);
+  io::write_npy<float>(cmd.out / "variance.npy", span_of(r.variance), map_shape);
+  if (cmd.save_x0) io::write_npy<float>(*cmd.save_x0, span_of(r.x0_hat), mask_shape);
+  for (std::int64_t k = 0; k < b; ++k) image_grid(in, r, k).write(cmd.out / ("sample_" + std::to_string(k) + ".png"));
+  overview_grid(in, r).write(cmd.out / "samples.png");
+  out << "ambiseg sample: " << b << " image(s) x " << cmd.n << " samples, " << cmd.steps << " steps, " << seconds
+      << " s (step " << m.step << (m.ema_weights ? ", EMA weights" : "") << ")\n"
+      << "wrote " << (cmd.out / "masks.npy").string() << ", mean.npy, variance.npy, sample_<k>.png and "
+      << (cmd.out / "samples.png").string() << "\n";
+  return 0;
+}
+
+inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& /*err*/) {
+  check_input_file(cmd.ckpt, "--ckpt");
+  if (cmd.image) check_input_file(*cmd.image, "--image");
+  if (cmd.init_noise) check_input_file(*cmd.init_noise, "--init-noise");
+  if (cmd.save_x0) check_output_file(*cmd.save_x0, "--save-x0");
+  prepare_output_folder(cmd.out, "--out folder");
+  return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out); });
+}
+
+namespace command_detail {
+
+// cases → images [N, C, H, W] float32 and masks [N, A, H, W] uint8 (+ ids, one a line).
+inline void write_case_arrays(const data::case_set& cases, const std::filesystem::path& dir, const std::string& name) {
+  throw_if<value_error>(cases.size() == 0, "the ", name, " set is empty");
+  const data::case_ref first = cases[0];
+  const std::int64_t n = static_cast<std::int64_t>(cases.size()), c = first.image.size(0);
+  const std::int64_t h = first.height(), w = first.width(), a = first.annotations(), plane = h * w;
+  std::vector<float> images(static_cast<std::size_t>(n * c * plane));
+  std::vector<std::uint8_t> masks(static_cast<std::size_t>(n * a * plane));
+  std::string ids;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const data::case_ref x = cases[static_cast<std::size_t>(k)];
+    throw_if<shape_error>(x.image.size(0) != c || x.height() != h || x.width() != w || x.annotations() != a, name,
+                          " case '", x.id, "' has ", x.image.size(0), " channel(s), ", x.annotations(),
+                          " annotation(s) of ", x.height(), "x", x.width(), "; the first has ", c, ", ", a, " of ", h,
+                          "x", w,
+                          " (one array needs one shape; training cases are written uncropped, test cases at --crop)");
+    std::copy(x.image.data(), x.image.data() + c * plane, images.begin() + k * c * plane);
+    std::copy(x.masks.data(), x.masks.data() + a * plane, masks.begin() + k * a * plane);
+    ids.append(x.id).append("\n");
+  }
+  io::write_npy<float>(dir / (name + "_images.npy"), images, std::vector<std::int64_t>{n, c, h, w});
+  io::write_npy<std::uint8_t>(dir / (name + "_masks.npy"), masks, std::vector<std::int64_t>{n, a, h, w});
+  io::write_file_atomically(dir / (name + "_ids.txt"), ids);
+}
+
+}  // namespace command_detail
+
+inline int run_export(const export_command& cmd, std::ostream& out) {
+  prepare_output_folder(cmd.out, "--out folder");
+  data_request dr = cmd.data;
+  dr.synthetic_size = cmd.crop_size;
+  const loaded_data d = load_data(dr);
+  command_detail::write_case_arrays(d.train, cmd.out, "train");
+  command_detail::write_case_arrays(data::evaluation_set(d.test, cmd.crop_size, cmd.crop, cmd.seed), cmd.out, "test");
+  out << "ambiseg export: " << d.kind << " data, " << d.train.size() << " training and " << d.test.size()
+      << " test cases (test crops " << cmd.crop_size << ", seed " << cmd.seed << ") → " << cmd.out.string()
+      << "/{train,test}_{images,masks}.npy\n";
+  return 0;
+}
+
+inline int run_command(const command& c, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
+  if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
+  if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
+  if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);
+  if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
+  out << cli_usage();
+  return 0;
+}
+
+// "ambiseg train" when args name a command, else "ambiseg": the start of every message.
+inline std::string message_prefix(std::span<const std::string> args) {
+  for (const char* cmd : {"train", "sample", "eval", "export"})
+    if (!args.empty() && args[0] == cmd) return std::string("ambiseg ") + cmd;
+  return "ambiseg";
+}
+
+// The whole tool: parse, run, report errors as one line (exit 2 for usage, 1 otherwise).
+inline int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                   const run_options& ro = {}) {
+  const std::string prefix = message_prefix(args);
+  command c;
+  try {
+    c = parse_command(args);
+  } catch (const std::exception& e) {
+    err << prefix << ": error: " << e.what() << "\n\n" << cli_usage();
+    return 2;
+  }
+  try {
+    return run_command(c, out, err, ro);
+  } catch (const std::bad_alloc&) {
+    err << "\n" << prefix << ": error: out of memory (use a smaller --batch, --crop, -n or --images)\n";
+    return 1;
+  } catch (const std::exception& e) {
+    err << "\n" << prefix << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace ambiseg::apps

@@ -1,0 +1,184 @@
+// ambiseg_apps/model_api.hpp — every call the tools make into the library's training and
+// sampling API (train::trainer, train::load_model, train::sample_masks, the network
+// presets), so that the commands depend on that API here and nowhere else.
+//
+//   network_preset(name)             nn::unet_config presets + "example"
+//   stored_training_config(ckpt)     the configuration a checkpoint was trained with
+//   checkpoint_step(ckpt)            the step a checkpoint records, checked
+//   run_training<D>(config, cases, plan, observer)
+//                                    trains (or resumes) to config's total steps, saving
+//                                    checkpoints and snapshots as the plan says
+//   load_for_sampling<D>(ckpt, ema)  network + diffusion of a checkpoint, on device D
+//   input_format_of(model)           how the model's inputs are cropped and encoded
+//   draw_masks(model, images, ...)   n sampled masks per image (+ mean, variance)
+//   on_device(name, f)               runs f.template operator()<D>() for --device
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/core/device.hpp"
+#include "ambiseg/core/error.hpp"
+#include "ambiseg/core/random.hpp"
+#include "ambiseg/data/all.hpp"
+#include "ambiseg/io/safetensors.hpp"
+#include "ambiseg/nn/config.hpp"
+#include "ambiseg/train/policies.hpp"
+#include "ambiseg/train/sampling.hpp"
+#include "ambiseg/train/trainer.hpp"
+#include "ambiseg_apps/args.hpp"
+
+namespace ambiseg::apps {
+
+using train::trainer_config;
+using train::sampler_kind;
+using train::sample_result;
+using train::step_report;
+
+// The presets of nn::unet_config plus "example": the network of scripts/example.sh, sized
+// to learn the synthetic lesions in minutes on a 2-core CPU.
+inline nn::unet_config network_preset(const std::string& name) {
+  if (name == "example") {
+    nn::unet_config c = nn::unet_config::small();
+    c.model_channels = 16;
+    c.channel_mult = {1, 2, 4};
+    c.num_res_blocks = {1, 1, 1};
+    c.num_middle_res_blocks = 2;
+    c.attention_levels = {2};
+    c.num_heads = 1;
+    return c;
+  }
+  try {
+    return nn::unet_config::preset(name);
+  } catch (const value_error&) {
+    throw value_error("unknown --config '" + name + "' (default, reference, paper, small, tiny, example)");
+  }
+}
+
+inline trainer_config stored_training_config(const std::filesystem::path& ckpt) {
+  return train::trainer<data::case_set>::read_config(ckpt).get<trainer_config>();
+}
+
+// The "step" metadata of a checkpoint (0 when absent). A negative or non-integer step is
+// no file a run writes: it is refused by name before the weights are read.
+inline std::int64_t checkpoint_step(const std::filesystem::path& ckpt) {
+  const auto file = io::safetensors_file::open(ckpt);
+  const auto it = file.metadata().find("step");
+  if (it == file.metadata().end()) return 0;
+  const auto step = args_detail::to_integer(it->second);
+  throw_if<format_error>(!step || *step < 0 || *step > largest_count, "checkpoint '", ckpt.string(),
+                         "' records step='", it->second, "', not a step count (0 or more): the file is damaged");
+  return *step;
+}
+
+struct training_plan {
+  std::filesystem::path checkpoint;  // written every `checkpoint_every` steps and at the end
+  bool resume = false;               // continue from `checkpoint`
+  std::int64_t checkpoint_every = 200;
+  std::vector<std::int64_t> snapshots;  // sorted; kept as snapshot_dir/step-<N>.safetensors
+  std::filesystem::path snapshot_dir;
+};
+
+struct training_start {
+  std::int64_t first_step = 0;  // steps already done (a resumed run)
+  std::int64_t parameters = 0;
+  std::string diffusion;  // the policies, in words
+};
+
+// What the command does around the trainer: logging, progress, pictures.
+class training_observer {
+ public:
+  virtual ~training_observer() = default;
+  virtual void started(const training_start& s) = 0;
+  // After every step; `checkpoint` says whether a checkpoint follows it.
+  virtual void stepped(const step_report& r, bool checkpoint) = 0;
+  // Before each checkpoint is written (the log and the pictures catch up first).
+  virtual void checkpointing() = 0;
+};
+
+template <class Device>
+void run_training(const trainer_config& config, const data::case_set& cases, const training_plan& plan,
+                  training_observer& observer) {
+  train::trainer<data::case_set, Device> t(config, cases);
+  if (plan.resume) {
+    checkpoint_step(plan.checkpoint);
+    t.resume(plan.checkpoint);
+  }
+  observer.started({t.steps_done(), t.network().parameters().count(),
+                    t.diffusion().describe()});
+  auto save = [&] {
+    observer.checkpointing();
+    t.save(plan.checkpoint);
+  };
+  const std::int64_t first = t.steps_done(), total = config.lr.total_steps;
+  while (t.steps_done() < total) {
+    const step_report r = t.step();
+    if (std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
+      t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"));
+    const bool checkpoint = r.step % plan.checkpoint_every == 0 || r.step == total;
+    observer.stepped(r, checkpoint);
+    if (checkpoint) save();
+  }
+  if (first == total) save();
+}
+
+template <class Device>
+using sampling_model = train::basic_loaded_model<Device>;
+
+// use_ema: nullopt = the EMA weights when the checkpoint has them.
+template <class Device>
+sampling_model<Device> load_for_sampling(const std::filesystem::path& ckpt, std::optional<bool> use_ema) {
+  checkpoint_step(ckpt);
+  return train::load_model<Device>(ckpt, use_ema);
+}
+
+// How a model's inputs were cut and encoded in training: test images are cut the same way.
+struct input_format {
+  std::int64_t crop_size = 64;
+  data::crop_mode crop = data::crop_mode::random;
+  std::uint64_t seed = 0;  // fixes the random test windows
+  data::image_encoding encoding = data::image_encoding::grey;
+};
+
+template <class Device>
+input_format input_format_of(const sampling_model<Device>& m) {
+  return {m.config.crop_size, m.config.crop, m.config.seed, m.config.encoding};
+}
+
+struct draw_options {
+  int n = 8;
+  int steps = 10;
+  sampler_kind sampler = sampler_kind::ddpm_large;
+  bool clip_x0 = false;
+};
+
+// masks [B, n, H, W] of images [B, C, H, W]; init_noise empty or [B, n, H, W].
+template <class Device>
+sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> images, const draw_options& o, rng& g,
+                         tensor_view<const float> init_noise = {}) {
+  const train::sample_options so{o.n, o.steps, o.sampler, o.clip_x0, std::max(64, o.n)};
+  return train::sample_masks(*m.net, *m.diffusion, images, so, g, init_noise);
+}
+
+inline std::string sampler_name(sampler_kind s) {
+  return s == sampler_kind::ddim ? "ddim" : s == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large";
+}
+
+// Runs f.template operator()<D>() with D the device that --device names (cuda exists in
+// builds that link ambiseg::cuda).
+template <class F>
+decltype(auto) on_device(const std::string& device, F&& f) {
+  if (device == "cpu") return f.template operator()<cpu>();
+#if defined(AMBISEG_WITH_CUDA)
+  if (device == "cuda") return f.template operator()<cuda>();
+#endif
+  throw value_error("--device " + device + ": this ambiseg was built without CUDA (configure with -DAMBISEG_CUDA=ON)");
+}
+
+}  // namespace ambiseg::apps

@@ -1,0 +1,135 @@
+// tests/apps: the `ambiseg` command line — parsing and its errors, a tiny end-to-end run
+// (train, resume, sample, eval), and the pictures.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ambiseg/io/image.hpp"
+#include "ambiseg/io/npy.hpp"
+#include "ambiseg/io/safetensors.hpp"
+#include "ambiseg_apps/commands.hpp"
+#include "apps/tool_run.hpp"
+
+using namespace ambiseg;
+using namespace ambiseg::apps;
+
+TEST_CASE("cli: parsing and its errors", "[apps][cli]") {
+  auto parse = [](std::vector<std::string> v) { return parse_command(v); };
+  const auto t = std::get<train_command>(parse({"train", "--data", "synthetic", "--out", "d", "--steps", "400",
+                                                "--prediction=v", "--weighting", "trunc_snr", "--crop", "128"}));
+  CHECK(t.config.policy.prediction == "v");
+  CHECK(t.config.policy.weighting == "trunc_snr");
+  CHECK(t.config.lr.total_steps == 400);
+  CHECK(t.config.lr.warmup_steps == 40);  // a tenth of a short run
+  CHECK(t.config.lr.decay_steps == 100);  // the last quarter
+  CHECK(t.config.crop_size == 128);
+  CHECK(t.data.synthetic_size == 128);
+  const auto e = std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "-n", "4,16", "--pp", "none"}));
+  CHECK(e.n == std::vector<int>{4, 16});
+  CHECK_FALSE(e.pp.has_value());
+  const auto s = std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--sampler", "ddim"}));
+  CHECK(s.sampler == sampler_kind::ddim);
+  CHECK(std::holds_alternative<help_command>(parse({"help"})));
+  CHECK(std::holds_alternative<help_command>(parse({"train", "--data", "synthetic", "--help"})));
+
+  using V = std::vector<std::string>;
+  for (const V& bad : {V{}, V{"fly"}, V{"train", "--data", "synthetic"}, V{"train", "--out", "d"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps", "ten"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps", "0"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--prediction", "z"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--config", "huge"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--crop", "62"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--resume=yes"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--bogus", "1"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--steps"},
+                       V{"sample", "--ckpt", "c", "--out", "o"},
+                       V{"sample", "--ckpt", "c", "--out", "o", "--data", "synthetic", "--image", "x.png"},
+                       V{"sample", "--ckpt", "c", "--out", "o", "--image", "x.tif"},
+                       V{"eval", "--ckpt", "c", "--data", "synthetic", "-n", "4,,16"},
+                       V{"eval", "--ckpt", "c", "--data", "synthetic", "--pp", "1.5"},
+                       V{"eval", "--data", "synthetic"}}) {
+    INFO("arguments: " << nlohmann::json(bad).dump());
+    CHECK_THROWS_AS(parse(bad), value_error);
+    std::ostringstream out, err;
+    CHECK(run_cli(bad, out, err) == 2);
+    CHECK(err.str().find("usage: ambiseg") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli: train, resume, sample and eval end to end at a tiny size", "[apps][cli]") {
+  const auto dir = ambiseg_test::fresh_build_dir("cli");
+  const std::string out_dir = (dir / "run").string(), ckpt = (dir / "run" / "checkpoint.safetensors").string();
+  const std::vector<std::string> base{"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16",
+                                      "--config", "tiny", "--batch", "2", "--out", out_dir, "--checkpoint-every", "2"};
+  std::ostringstream out, err;
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = base;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  REQUIRE(run_cli(with({"--steps", "4"}), out, err) == 0);
+  const auto weights_4 = io::safetensors_file::open(ckpt).metadata().at("step");
+  CHECK(weights_4 == "4");
+  REQUIRE(run_cli(with({"--steps", "4", "--resume"}), out, err) == 0);  // nothing left to do
+  const auto png = io::read_image(dir / "run" / "loss.png");
+  CHECK(png.size(1) == 720);
+
+  const std::string sample_dir = (dir / "sample").string();
+  std::vector<std::int64_t> noise_shape{2, 3, 16, 16};
+  std::vector<float> noise(2 * 3 * 256);
+  rng g(5);
+  for (float& v : noise) v = static_cast<float>(g.normal());
+  io::write_npy<float>(dir / "noise.npy", noise, noise_shape);
+  const std::vector<std::string> sample{"sample", "--ckpt", ckpt, "--data", "synthetic", "--images", "2", "-n", "3",
+                                        "--steps", "2", "--sampler", "ddim", "--init-noise", (dir / "noise.npy").string(),
+                                        "--save-x0", (dir / "x0.npy").string(), "--out", sample_dir};
+  REQUIRE(run_cli(sample, out, err) == 0);
+  const auto x0_first = io::read_npy<float>(dir / "x0.npy");
+  REQUIRE(run_cli(sample, out, err) == 0);
+  const auto x0_again = io::read_npy<float>(dir / "x0.npy");
+  CHECK(x0_first.shape == noise_shape);
+  CHECK(x0_first.data == x0_again.data);
+  const auto masks = io::read_npy<std::uint8_t>(dir / "sample" / "masks.npy");
+  CHECK(masks.shape == noise_shape);
+  CHECK(std::filesystem::exists(dir / "sample" / "sample_1.png"));
+  CHECK(std::filesystem::exists(dir / "sample" / "samples.png"));
+
+  std::ostringstream eval_out;
+  REQUIRE(run_cli(std::vector<std::string>{"eval", "--ckpt", ckpt, "--data", "synthetic", "--images", "3", "-n", "2,4",
+                                           "--steps", "2", "--baselines", "--out", (dir / "eval").string()},
+                  eval_out, err) == 0);
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "eval" / "eval.json"));
+  REQUIRE(j["results"].size() == 6);
+  CHECK(j["results"][0]["method"] == "model");
+  CHECK(j["results"][2]["method"] == "oracle");
+  CHECK(j["results"][3]["method"] == "majority");
+  for (const auto& r : j["results"]) {
+    CHECK(r["raw"]["ged"].get<double>() >= 0.0);
+    CHECK(r["pp"]["dice"].get<double>() <= 1.0);
+  }
+  CHECK(eval_out.str().find("| majority | 4 |") != std::string::npos);
+
+  std::ostringstream e2;
+  CHECK(run_cli(std::vector<std::string>{"sample", "--ckpt", (dir / "missing.safetensors").string(), "--data",
+                                         "synthetic", "--out", sample_dir},
+                out, e2) == 1);
+  CHECK(e2.str().find("missing.safetensors") != std::string::npos);
+}
+
+TEST_CASE("plot: the loss curve and a tile grid are PNGs of the expected size", "[apps][cli]") {
+  const auto c = loss_curve({1, 2, 3}, {1.0, 0.5, 0.25});
+  const auto png = io::decode_image(io::encode_png(c.pixels()));
+  CHECK(png.size(0) == 420);
+  grid_tile tile{std::vector<float>(4, 0.5f), 0.0, 1.0, palette::grey};
+  const auto g = tile_grid({{tile, tile}, {tile}}, 2, 2, 3);
+  CHECK(g.height() == 2 * (6 + 4) + 4);
+  CHECK(g.width() == 2 * (6 + 4) + 4);
+  CHECK(g.pixels()[(4 * g.width() + 4) * 3] == 128);  // the first tile's top-left pixel, grey 0.5
+  CHECK_THROWS_AS(loss_curve({1}, {}), value_error);
+}
