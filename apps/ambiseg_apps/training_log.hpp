@@ -65,7 +65,9 @@ inline std::string ranges_text(const std::vector<std::pair<std::int64_t, std::in
   const std::size_t shown_ranges = std::min<std::size_t>(ranges.size(), 3);
   for (std::size_t k = 0; k < shown_ranges; ++k) {
     const auto [a, b] = ranges[k];
-    s += (k ? ", " : "") + std::to_string(a) + (a == b ? "" : "-" + std::to_string(b));
+    if (k) s += ", ";
+    s += std::to_string(a);
+    if (a != b) s.append("-").append(std::to_string(b));
   }
   if (ranges.size() > shown_ranges) s += " and " + std::to_string(ranges.size() - shown_ranges) + " more ranges";
   return s;
