@@ -218,11 +218,6 @@ def main() -> int:
     if args.self_test:
         return self_test()
     problems = scan(args.root, ALLOWED)
-    # The one edge still open: io's training checkpoint knows AdamW and the EMA. Its move to
-    # train/ (issue #10) is on branch wip/issue10-model-house; reported, not failed, until then.
-    for p in [p for p in problems if p.startswith("include/ambiseg/io/checkpoint.hpp (io) includes ambiseg/optim/")]:
-        print("known, open (issue #10):", p, file=sys.stderr)
-        problems.remove(p)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

@@ -1,4 +1,4 @@
-// Checkpoints of device models (io/checkpoint.hpp on parameter_store<T, D>, adamw<T, D>,
+// Checkpoints of device models (io/ and train/checkpoint.hpp on parameter_store<T, D>, adamw<T, D>,
 // ema<T, D>): files written from a device store are the bytes a CPU store with the same
 // values writes, and loading into a device store restores the values bit for bit. Every
 // case runs with D = cpu too (everywhere: the in-place path), D = cuda skips without a GPU
@@ -6,6 +6,7 @@
 #include "cuda_unet_util.hpp"
 
 #include <ambiseg/io/checkpoint.hpp>
+#include <ambiseg/train/checkpoint.hpp>
 #include <ambiseg/optim/adamw.hpp>
 #include <ambiseg/optim/ema.hpp>
 
@@ -103,17 +104,17 @@ TEMPLATE_TEST_CASE("training checkpoints of device models (weights, AdamW moment
     opt.step(net.parameters());
     avg.update(net.parameters());
   }
-  io::training_state state;
+  train::training_state state;
   state.step = 2;
   state.rng_state = rng(3).state();
   state.config = {{"device", D::name}};
-  io::save_training_checkpoint(dir / "a.safetensors", net.parameters(), opt, state, &avg);
+  train::save_training_checkpoint(dir / "a.safetensors", net.parameters(), opt, state, &avg);
 
   // into fresh device objects: every buffer bit for bit, counters restored
   nn::unet<float, D> net2(cfg, 12);
   optim::adamw<float, D> opt2(net2.parameters());
   optim::ema<float, D> avg2(net2.parameters(), 0.9);
-  const auto loaded = io::load_training_checkpoint(dir / "a.safetensors", net2.parameters(), opt2, &avg2);
+  const auto loaded = train::load_training_checkpoint(dir / "a.safetensors", net2.parameters(), opt2, &avg2);
   CHECK(loaded.step == 2);
   CHECK(opt2.steps() == 2);
   CHECK(opt2.lr() == 1e-3);
@@ -124,28 +125,28 @@ TEMPLATE_TEST_CASE("training checkpoints of device models (weights, AdamW moment
   CHECK(same_bits<float, D, D>(avg2.shadow(), avg.shadow()));
 
   // saving again from the loaded objects writes the same file
-  io::save_training_checkpoint(dir / "b.safetensors", net2.parameters(), opt2, state, &avg2);
+  train::save_training_checkpoint(dir / "b.safetensors", net2.parameters(), opt2, state, &avg2);
   CHECK(file_bytes(dir / "a.safetensors") == file_bytes(dir / "b.safetensors"));
 
   // and a CPU model loads the device's checkpoint (and writes it back identically)
   nn::unet<float> host_net(cfg, 13);
   optim::adamw<float> host_opt(host_net.parameters());
   optim::ema<float> host_avg(host_net.parameters(), 0.9);
-  io::load_training_checkpoint(dir / "a.safetensors", host_net.parameters(), host_opt, &host_avg);
+  train::load_training_checkpoint(dir / "a.safetensors", host_net.parameters(), host_opt, &host_avg);
   CHECK(same_bits<float, cpu, D>(host_net.parameters().flat_values(), net.parameters().flat_values()));
-  io::save_training_checkpoint(dir / "c.safetensors", host_net.parameters(), host_opt, state, &host_avg);
+  train::save_training_checkpoint(dir / "c.safetensors", host_net.parameters(), host_opt, state, &host_avg);
   CHECK(file_bytes(dir / "a.safetensors") == file_bytes(dir / "c.safetensors"));
 
   // without the EMA argument, and a mismatched model is refused before anything changes
   nn::unet<float, D> net3(cfg, 14);
   optim::adamw<float, D> opt3(net3.parameters());
-  io::load_training_checkpoint(dir / "a.safetensors", net3.parameters(), opt3, nullptr);
+  train::load_training_checkpoint(dir / "a.safetensors", net3.parameters(), opt3, nullptr);
   CHECK(same_bits<float, D, D>(opt3.exp_avg(), opt.exp_avg()));
   auto other_cfg = cfg;
   other_cfg.model_channels *= 2;
   nn::unet<float, D> wrong(other_cfg, 15);
   optim::adamw<float, D> wrong_opt(wrong.parameters());
   const tensor<float> untouched = host_copy<float, D>(wrong.parameters().flat_values());
-  CHECK_THROWS_AS(io::load_training_checkpoint(dir / "a.safetensors", wrong.parameters(), wrong_opt), error);
+  CHECK_THROWS_AS(train::load_training_checkpoint(dir / "a.safetensors", wrong.parameters(), wrong_opt), error);
   CHECK(same_bits<float, D, cpu>(wrong.parameters().flat_values(), untouched.cview()));
 }

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <ambiseg/io/checkpoint.hpp>
+#include <ambiseg/train/checkpoint.hpp>
 
 #include <cstring>
 #include <filesystem>
@@ -179,25 +180,25 @@ TEST_CASE("training checkpoint round-trips bit for bit and resumes identically",
   (void)gen.normal();  // leave a cached normal in the generator state
   REQUIRE(gen.state().has_cached_normal);
 
-  io::training_state state;
+  train::training_state state;
   state.step = 3;
   state.rng_state = gen.state();
   state.config = {{"model_channels", 32}, {"channel_mult", {1, 1, 2, 4}}, {"prediction", "x"}};
   state.extra = {{"git", "abc123"}};
-  io::save_training_checkpoint(path, model, opt, state, &avg);
+  train::save_training_checkpoint(path, model, opt, state, &avg);
 
   auto f = io::safetensors_file::open(path);
   CHECK(f.contains("optim.m.time_embed.0.bias"));
   CHECK(f.contains("optim.v.out.2.weight"));
   CHECK(f.contains("ema.middle_block.1.qkv.weight"));
-  CHECK(f.metadata().at("format") == io::training_checkpoint_format);
+  CHECK(f.metadata().at("format") == train::training_checkpoint_format);
   CHECK(f.metadata().at("dtype") == "F32");
 
   parameter_store<float> model2;
   build(model2, true);
   optim::adamw<float> opt2(model2);  // other hyperparameters: the checkpoint's win
   optim::ema<float> avg2(model2, 0.99);
-  const auto loaded = io::load_training_checkpoint(path, model2, opt2, &avg2);
+  const auto loaded = train::load_training_checkpoint(path, model2, opt2, &avg2);
 
   CHECK(loaded.step == 3);
   CHECK(loaded.config == state.config);
@@ -236,7 +237,7 @@ TEST_CASE("training checkpoint round-trips bit for bit and resumes identically",
   parameter_store<float> m3;
   build(m3, true);
   optim::adamw<float> o3(m3);
-  io::load_training_checkpoint(path, m3, o3, &avg3);
+  train::load_training_checkpoint(path, m3, o3, &avg3);
   CHECK(flat_equal<float>(averaged.flat_values(), avg3.shadow()));
 
   // Double models save F64.
@@ -244,12 +245,12 @@ TEST_CASE("training checkpoint round-trips bit for bit and resumes identically",
   build(dm);
   fill(dm, 5.0);
   optim::adamw<double> dopt(dm);
-  io::save_training_checkpoint(dir / "d.safetensors", dm, dopt, {});
+  train::save_training_checkpoint(dir / "d.safetensors", dm, dopt, {});
   CHECK(io::safetensors_file::open(dir / "d.safetensors").info("optim.m.time_embed.0.bias").dtype == io::dtype::F64);
   parameter_store<double> dm2;
   build(dm2);
   optim::adamw<double> dopt2(dm2);
-  CHECK(io::load_training_checkpoint(dir / "d.safetensors", dm2, dopt2).step == 0);
+  CHECK(train::load_training_checkpoint(dir / "d.safetensors", dm2, dopt2).step == 0);
   CHECK(flat_equal<double>(dm.flat_values(), dm2.flat_values()));
 }
 
@@ -260,9 +261,9 @@ TEST_CASE("damaged training checkpoints are refused before anything changes", "[
   build(model);
   fill(model, 6.0);
   optim::adamw<double> opt(model);
-  io::training_state state;
+  train::training_state state;
   state.step = 11;
-  io::save_training_checkpoint(good, model, opt, state);
+  train::save_training_checkpoint(good, model, opt, state);
 
   parameter_store<double> target;
   build(target);
@@ -272,7 +273,7 @@ TEST_CASE("damaged training checkpoints are refused before anything changes", "[
   before.copy_from(target.flat_values());
   auto expect_refused = [&](const fs::path& p, const std::string& fragment) {
     try {
-      io::load_training_checkpoint(p, target, topt);
+      train::load_training_checkpoint(p, target, topt);
       FAIL("accepted a damaged checkpoint");
     } catch (const format_error& e) {
       INFO(e.what());
@@ -306,17 +307,17 @@ TEST_CASE("damaged training checkpoints are refused before anything changes", "[
   parameter_store<double> bigger;  // a model the checkpoint does not fit
   build(bigger, true);
   optim::adamw<double> bopt(bigger);
-  CHECK_THROWS_WITH(io::load_training_checkpoint(good, bigger, bopt),
+  CHECK_THROWS_WITH(train::load_training_checkpoint(good, bigger, bopt),
                     Catch::Contains("weights") && Catch::Contains("'out.2.weight'"));
 
   // An EMA requested but not in the file.
   optim::ema<double> avg(target, 0.9);
-  CHECK_THROWS_WITH(io::load_training_checkpoint(good, target, topt, &avg),
+  CHECK_THROWS_WITH(train::load_training_checkpoint(good, target, topt, &avg),
                     Catch::Contains("metadata key 'ema' is missing"));
 
   // Reserved metadata keys cannot be overridden by extras.
-  io::training_state clash;
+  train::training_state clash;
   clash.extra = {{"step", "5"}};
-  CHECK_THROWS_AS(io::save_training_checkpoint(dir / "x.safetensors", model, opt, clash), value_error);
+  CHECK_THROWS_AS(train::save_training_checkpoint(dir / "x.safetensors", model, opt, clash), value_error);
   CHECK(!fs::exists(dir / "x.safetensors"));
 }

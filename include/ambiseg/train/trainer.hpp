@@ -22,7 +22,7 @@
 // drawn on the host from the same noise rng in the same order, so a seed gives the same
 // initial weights, batches and draws as on the CPU; the results agree to float rounding
 // (docs/cuda.md, "The device trainer"). Checkpoints are the same files on every device
-// (io/checkpoint.hpp stages device buffers through host copies), so a run saved on one
+// (train/checkpoint.hpp stages device buffers through host copies), so a run saved on one
 // device resumes on the other. The third parameter, DeviceLayer, runs the device path with
 // Device = cpu (host tensors through diffusion/device.hpp): what lets the tests exercise
 // the GPU trainer's orchestration on a machine without a GPU.
@@ -44,6 +44,7 @@
 #include "ambiseg/data/batches.hpp"
 #include "ambiseg/data/dataset.hpp"
 #include "ambiseg/io/checkpoint.hpp"
+#include "ambiseg/train/checkpoint.hpp"
 #include "ambiseg/nn/unet.hpp"
 #include "ambiseg/optim/adamw.hpp"
 #include "ambiseg/optim/clip.hpp"
@@ -237,12 +238,12 @@ class trainer {
 
   void save(const std::filesystem::path& path) const {
     const typename device_context<Device>::scope on_stream(context_);
-    io::training_state state;
+    train::training_state state;
     state.step = step_;
     state.rng_state = noise_rng_.state();
     state.config = config_json();
-    state.extra["batch_rng"] = io::detail::rng_to_json(batches_->generator().state()).dump();
-    io::save_training_checkpoint(path, net_.parameters(), opt_, state, ema());
+    state.extra["batch_rng"] = train::detail::rng_to_json(batches_->generator().state()).dump();
+    train::save_training_checkpoint(path, net_.parameters(), opt_, state, ema());
   }
 
   // Restores a checkpoint of this configuration (same JSON config) and replays the batch
@@ -253,14 +254,14 @@ class trainer {
     throw_if<value_error>(file_config != config_json(), "trainer::resume: '", path.string(),
                           "' was written by a different configuration:\n  file:  ", file_config.dump(),
                           "\n  this:  ", config_json().dump());
-    const io::training_state state =
-        io::load_training_checkpoint(path, net_.parameters(), opt_, ema_ ? &*ema_ : nullptr);
+    const train::training_state state =
+        train::load_training_checkpoint(path, net_.parameters(), opt_, ema_ ? &*ema_ : nullptr);
     batches_ = std::make_unique<data::batch_sampler<Data>>(data_, batch_config(), rng::derive(config_.seed, 1)());
     for (std::int64_t s = 0; s < state.step; ++s) batches_->next(batch_);
     auto it = state.extra.find("batch_rng");
     throw_if<format_error>(it == state.extra.end(), "trainer::resume: '", path.string(),
                            "' lacks the batch sampler state");
-    throw_if<format_error>(io::detail::rng_to_json(batches_->generator().state()).dump() != it->second,
+    throw_if<format_error>(train::detail::rng_to_json(batches_->generator().state()).dump() != it->second,
                            "trainer::resume: replaying the batch sampler to step ", state.step,
                            " does not reproduce the saved state (different data?)");
     noise_rng_.set_state(state.rng_state);
