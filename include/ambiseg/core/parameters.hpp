@@ -17,6 +17,14 @@
 
 namespace ambiseg {
 
+// One flat buffer laid out like a parameter_store's (an optimiser moment, EMA weights),
+// named for checkpoints: saved as one tensor per parameter under "<prefix><name>.".
+template <class T, class D = cpu>
+struct named_flat_state {
+  std::string name;
+  tensor_view<T, D> flat;
+};
+
 template <class T, class D = cpu>
 class parameter_store {
  public:

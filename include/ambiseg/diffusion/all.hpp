@@ -1,5 +1,5 @@
 // ambiseg/diffusion/all.hpp — the diffusion layer: schedules, predictions, weightings,
-// timestep samplers, samplers and the gaussian_diffusion facade.
+// timestep samplers, samplers, the gaussian_diffusion policies and diffusion_runner.
 #pragma once
 
 #include "ambiseg/diffusion/concepts.hpp"
@@ -9,3 +9,4 @@
 #include "ambiseg/diffusion/timesteps.hpp"
 #include "ambiseg/diffusion/samplers.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
+#include "ambiseg/diffusion/runner.hpp"

@@ -1,25 +1,24 @@
-// ambiseg/diffusion/cuda.hpp — the diffusion facade on the GPU: the cuda forms of
-// diffusion/device.hpp (cuda_diffusion, cuda_training_batch, forward_denoiser on cuda),
-// with ops/cuda/diffusion.cuh as kernels. Requires the CUDA backend.
+// ambiseg/diffusion/cuda.hpp — the cuda forms of diffusion_runner (runner.hpp). Requires
+// the CUDA backend.
 //
-//   gaussian_diffusion<S, P, W> host(schedule);          // the host facade, unchanged
-//   cuda_diffusion<decltype(host)> gpu(host);            // the same policies on the GPU
-//   gpu.training_loss(net, x0, cond, batch);             // tensor<float, cuda> in and out
+//   gaussian_diffusion<S, P, W> policies(schedule);
+//   cuda_diffusion<decltype(policies)> gpu(policies);   // the same loop on the GPU
+//   gpu.training_loss(net, x0, cond, batch);            // tensor<float, cuda> in and out
 #pragma once
 
 #if !defined(AMBISEG_WITH_CUDA)
 #error "ambiseg/diffusion/cuda.hpp needs the CUDA backend: configure with -DAMBISEG_CUDA=ON and link ambiseg::cuda"
 #endif
 
-#include "ambiseg/diffusion/device.hpp"
+#include "ambiseg/diffusion/runner.hpp"
 
 namespace ambiseg::diffusion {
 
 template <class Diffusion, class T = float>
-using cuda_diffusion = device_diffusion<Diffusion, T, cuda>;
+using cuda_diffusion = diffusion_runner<Diffusion, T, cuda>;
 template <class T>
-using cuda_training_batch = device_training_batch<T, cuda>;
+using cuda_training_batch = training_batch<T, cuda>;
 template <class F, class T>
-concept cuda_denoiser = device_denoiser<F, T, cuda>;
+concept cuda_denoiser = denoiser<F, T, cuda>;
 
 }  // namespace ambiseg::diffusion

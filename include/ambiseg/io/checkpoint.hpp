@@ -11,14 +11,10 @@
 //               lists what was loaded, missing, unexpected or mismatched.
 // F16/BF16/F32/F64 tensors all load (converted); other dtypes count as mismatched.
 //
-// Training checkpoint (one file, written by train/checkpoint.hpp; see docs/checkpoints.md):
-//   <name>            weights
-//   optim.m.<name>    AdamW first moment      optim.v.<name>   second moment
-//   ema.<name>        EMA weights (optional)
-//   __metadata__      format, step, rng, optimizer, config (JSON), ema, dtype, user keys
-// Saving and loading round-trip bit for bit. Loading checks names, shapes and metadata of
-// every section before touching the model, optimiser or EMA (an I/O error during the reads
-// that follow — a file truncated meanwhile — can still leave them partly loaded).
+// Non-finite values (NaN, ±inf) are refused when read: a format_error names the file, the
+// tensor and the element. Several buffers laid out like the parameters (a training
+// checkpoint's optimiser moments, EMA weights) save as flat sections under prefixes; the
+// training checkpoint itself is train/checkpoint.hpp's.
 //
 // Devices: every function takes stores, optimisers and EMAs on any device D. On the CPU
 // they read and write the flat buffers in place; on another device (ambiseg::cuda) each
@@ -28,6 +24,8 @@
 // bytes whatever device wrote them, and any device loads them.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -43,7 +41,6 @@
 #include "ambiseg/core/device.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
-#include "ambiseg/core/random.hpp"
 #include "ambiseg/io/safetensors.hpp"
 #if defined(AMBISEG_WITH_CUDA)
 #include "ambiseg/core/cuda_memory.hpp"
@@ -148,6 +145,10 @@ void execute_load(const load_plan& plan, const parameter_store<T, D>& store, con
   for (std::size_t i : plan.to_load) {
     const auto& e = store.info(i);
     file.read_into<T>(prefix + e.name, tensor_view<T, cpu>(flat_base + e.offset, e.shape));
+    const T* v = flat_base + e.offset;
+    for (std::int64_t k = 0; k < e.shape.numel(); ++k)
+      throw_if<format_error>(!std::isfinite(v[k]), "'", file.path().string(), "': tensor '", prefix + e.name,
+                             "' holds ", v[k], " at element ", k, " (weights must be finite)");
   }
 }
 
@@ -242,5 +243,82 @@ void save_parameters(const parameter_store<T, D>& store, const std::filesystem::
   detail::append_entries(entries, store, values.data(), "");
   save_safetensors(path, entries, metadata);
 }
+
+// ---- flat sections: several buffers laid out like the parameters, in one file ----------
+
+// A flat buffer saved as one tensor per parameter, named prefix + parameter name.
+template <class T, class D>
+struct flat_section {
+  std::string prefix;
+  tensor_view<const T, D> flat;
+};
+
+template <class T, class D>
+void save_flat_sections(const std::filesystem::path& path, const parameter_store<T, D>& store,
+                        const std::vector<flat_section<T, D>>& sections,
+                        const std::map<std::string, std::string>& metadata) {
+  std::vector<detail::host_flat_source<T, D>> hosts;
+  hosts.reserve(sections.size());
+  for (const auto& s : sections) {
+    throw_if<shape_error>(s.flat.numel() != store.flat_values().numel(), "save_flat_sections: section '",
+                          s.prefix, "' holds ", s.flat.numel(), " elements, the store ",
+                          store.flat_values().numel());
+    hosts.emplace_back(s.flat);
+  }
+  std::vector<tensor_to_save> entries;
+  for (std::size_t i = 0; i < sections.size(); ++i)
+    detail::append_entries(entries, store, hosts[i].data(), sections[i].prefix);
+  save_safetensors(path, entries, metadata);
+}
+
+// Metadata access that reports a malformed file as format_error naming the file.
+struct metadata_reader {
+  const safetensors_file& file;
+  std::string op;
+
+  template <class... Args>
+  void check(bool ok, Args&&... what) const {
+    throw_if<format_error>(!ok, op, "('", file.path().string(), "'): ", std::forward<Args>(what)...);
+  }
+  const std::string& text(const std::string& key) const {
+    auto it = file.metadata().find(key);
+    check(it != file.metadata().end(), "metadata key '", key, "' is missing");
+    return it->second;
+  }
+  nlohmann::json json(const std::string& key) const {
+    try {
+      return nlohmann::json::parse(text(key));
+    } catch (const nlohmann::json::exception& e) {
+      check(false, "metadata '", key, "' is not valid JSON: ", e.what());
+    }
+    return {};
+  }
+  template <class V>
+  V field(const nlohmann::json& j, const std::string& key, const char* name) const {
+    check(j.is_object() && j.contains(name), "metadata '", key, "' lacks \"", name, "\"");
+    const auto& v = j.at(name);
+    bool ok = false;
+    if constexpr (std::is_same_v<V, bool>) ok = v.is_boolean();
+    else if constexpr (std::is_same_v<V, std::uint64_t>) ok = v.is_number_unsigned();
+    else if constexpr (std::is_integral_v<V>) ok = v.is_number_integer();
+    else if constexpr (std::is_floating_point_v<V>) ok = v.is_number();
+    else ok = v.is_string();
+    check(ok, "metadata '", key, "': \"", name, "\" has the wrong type (", v.dump(), ")");
+    return v.get<V>();
+  }
+};
+
+namespace detail {
+// Loads a complete plan into a flat buffer (any device), starting from zeros so that the
+// padding between parameters stays zero.
+template <class T, class D>
+void load_flat(const load_plan& plan, const parameter_store<T, D>& store, const safetensors_file& file,
+               const std::string& prefix, tensor_view<T, D> flat) {
+  if constexpr (std::same_as<D, cpu>) std::fill(flat.data(), flat.data() + flat.numel(), T(0));
+  host_flat_target<T, D> dst(flat, host_flat_target<T, D>::start::zeros);
+  execute_load(plan, store, file, prefix, dst.data());
+  dst.commit();
+}
+}  // namespace detail
 
 }  // namespace ambiseg::io

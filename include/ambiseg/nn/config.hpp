@@ -50,6 +50,8 @@ struct unet_config {
                           ": model_channels must be even (sinusoidal time embedding), got ",
                           model_channels);
     throw_if<value_error>(channel_mult.empty(), op, ": channel_mult is empty");
+    throw_if<value_error>(model_channels > 8192, op, ": model_channels ", model_channels, " (at most 8192)");
+    for (int m : channel_mult) throw_if<value_error>(m > 64, op, ": channel_mult entry ", m, " (at most 64)");
     throw_if<value_error>(num_res_blocks.size() != channel_mult.size(), op, ": num_res_blocks has ",
                           num_res_blocks.size(), " entries for ", channel_mult.size(), " levels");
     for (std::size_t l = 0; l < channel_mult.size(); ++l) {
@@ -75,6 +77,17 @@ struct unet_config {
                           ") must exceed out_channels (", out_channels,
                           "): the input is cat[x_t, image]");
     throw_if<value_error>(!(norm_eps > 0), op, ": norm_eps must be > 0, got ", norm_eps);
+    // Bounds far above any network that fits a GPU, so that an edited config is refused
+    // before it asks for an absurd allocation.
+    throw_if<value_error>(levels() > 8, op, ": ", levels(), " levels (at most 8)");
+    for (int l = 0; l < levels(); ++l)
+      throw_if<value_error>(channels(l) > 8192 || num_res_blocks[static_cast<std::size_t>(l)] > 32, op,
+                            ": level ", l, " asks for ", static_cast<long long>(model_channels) * channel_mult[l],
+                            " channels and ", num_res_blocks[static_cast<std::size_t>(l)],
+                            " ResBlocks (at most 8192 and 32)");
+    throw_if<value_error>(num_middle_res_blocks > 32 || num_heads > 1024 || in_channels > 1024, op,
+                          ": num_middle_res_blocks ", num_middle_res_blocks, ", num_heads ", num_heads,
+                          ", in_channels ", in_channels, " (at most 32, 1024, 1024)");
     throw_if<value_error>(!(max_period > 0), op, ": max_period must be > 0, got ", max_period);
   }
 

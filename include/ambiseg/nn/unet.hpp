@@ -48,6 +48,12 @@ class unet {
     initialise(seed);
   }
 
+  // The parameters' names and shapes for a config, found without allocating them: what a
+  // loader checks a file against before building a network its config may have inflated.
+  static std::vector<typename parameter_store<T, D>::entry> parameter_layout(unet_config config) {
+    return unet(std::move(config), layout_only{}).params_.entries();
+  }
+
   const unet_config& config() const { return config_; }
   parameter_store<T, D>& parameters() { return params_; }
   const parameter_store<T, D>& parameters() const { return params_; }
@@ -231,6 +237,12 @@ class unet {
   workspace<D>& op_workspace() { return ws_; }
 
  private:
+  struct layout_only {};
+  unet(unet_config config, layout_only) : config_(std::move(config)) {
+    config_.validate();
+    build();
+  }
+
   struct encoder_block {
     std::optional<resblock<T, D>> res;        // a ResBlock level block
     std::optional<attention_block<T, D>> attn;

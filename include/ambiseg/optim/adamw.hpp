@@ -20,6 +20,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "ambiseg/core/config.hpp"
 #include "ambiseg/core/error.hpp"
@@ -120,7 +126,39 @@ class adamw {
     steps_ = 0;
   }
 
+  // ---- state for checkpoints (train/checkpoint.hpp): named flat tensors + JSON scalars --
+  static constexpr std::string_view checkpoint_key = "optimizer";
+  static constexpr std::string_view checkpoint_prefix = "optim.";
+  std::vector<named_flat_state<T, D>> state_tensors() { return {{"m", exp_avg()}, {"v", exp_avg_sq()}}; }
+  nlohmann::json state_json() const {
+    return {{"type", "adamw"},       {"lr", options_.lr},   {"beta1", options_.beta1}, {"beta2", options_.beta2},
+            {"eps", options_.eps},   {"weight_decay", options_.weight_decay}, {"steps", steps_}};
+  }
+  // Throws value_error unless j is a state_json() this optimiser can take.
+  void check_state_json(const nlohmann::json& j) const { (void)parse_state(j); }
+  // Hyperparameters and the step count, as torch's load_state_dict restores them.
+  void load_state_json(const nlohmann::json& j) {
+    const auto [options, steps] = parse_state(j);
+    options_ = options;
+    steps_ = steps;
+  }
+
  private:
+  static std::pair<adamw_options, std::int64_t> parse_state(const nlohmann::json& j) {
+    try {
+      throw_if<value_error>(!j.is_object() || j.value("type", std::string()) != "adamw",
+                            "adamw state: not an AdamW state (", j.dump(), ")");
+      const adamw_options o{j.at("lr").get<double>(), j.at("beta1").get<double>(), j.at("beta2").get<double>(),
+                            j.at("eps").get<double>(), j.at("weight_decay").get<double>()};
+      o.validate();
+      const auto steps = j.at("steps").get<std::int64_t>();
+      throw_if<value_error>(steps < 0, "adamw state: negative step count ", steps);
+      return {o, steps};
+    } catch (const nlohmann::json::exception& e) {
+      throw value_error(std::string("adamw state: ") + e.what());
+    }
+  }
+
   adamw_options options_;
   tensor<T, D> exp_avg_;
   tensor<T, D> exp_avg_sq_;

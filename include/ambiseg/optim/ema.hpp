@@ -12,6 +12,12 @@
 #include <cstdint>
 #include <utility>
 
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/tensor.hpp"
@@ -101,7 +107,26 @@ class ema {
   tensor_view<T, D> shadow() { return shadow_.view(); }
   tensor_view<const T, D> shadow() const { return shadow_.view(); }
 
+  // ---- state for checkpoints (train/checkpoint.hpp): the averaged weights + the count ----
+  static constexpr std::string_view checkpoint_key = "ema";
+  static constexpr std::string_view checkpoint_prefix = "ema.";
+  std::vector<named_flat_state<T, D>> state_tensors() { return {{"", shadow()}}; }
+  nlohmann::json state_json() const { return {{"decay", decay_}, {"updates", updates_}}; }
+  void check_state_json(const nlohmann::json& j) const { (void)parse_updates(j); }
+  // The update count; the decay stays the one this EMA was built with.
+  void load_state_json(const nlohmann::json& j) { updates_ = parse_updates(j); }
+
  private:
+  static std::int64_t parse_updates(const nlohmann::json& j) {
+    try {
+      const auto n = j.at("updates").get<std::int64_t>();
+      throw_if<value_error>(n < 0, "ema state: negative update count ", n);
+      return n;
+    } catch (const nlohmann::json::exception& e) {
+      throw value_error(std::string("ema state: ") + e.what());
+    }
+  }
+
   double decay_;
   tensor<T, D> shadow_;
   std::int64_t updates_ = 0;

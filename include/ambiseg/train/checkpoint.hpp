@@ -1,25 +1,27 @@
-// ambiseg/train/checkpoint.hpp — a training run in one safetensors file: the weights, the
-// AdamW moments, the EMA weights and the metadata to continue bit for bit.
+// ambiseg/train/checkpoint.hpp — a training run in one safetensors file: the weights (by
+// name, io/checkpoint.hpp), each state component's flat tensors, and metadata.
 //
-//   <name>            weights
-//   optim.m.<name>    AdamW first moment      optim.v.<name>   second moment
-//   ema.<name>        EMA weights (optional)
-//   __metadata__      format, step, rng, optimizer, config (JSON), ema, dtype, user keys
-// Saving and loading round-trip bit for bit. Loading checks names, shapes and metadata of
-// every section before touching the model, optimiser or EMA (an I/O error during the reads
-// that follow — a file truncated meanwhile — can still leave them partly loaded). The
-// weights are read and written by name through io/checkpoint.hpp; this file is the part
-// that knows the optimiser and the EMA, so it lives with training.
+//   <name>                     weights
+//   <prefix><state>.<name>     a component's flat state per parameter, e.g. optim.m.<name>,
+//                              optim.v.<name> (AdamW), ema.<name> (the EMA)
+//   __metadata__               format, step, rng, config (JSON), dtype, one JSON entry per
+//                              component (optimizer, ema), user keys
+//
+// A component is anything that exposes its state as named flat tensors laid out like the
+// parameters plus scalar JSON (checkpoint_component below): AdamW and the EMA do, and the
+// file is written and read without knowing either. Loading checks every name, shape and
+// metadata entry before touching the model or a component (an I/O error in the reads that
+// follow — a file truncated meanwhile — can still leave them partly loaded).
 #pragma once
 
 #include <bit>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,12 +30,8 @@
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/io/checkpoint.hpp"
-#include "ambiseg/optim/adamw.hpp"
-#include "ambiseg/optim/ema.hpp"
 
 namespace ambiseg::train {
-
-// ---- training checkpoints ------------------------------------------------------------
 
 inline constexpr std::string_view training_checkpoint_format = "ambiseg.training_checkpoint.v1";
 
@@ -44,10 +42,38 @@ struct training_state {
   std::map<std::string, std::string> extra;          // free-form (e.g. a git hash)
 };
 
-namespace detail {
+template <class C, class T, class D>
+concept checkpoint_component = requires(C& c, const C& cc, const nlohmann::json& j) {
+  { C::checkpoint_key } -> std::convertible_to<std::string_view>;     // metadata key
+  { C::checkpoint_prefix } -> std::convertible_to<std::string_view>;  // tensor name prefix
+  { c.state_tensors() } -> std::same_as<std::vector<named_flat_state<T, D>>>;
+  { cc.state_json() } -> std::same_as<nlohmann::json>;
+  cc.check_state_json(j);  // throws value_error if the scalars would be refused
+  c.load_state_json(j);    // applies them (after check_state_json)
+};
 
-inline const std::vector<std::string>& reserved_metadata_keys() {
-  static const std::vector<std::string> keys = {"format", "step", "rng", "optimizer", "config", "ema", "dtype"};
+// A component seen through type erasure, so that save/load take any number of them.
+template <class T, class D>
+struct state_section {
+  std::string key, prefix;
+  std::vector<named_flat_state<T, D>> tensors;
+  std::function<nlohmann::json()> state_json;
+  std::function<void(const nlohmann::json&)> check_state_json, load_state_json;
+};
+
+template <class T, class D, class C>
+  requires checkpoint_component<C, T, D>
+state_section<T, D> section(C& component) {
+  return {std::string(C::checkpoint_key), std::string(C::checkpoint_prefix), component.state_tensors(),
+          [&component] { return component.state_json(); },
+          [&component](const nlohmann::json& j) { component.check_state_json(j); },
+          [&component](const nlohmann::json& j) { component.load_state_json(j); }};
+}
+
+namespace checkpoint_detail {
+
+inline const std::vector<std::string>& fixed_metadata_keys() {
+  static const std::vector<std::string> keys = {"format", "step", "rng", "config", "dtype"};
   return keys;
 }
 
@@ -57,103 +83,55 @@ inline nlohmann::json rng_to_json(const rng::state_type& s) {
           {"has_cached_normal", s.has_cached_normal}};
 }
 
-// Metadata field access that reports a malformed checkpoint as format_error.
-struct metadata_reader {
-  const io::safetensors_file& file;
+inline std::string tensor_prefix(const std::string& prefix, const std::string& state) {
+  return state.empty() ? prefix : prefix + state + ".";
+}
 
-  template <class... Args>
-  void check(bool ok, Args&&... what) const {
-    throw_if<format_error>(!ok, "load_training_checkpoint('", file.path().string(), "'): ",
-                           std::forward<Args>(what)...);
-  }
-  const std::string& text(const std::string& key) const {
-    auto it = file.metadata().find(key);
-    check(it != file.metadata().end(), "metadata key '", key, "' is missing");
-    return it->second;
-  }
-  nlohmann::json json(const std::string& key) const {
-    try {
-      return nlohmann::json::parse(text(key));
-    } catch (const nlohmann::json::exception& e) {
-      check(false, "metadata '", key, "' is not valid JSON: ", e.what());
-    }
-    return {};
-  }
-  template <class V>
-  V field(const nlohmann::json& j, const std::string& key, const char* name) const {
-    check(j.is_object() && j.contains(name), "metadata '", key, "' lacks \"", name, "\"");
-    const auto& v = j.at(name);
-    bool ok = false;
-    if constexpr (std::is_same_v<V, bool>) ok = v.is_boolean();
-    else if constexpr (std::is_same_v<V, std::uint64_t>) ok = v.is_number_unsigned();
-    else if constexpr (std::is_integral_v<V>) ok = v.is_number_integer();
-    else if constexpr (std::is_floating_point_v<V>) ok = v.is_number();
-    else ok = v.is_string();
-    check(ok, "metadata '", key, "': \"", name, "\" has the wrong type (", v.dump(), ")");
-    return v.get<V>();
-  }
-};
-
-}  // namespace detail
+}  // namespace checkpoint_detail
 
 template <class T, class D>
 void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, D>& params,
-                              const optim::adamw<T, D>& opt, const training_state& state,
-                              std::type_identity_t<const optim::ema<T, D>*> ema = nullptr) {
+                              const training_state& state, const std::vector<state_section<T, D>>& sections) {
   const std::int64_t flat = params.flat_values().numel();
-  throw_if<shape_error>(opt.exp_avg().numel() != flat, "save_training_checkpoint: the optimiser holds ",
-                        opt.exp_avg().numel(), " elements, the model ", flat);
-  throw_if<shape_error>(ema && ema->shadow().numel() != flat, "save_training_checkpoint: the EMA holds ",
-                        ema ? ema->shadow().numel() : 0, " elements, the model ", flat);
   std::map<std::string, std::string> meta;
+  for (const auto& s : sections) {
+    for (const auto& t : s.tensors)
+      throw_if<shape_error>(t.flat.numel() != flat, "save_training_checkpoint: ", s.key, " state '", t.name,
+                            "' holds ", t.flat.numel(), " elements, the model ", flat);
+    meta[s.key] = s.state_json().dump();
+  }
   for (const auto& [k, v] : state.extra) {
-    for (const auto& r : detail::reserved_metadata_keys())
-      throw_if<value_error>(k == r, "save_training_checkpoint: extra metadata key '", k, "' is reserved");
+    bool reserved = meta.count(k) != 0;
+    for (const auto& r : checkpoint_detail::fixed_metadata_keys()) reserved = reserved || k == r;
+    throw_if<value_error>(reserved, "save_training_checkpoint: extra metadata key '", k, "' is reserved");
     meta[k] = v;
   }
-  const auto& o = opt.options();
   meta["format"] = std::string(training_checkpoint_format);
   meta["step"] = std::to_string(state.step);
-  meta["rng"] = detail::rng_to_json(state.rng_state).dump();
-  meta["optimizer"] = nlohmann::json{{"type", "adamw"},      {"lr", o.lr},   {"beta1", o.beta1},
-                                     {"beta2", o.beta2},     {"eps", o.eps}, {"weight_decay", o.weight_decay},
-                                     {"steps", opt.steps()}}.dump();
+  meta["rng"] = checkpoint_detail::rng_to_json(state.rng_state).dump();
   meta["config"] = state.config.dump();
   meta["dtype"] = std::string(io::dtype_name(io::dtype_of<T>()));
-  if (ema) meta["ema"] = nlohmann::json{{"decay", ema->decay()}, {"updates", ema->updates()}}.dump();
 
-  const io::detail::host_flat_source<T, D> values(params.flat_values());
-  const io::detail::host_flat_source<T, D> m(opt.exp_avg());
-  const io::detail::host_flat_source<T, D> v(opt.exp_avg_sq());
-  std::vector<io::tensor_to_save> entries;
-  io::detail::append_entries(entries, params, values.data(), "");
-  io::detail::append_entries(entries, params, m.data(), "optim.m.");
-  io::detail::append_entries(entries, params, v.data(), "optim.v.");
-  std::optional<io::detail::host_flat_source<T, D>> averaged;
-  if (ema) {
-    averaged.emplace(ema->shadow());
-    io::detail::append_entries(entries, params, averaged->data(), "ema.");
-  }
-  io::save_safetensors(path, entries, meta);
+  std::vector<io::flat_section<T, D>> flats{{"", params.flat_values()}};
+  for (const auto& s : sections)
+    for (const auto& t : s.tensors)
+      flats.push_back({checkpoint_detail::tensor_prefix(s.prefix, t.name), tensor_view<const T, D>(t.flat)});
+  io::save_flat_sections(path, params, flats, meta);
 }
 
-// Restores weights, optimiser state (moments, step count, hyperparameters, as
-// torch's load_state_dict does) and, when `ema` is given, the EMA weights and update count
-// (its decay stays the one it was built with). Returns step, rng state, config, extras.
+// Restores the weights and every section (tensors and scalars). Returns step, rng state,
+// config and the user's extra metadata.
 template <class T, class D>
 training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, D>& params,
-                                        optim::adamw<T, D>& opt,
-                                        std::type_identity_t<optim::ema<T, D>*> ema = nullptr) {
+                                        const std::vector<state_section<T, D>>& sections) {
   const auto file = io::safetensors_file::open(path);
-  const detail::metadata_reader md{file};
+  const io::metadata_reader md{file, "load_training_checkpoint"};
   md.check(md.text("format") == training_checkpoint_format, "not a training checkpoint (format '",
            md.text("format"), "', expected '", training_checkpoint_format, "')");
   const std::int64_t flat = params.flat_values().numel();
-  md.check(opt.exp_avg().numel() == flat, "the optimiser was built for ", opt.exp_avg().numel(),
-           " elements, the model has ", flat);
-  md.check(!ema || ema->shadow().numel() == flat, "the EMA holds a different number of elements than the model");
 
-  // Parse and check everything first: a failure leaves model, optimiser and EMA as they were.
+  // Parse and check everything first: a failure leaves the model and the components as
+  // they were.
   training_state state;
   const std::string& step_text = md.text("step");
   md.check(!step_text.empty() && step_text.size() < 19 &&
@@ -170,76 +148,65 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
   }
   state.rng_state.cached_normal = std::bit_cast<double>(md.field<std::uint64_t>(r, "rng", "cached_normal_bits"));
   state.rng_state.has_cached_normal = md.field<bool>(r, "rng", "has_cached_normal");
-
-  const auto o = md.json("optimizer");
-  md.check(md.field<std::string>(o, "optimizer", "type") == "adamw", "optimizer type is not adamw");
-  optim::adamw_options options{.lr = md.field<double>(o, "optimizer", "lr"),
-                               .beta1 = md.field<double>(o, "optimizer", "beta1"),
-                               .beta2 = md.field<double>(o, "optimizer", "beta2"),
-                               .eps = md.field<double>(o, "optimizer", "eps"),
-                               .weight_decay = md.field<double>(o, "optimizer", "weight_decay")};
-  try {
-    options.validate();
-  } catch (const value_error& e) {
-    md.check(false, "invalid optimizer settings: ", e.what());
-  }
-  const auto opt_steps = md.field<std::int64_t>(o, "optimizer", "steps");
-  md.check(opt_steps >= 0, "negative optimizer step count ", opt_steps);
   state.config = md.json("config");
 
-  std::int64_t ema_updates = 0;
-  if (ema) {
-    const auto e = md.json("ema");
-    ema_updates = md.field<std::int64_t>(e, "ema", "updates");
-    md.check(ema_updates >= 0, "negative EMA update count ", ema_updates);
+  std::vector<nlohmann::json> scalars;
+  for (const auto& s : sections) {
+    for (const auto& t : s.tensors)
+      md.check(t.flat.numel() == flat, s.key, " state '", t.name, "' holds ", t.flat.numel(),
+               " elements, the model has ", flat);
+    scalars.push_back(md.json(s.key));
+    try {
+      s.check_state_json(scalars.back());
+    } catch (const ambiseg::error& e) {
+      md.check(false, "metadata '", s.key, "': ", e.what());
+    }
   }
   for (const auto& [k, v] : file.metadata()) {
-    bool reserved = false;
-    for (const auto& key : detail::reserved_metadata_keys()) reserved = reserved || k == key;
-    if (!reserved) state.extra[k] = v;
+    bool known = false;
+    for (const auto& key : checkpoint_detail::fixed_metadata_keys()) known = known || k == key;
+    for (const auto& s : sections) known = known || k == s.key;
+    if (!known) state.extra[k] = v;
   }
 
-  // Every section strict: the weights ignore the optim./ema. sections, and vice versa.
-  const auto weights = io::detail::plan_load(params, file, {.prefix = ""});
-  const auto m = io::detail::plan_load(params, file, {.prefix = "optim.m.", .ignore_prefixes = {}});
-  const auto v = io::detail::plan_load(params, file, {.prefix = "optim.v.", .ignore_prefixes = {}});
+  // Every section strict: the weights ignore the sections' prefixes, and vice versa.
+  std::vector<std::string> prefixes;
+  for (const auto& s : sections) prefixes.push_back(s.prefix);
+  std::vector<io::flat_section<T, D>> targets;
+  std::vector<std::string> names{"weights"};
+  for (const auto& s : sections)
+    for (const auto& t : s.tensors) names.push_back(s.key + " " + (t.name.empty() ? "weights" : t.name));
+  const auto weights = io::detail::plan_load(params, file, {.prefix = "", .ignore_prefixes = prefixes});
   io::detail::throw_if_incomplete<T>(weights, file, "load_training_checkpoint: weights");
-  io::detail::throw_if_incomplete<T>(m, file, "load_training_checkpoint: optimiser first moment");
-  io::detail::throw_if_incomplete<T>(v, file, "load_training_checkpoint: optimiser second moment");
-  io::detail::load_plan averaged;
-  if (ema) {
-    averaged = io::detail::plan_load(params, file, {.prefix = "ema.", .ignore_prefixes = {}});
-    io::detail::throw_if_incomplete<T>(averaged, file, "load_training_checkpoint: EMA weights");
-  }
+  std::vector<io::detail::load_plan> plans;
+  std::size_t n = 1;
+  for (const auto& s : sections)
+    for (const auto& t : s.tensors) {
+      plans.push_back(io::detail::plan_load(
+          params, file, {.prefix = checkpoint_detail::tensor_prefix(s.prefix, t.name), .ignore_prefixes = {}}));
+      io::detail::throw_if_incomplete<T>(plans.back(), file, "load_training_checkpoint: " + names[n++]);
+    }
 
-  // The flat buffers' padding is zero everywhere; clearing first keeps it so (off the
-  // CPU the staging copies start at zero and are uploaded whole).
-  using target_start = typename io::detail::host_flat_target<T, D>::start;
-  opt.reset();
-  {
-    io::detail::host_flat_target<T, D> dst(params.flat_values(), target_start::zeros);
-    io::detail::execute_load(weights, params, file, "", dst.data());
-    dst.commit();
-  }
-  {
-    io::detail::host_flat_target<T, D> dst(opt.exp_avg(), target_start::zeros);
-    io::detail::execute_load(m, params, file, "optim.m.", dst.data());
-    dst.commit();
-  }
-  {
-    io::detail::host_flat_target<T, D> dst(opt.exp_avg_sq(), target_start::zeros);
-    io::detail::execute_load(v, params, file, "optim.v.", dst.data());
-    dst.commit();
-  }
-  opt.set_options(options);
-  opt.set_steps(opt_steps);
-  if (ema) {
-    io::detail::host_flat_target<T, D> dst(ema->shadow(), target_start::zeros);
-    io::detail::execute_load(averaged, params, file, "ema.", dst.data());
-    dst.commit();
-    ema->set_updates(ema_updates);
+  // The flat buffers' padding is zero everywhere; loading into zeros keeps it so.
+  io::detail::load_flat(weights, params, file, "", params.flat_values());
+  std::size_t p = 0;
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    for (const auto& t : sections[i].tensors) {
+      io::detail::load_flat(plans[p], params, file, checkpoint_detail::tensor_prefix(sections[i].prefix, t.name),
+                            t.flat);
+      ++p;
+    }
+    sections[i].load_state_json(scalars[i]);
   }
   return state;
+}
+
+// The config JSON a checkpoint (training or weights-only, written by the trainer) carries.
+inline nlohmann::json read_checkpoint_config(const std::filesystem::path& path) {
+  const auto file = io::safetensors_file::open(path);
+  const io::metadata_reader md{file, "read_checkpoint_config"};
+  md.check(file.metadata().count("config") != 0, "no 'config' metadata (not an ambiseg checkpoint)");
+  return md.json("config");
 }
 
 }  // namespace ambiseg::train

@@ -1,27 +1,20 @@
-// ambiseg/train/sampling.hpp — n plausible masks per image from a trained model, and the
-// per-pixel uncertainty maps.
+// ambiseg/train/sampling.hpp — n plausible masks per image from any segmentation model,
+// and the per-pixel uncertainty maps; a model rebuilt from its checkpoint.
 //
 // Shape legend: B images, C image channels, n samples per image, H×W pixels.
-//   images      [B, C, H, W]  encoded as the network was trained
-//   x0_hat      [B, n, H, W]  the sampler's final x̂0 (float)
-//   masks       [B, n, H, W]  x̂0 > 0 (uint8 0/1, SPEC §1)
+//   images      [B, C, H, W]  encoded as the model was trained
+//   x0_hat      [B, n, H, W]  the model's scores (a diffusion model's final x̂0)
+//   masks       [B, n, H, W]  scores > 0 (uint8 0/1, SPEC §1)
 //   mean        [B, H, W]     fraction of samples marking the pixel
 //   variance    [B, H, W]     population variance of the binary masks, mean·(1 − mean)
 //
-// The chains of one image always run in the same batch (chain j of image b is row b·n + j,
-// as gaussian_diffusion::sample lays them out); several images share a batch up to
-// max_chains rows. init_noise ([B, n, H, W], the x_1 of every chain) makes sampling
-// reproducible from a given start; otherwise x_1 comes from the rng, image by image.
-//
-// loaded_model rebuilds a network from a checkpoint (weights or the EMA weights, the
-// config JSON written by the trainer).
-//
-// Devices: sample_masks(unet<float, D>&, …) with D = cuda runs the network and the
-// sampler's per-element maths on the GPU (device_policies.hpp) on the caller's current
-// context; images, init_noise and the results stay on the host (the conditioning rows and
-// x_1 are laid out on the host exactly as on the CPU and uploaded once per network batch,
-// x̂0 downloaded), and the draws are the CPU's, so a seed gives the same chains on every
-// device to float rounding. load_model<D>(path) builds the network on D.
+// The draws of one image always run in the same batch (draw j of image b is row b·n + j);
+// several images share a batch up to max_chains rows. init_noise ([B, n, H, W]) fixes each
+// draw's start (a diffusion model's x_1) so that sampling is reproducible from it;
+// otherwise the model draws from the rng, batch by batch. Images, init_noise and results
+// stay on the host; the model runs on its device, on the caller's current context (open
+// the model's device_context<D>::scope around the call to use its stream), and the host
+// waits once per network batch, for the scores.
 #pragma once
 
 #include <algorithm>
@@ -36,19 +29,21 @@
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/io/checkpoint.hpp"
-#include "ambiseg/nn/unet.hpp"
-#include "ambiseg/train/device_policies.hpp"
-#include "ambiseg/train/policies.hpp"
-#include "ambiseg/train/trainer.hpp"
+#include "ambiseg/models/builtin_models.hpp"
+#include "ambiseg/models/registry.hpp"
+#include "ambiseg/train/checkpoint.hpp"
+#include "ambiseg/train/config.hpp"
 
 namespace ambiseg::train {
 
 struct sample_options {
   int n = 16;
   int steps = 10;
-  sampler_kind sampler = sampler_kind::ddpm_large;
+  std::string sampler = "ddpm";  // ddim | ddpm | ddpm_small | ddpm_large (diffusion models)
   bool clip_x0 = false;
   std::int64_t max_chains = 64;  // rows per network batch (memory bound); ≥ n
+
+  models::sampling_request request() const { return {n, steps, sampler, clip_x0}; }
 };
 
 struct sample_result {
@@ -75,150 +70,105 @@ inline void mask_statistics(tensor_view<const std::uint8_t> masks, tensor<float>
     }
 }
 
-namespace sampling_detail {
-
-// The argument checks shared by every device; returns the images per network batch.
-inline std::int64_t check_inputs(const nn::unet_config& net, tensor_view<const float> images,
-                                 const sample_options& opts, tensor_view<const float> init_noise) {
+// n masks per image from a model on its device D (a concrete model or models::any_model<D>).
+template <class Model, class D = typename Model::device_type>
+sample_result sample_masks(Model& model, tensor_view<const float> images, const sample_options& opts, rng& g,
+                           tensor_view<const float> init_noise = {}) {
   expect_rank("sample_masks", "images", images, 4);
   throw_if<value_error>(opts.n < 1 || opts.steps < 1, "sample_masks: n = ", opts.n, " and steps = ", opts.steps,
                         " must be >= 1");
   throw_if<value_error>(opts.max_chains < opts.n, "sample_masks: max_chains = ", opts.max_chains,
-                        " is smaller than n = ", opts.n, " (the chains of one image share a batch)");
-  const int image_channels = net.image_channels();
-  throw_if<shape_error>(images.size(1) != image_channels, "sample_masks: images have ", images.size(1),
-                        " channels, the network expects ", image_channels);
-  const std::int64_t b = images.size(0), n = opts.n, h = images.size(2), w = images.size(3);
-  const int div = net.size_divisor();
-  throw_if<shape_error>(h % div != 0 || w % div != 0, "sample_masks: images are ", h, "x", w,
-                        "; this network needs multiples of ", div);
+                        " is smaller than n = ", opts.n, " (the draws of one image share a batch)");
+  const models::input_spec spec = model.inputs();
+  throw_if<shape_error>(images.size(1) != spec.image_channels, "sample_masks: images have ", images.size(1),
+                        " channels, the model expects ", spec.image_channels);
+  const std::int64_t b = images.size(0), n = opts.n, c = images.size(1), h = images.size(2), w = images.size(3);
+  throw_if<shape_error>(h % spec.size_divisor != 0 || w % spec.size_divisor != 0, "sample_masks: images are ", h,
+                        "x", w, "; this model needs multiples of ", spec.size_divisor);
   if (init_noise.data() != nullptr) expect_shape("sample_masks", "init_noise", init_noise, shape{b, n, h, w});
-  return std::max<std::int64_t>(1, opts.max_chains / n);
-}
+  const std::int64_t per_batch = std::max<std::int64_t>(1, opts.max_chains / n), plane = h * w;
+  const models::sampling_request request = opts.request();
 
-// Rows [first, first + count) of the images, each repeated n times, into cond, and their
-// chains' x_1 (from init_noise, else drawn from g) into x: the host layout of every device.
-inline void lay_out_batch(tensor_view<const float> images, std::int64_t first, std::int64_t count,
-                          const sample_options& opts, rng& g, tensor_view<const float> init_noise,
-                          tensor<float>& cond, tensor<float>& x) {
-  const std::int64_t n = opts.n, h = images.size(2), w = images.size(3), chains = count * n;
-  const std::int64_t plane = h * w, image_size = images.size(1) * plane;
-  x.resize(shape{chains, 1, h, w});
-  cond.resize(shape{chains, images.size(1), h, w});
-  for (std::int64_t i = 0; i < count; ++i)
-    for (std::int64_t j = 0; j < n; ++j)
-      std::copy(images.data() + (first + i) * image_size, images.data() + (first + i + 1) * image_size,
-                cond.data() + (i * n + j) * image_size);
-  if (init_noise.data() != nullptr)
-    std::copy(init_noise.data() + first * n * plane, init_noise.data() + (first + count) * n * plane, x.data());
-  else
-    for (float& v : x) v = static_cast<float>(g.normal());
-}
-
-inline void finish(sample_result& r) {
-  r.masks = diffusion::to_masks(r.x0_hat);
-  mask_statistics(r.masks.cview(), r.mean, r.variance);
-}
-
-// The device loop (any D, including cpu through the device layer: the tests' way to run
-// it without a GPU).
-template <class D>
-sample_result sample_on_device(nn::unet<float, D>& net, device_diffusion_model<D>& diffusion,
-                               tensor_view<const float> images, const sample_options& opts, rng& g,
-                               tensor_view<const float> init_noise) {
-  const std::int64_t per_batch = check_inputs(net.config(), images, opts, init_noise);
-  const std::int64_t b = images.size(0), n = opts.n, h = images.size(2), w = images.size(3), plane = h * w;
   sample_result r;
   r.x0_hat.resize(shape{b, n, h, w});
-  diffusion::forward_denoiser<nn::unet<float, D>, nn::pass, float, D> denoiser(net, nn::pass::inference);
-  const diffusion::sampling_options so{opts.steps, opts.clip_x0, 1};
-  tensor<float> cond_host, x_host;
-  tensor<float, D> cond, x;
+  tensor<float, D> batch_images, scores, batch_noise;
   for (std::int64_t first = 0; first < b; first += per_batch) {
     const std::int64_t count = std::min(per_batch, b - first);
-    lay_out_batch(images, first, count, opts, g, init_noise, cond_host, x_host);
-    x.resize(x_host.shape());
-    cond.resize(cond_host.shape());
-    // Enqueued: the whole batch's sampling is queued before the host waits, once, for x̂0.
-    enqueue_upload<D>(x.data(), x_host.data(), sizeof(float) * static_cast<std::size_t>(x.numel()));
-    enqueue_upload<D>(cond.data(), cond_host.data(), sizeof(float) * static_cast<std::size_t>(cond.numel()));
-    diffusion.sample_chains(std::ref(denoiser), opts.sampler, x.view(), cond.cview(), g, so);
-    read_back<D>(r.x0_hat.data() + first * n * plane, x.data(), sizeof(float) * static_cast<std::size_t>(x.numel()));
+    // Enqueued: the batch's sampling is queued before the host waits, once, for the scores.
+    batch_images.resize(shape{count, c, h, w});
+    enqueue_upload<D>(batch_images.data(), images.data() + first * c * plane,
+                      sizeof(float) * static_cast<std::size_t>(batch_images.numel()));
+    scores.resize(shape{count * n, 1, h, w});
+    tensor_view<const float, D> noise;
+    if (init_noise.data() != nullptr) {
+      batch_noise.resize(scores.shape());
+      enqueue_upload<D>(batch_noise.data(), init_noise.data() + first * n * plane,
+                        sizeof(float) * static_cast<std::size_t>(batch_noise.numel()));
+      noise = batch_noise.cview();
+    }
+    model.sample(batch_images.cview(), request, g, scores.view(), noise);
+    read_back<D>(r.x0_hat.data() + first * n * plane, scores.data(),
+                 sizeof(float) * static_cast<std::size_t>(scores.numel()));
   }
-  finish(r);
+  r.masks = diffusion::to_masks<float, cpu>(r.x0_hat.cview());
+  mask_statistics(r.masks.cview(), r.mean, r.variance);
   return r;
 }
 
-}  // namespace sampling_detail
-
-inline sample_result sample_masks(nn::unet<float>& net, const diffusion_model& diffusion,
-                                  tensor_view<const float> images, const sample_options& opts, rng& g,
-                                  tensor_view<const float> init_noise = {}) {
-  const std::int64_t per_batch = sampling_detail::check_inputs(net.config(), images, opts, init_noise);
-  const std::int64_t b = images.size(0), n = opts.n, h = images.size(2), w = images.size(3), plane = h * w;
-  sample_result r;
-  r.x0_hat.resize(shape{b, n, h, w});
-  unet_denoiser denoiser(net, nn::pass::inference);
-  const diffusion::sampling_options so{opts.steps, opts.clip_x0, 1};
-  tensor<float> cond, x;
-  for (std::int64_t first = 0; first < b; first += per_batch) {
-    const std::int64_t count = std::min(per_batch, b - first), chains = count * n;
-    sampling_detail::lay_out_batch(images, first, count, opts, g, init_noise, cond, x);
-    diffusion.sample_chains(std::ref(denoiser), opts.sampler, x.view(), cond.cview(), g, so);
-    std::copy(x.data(), x.data() + chains * plane, r.x0_hat.data() + first * n * plane);
-  }
-  sampling_detail::finish(r);
-  return r;
-}
-
-// The same on a device network: images, init_noise and the result on the host; the
-// diffusion's policies (diffusion.choice()) rebuilt on D. Runs on the current context
-// (open the model's device_context<D>::scope around it to use its stream).
-template <class D>
-  requires(!std::same_as<D, cpu>)
-sample_result sample_masks(nn::unet<float, D>& net, const diffusion_model& diffusion,
-                           tensor_view<const float> images, const sample_options& opts, rng& g,
-                           tensor_view<const float> init_noise = {}) {
-  const auto on_device = make_device_diffusion<D>(diffusion.choice());
-  return sampling_detail::sample_on_device<D>(net, *on_device, images, opts, g, init_noise);
-}
-
-// A network and its diffusion rebuilt from a trainer checkpoint.
+// A model rebuilt from a trainer checkpoint.
 template <class D = cpu>
-struct basic_loaded_model {
+struct loaded_model {
   trainer_config config;
-  std::unique_ptr<diffusion_model> diffusion;
-  std::unique_ptr<nn::unet<float, D>> net;
+  std::unique_ptr<models::any_model<D>> model;
   std::int64_t step = 0;
   bool ema_weights = false;  // whether the EMA weights were loaded
 };
 
-using loaded_model = basic_loaded_model<cpu>;
-
 // use_ema: nullopt = the EMA weights when the file has them, else the raw weights. The
-// network is built on D (load_model<cuda>(path) for the GPU; the file is the same).
+// model is built on D (load_model<cuda>(path) for the GPU; the file is the same). The
+// file's tensors are checked against the parameters its config asks for before anything
+// is allocated, so an edited config cannot request an absurd network.
 template <class D = cpu>
-basic_loaded_model<D> load_model(const std::filesystem::path& path, std::optional<bool> use_ema = std::nullopt) {
+loaded_model<D> load_model(const std::filesystem::path& path, std::optional<bool> use_ema = std::nullopt) {
   const auto file = io::safetensors_file::open(path);
-  auto it = file.metadata().find("config");
-  throw_if<format_error>(it == file.metadata().end(), "load_model: '", path.string(),
-                         "' has no 'config' metadata (not an ambiseg training checkpoint)");
-  nlohmann::json j;
+  const io::metadata_reader md{file, "load_model"};
+  md.check(file.metadata().count("config") != 0, "no 'config' metadata (not an ambiseg checkpoint)");
+  loaded_model<D> m;
   try {
-    j = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    throw format_error("load_model: '" + path.string() + "': bad config JSON: " + e.what());
+    m.config = md.json("config").template get<trainer_config>();
+  } catch (const format_error& e) {
+    md.check(false, e.what());
   }
-  basic_loaded_model<D> m;
-  m.config = j.get<trainer_config>();
-  m.diffusion = make_diffusion(m.config.policy);
-  m.net = std::make_unique<nn::unet<float, D>>(m.config.effective_net());
+  if (auto s = file.metadata().find("step"); s != file.metadata().end()) {
+    const std::string& text = s->second;
+    md.check(!text.empty() && text.size() < 19 && text.find_first_not_of("0123456789") == std::string::npos,
+             "metadata 'step' is not a non-negative integer: '", text, "'");
+    m.step = std::stoll(text);
+  }
   const bool has_ema = file.metadata().count("ema") != 0;
-  throw_if<value_error>(use_ema.value_or(false) && !has_ema, "load_model: '", path.string(),
-                        "' holds no EMA weights");
+  md.check(!(use_ema.value_or(false) && !has_ema), "the file holds no EMA weights");
   m.ema_weights = use_ema.value_or(has_ema);
-  io::load_parameters(m.net->parameters(), file, {.prefix = m.ema_weights ? "ema." : ""});
-  if (auto s = file.metadata().find("step"); s != file.metadata().end()) m.step = std::stoll(s->second);
+  const std::string prefix = m.ema_weights ? "ema." : "";
+
+  const auto& entry = models::model_registry<D>::instance().at(m.config.model.kind);
+  const models::build_context context{m.config.image_channels(), 0};
+  std::vector<typename parameter_store<float, D>::entry> layout;
+  try {
+    entry.validate(m.config.model.config, context);
+    layout = entry.parameter_layout(m.config.model.config, context);
+  } catch (const value_error& e) {
+    md.check(false, "model '", m.config.model.kind, "': ", e.what());
+  }
+  for (const auto& p : layout) {
+    const std::string name = prefix + p.name;
+    md.check(file.contains(name), "the config asks for parameter '", name, "' ", p.shape.to_string(),
+             ", which the file lacks (config and weights disagree)");
+    const auto& t = file.info(name);
+    md.check(t.shape == std::vector<std::int64_t>(p.shape.begin(), p.shape.end()), "the config asks for '", name,
+             "' as ", p.shape.to_string(), ", the file holds ", t.shape_string(), " (config and weights disagree)");
+  }
+  m.model = entry.build(m.config.model.config, context);
+  io::load_parameters(m.model->parameters(), file, {.prefix = prefix});
   return m;
 }
 

@@ -1,24 +1,24 @@
-// ambiseg/train/policies.hpp — run-time choice of (schedule, prediction, weighting) mapped
-// onto the compile-time policies of diffusion/ through one small dispatch.
+// ambiseg/models/diffusion_policies.hpp — the run-time choice of (schedule, prediction,
+// weighting) mapped onto the compile-time policies of diffusion/ through one dispatch.
 //
-//   policy_choice   names read from the command line or a checkpoint's config JSON
-//   make_diffusion  → std::unique_ptr<diffusion_model>, a virtual interface over
-//                   gaussian_diffusion<clipped<input_scaled<S>>, P, W>
+//   policy_choice       names read from the command line or a checkpoint's config JSON
+//   make_diffusion<D>   → std::unique_ptr<diffusion_model<D>>, a virtual facade over
+//                       diffusion_runner<gaussian_diffusion<clipped<input_scaled<S>>, P, W>, float, D>
 //
 // The schedule is always input-scaled and λ-clipped (SPEC §2; clipping keeps ε/v
 // predictions defined at t = 0, 1), with S ∈ {cosine, linear, linear_simple, parabola},
-// P ∈ {x, eps, v}, W ∈ {snr, trunc_snr, snr_plus_one, uniform, sigmoid}: 60 classes, each
-// instantiating only the loss, the noise draw and one sampling loop per sampler. The
-// network is float; the diffusion scalars stay double inside the facade.
+// P ∈ {x, eps, v}, W ∈ {snr, trunc_snr, snr_plus_one, uniform, sigmoid}: 60 classes per
+// device, each instantiating the loss, the noise draw and one sampling loop per sampler.
 //
-// Shape legend: B batch (or chains), P pixels per mask, Cc image channels.
+// Shape legend: B batch (or chains), Cc image channels, H×W pixels.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,11 +28,12 @@
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/diffusion/all.hpp"
 
-namespace ambiseg::train {
+namespace ambiseg::models {
 
-// void(x_t [B,1,H,W], t [B], cond [B,Cc,H,W], f_out [B,1,H,W]) — the diffusion denoiser.
-using denoiser_fn = std::function<void(tensor_view<const float>, std::span<const double>,
-                                       tensor_view<const float>, tensor_view<float>)>;
+// void(x_t [B,1,H,W], t [B] (host), cond [B,Cc,H,W], f_out [B,1,H,W]) on device D.
+template <class D>
+using denoiser_fn = std::function<void(tensor_view<const float, D>, std::span<const double>,
+                                       tensor_view<const float, D>, tensor_view<float, D>)>;
 
 enum class sampler_kind { ddim, ddpm_small, ddpm_large };
 
@@ -118,7 +119,7 @@ inline void from_json(const nlohmann::json& j, policy_choice& p) {
   p = d;
 }
 
-// What the trainer and the sampler runner need from a diffusion, without its types.
+template <class D>
 class diffusion_model {
  public:
   virtual ~diffusion_model() = default;
@@ -127,21 +128,33 @@ class diffusion_model {
   virtual std::string describe() const = 0;
   virtual double log_snr(double t) const = 0;
   virtual double weight(double t) const = 0;
-  // Fills batch.t (stratified or uniform, per the choice) and batch.eps ~ N(0, 1).
+  // batch.t (stratified or uniform, per the choice) and batch.eps ~ N(0, 1), drawn on the
+  // host in a fixed order and uploaded.
   virtual void draw_training_noise(const shape& x0_shape, rng& g,
-                                   diffusion::training_batch<float>& batch) const = 0;
-  // The x-space weighted loss; batch.grad_f receives dL/df.
-  virtual double training_loss(const denoiser_fn& net, tensor_view<const float> x0,
-                               tensor_view<const float> cond,
-                               diffusion::training_batch<float>& batch) const = 0;
+                                   diffusion::training_batch<float, D>& batch) = 0;
+  // The x-space weighted loss (read back to the host: it waits for the device);
+  // batch.grad_f receives dL/df on the device.
+  virtual double training_loss(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                               tensor_view<const float, D> cond,
+                               diffusion::training_batch<float, D>& batch) = 0;
+  // The same, enqueued: report [B + 1] (device) receives the per-sample losses and the loss;
+  // nothing is read back or checked (diffusion_runner::training_loss_async).
+  virtual void training_loss_async(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                                   tensor_view<const float, D> cond,
+                                   diffusion::training_batch<float, D>& batch,
+                                   tensor_view<double, D> report) = 0;
+  // images [B,Cc,H,W] → x [B·n,1,H,W] = x̂0 of n chains per image (diffusion_runner::sample).
+  virtual void sample(const denoiser_fn<D>& net, sampler_kind sampler, tensor_view<const float, D> images,
+                      int n, rng& g, const diffusion::sampling_options& opts, tensor_view<float, D> x,
+                      tensor_view<const float, D> init_noise) = 0;
   // x [B,1,H,W] holds x_1 on entry and x̂0 on return; cond row-aligned with x.
-  virtual void sample_chains(const denoiser_fn& net, sampler_kind sampler, tensor_view<float> x,
-                             tensor_view<const float> cond, rng& g,
-                             const diffusion::sampling_options& opts) const = 0;
+  virtual void sample_chains(const denoiser_fn<D>& net, sampler_kind sampler, tensor_view<float, D> x,
+                             tensor_view<const float, D> cond, rng& g,
+                             const diffusion::sampling_options& opts) = 0;
 };
 
-template <class Diffusion>
-class diffusion_model_impl final : public diffusion_model {
+template <class Diffusion, class D>
+class diffusion_model_impl final : public diffusion_model<D> {
  public:
   diffusion_model_impl(Diffusion d, policy_choice choice) : d_(std::move(d)), choice_(std::move(choice)) {}
 
@@ -150,23 +163,38 @@ class diffusion_model_impl final : public diffusion_model {
     return std::string("gaussian_diffusion<clipped<input_scaled<") + choice_.schedule + ">>, " +
            Diffusion::prediction_type::name + "_prediction, " + Diffusion::weighting_type::name + ">";
   }
-  double log_snr(double t) const override { return d_.level(t).log_snr; }
-  double weight(double t) const override { return d_.weight(t); }
-
+  double log_snr(double t) const override { return d_.host().level(t).log_snr; }
+  double weight(double t) const override { return d_.host().weight(t); }
   void draw_training_noise(const shape& x0_shape, rng& g,
-                           diffusion::training_batch<float>& batch) const override {
+                           diffusion::training_batch<float, D>& batch) override {
     if (choice_.stratified_t)
       d_.draw_training_noise(x0_shape, g, batch, diffusion::stratified_timesteps{});
     else
       d_.draw_training_noise(x0_shape, g, batch, diffusion::uniform_timesteps{});
   }
-  double training_loss(const denoiser_fn& net, tensor_view<const float> x0, tensor_view<const float> cond,
-                       diffusion::training_batch<float>& batch) const override {
-    return d_.template training_loss<float>(net, x0, cond, batch);
+  double training_loss(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                       tensor_view<const float, D> cond,
+                       diffusion::training_batch<float, D>& batch) override {
+    return d_.training_loss(net, x0, cond, batch);
   }
-  void sample_chains(const denoiser_fn& net, sampler_kind sampler, tensor_view<float> x,
-                     tensor_view<const float> cond, rng& g,
-                     const diffusion::sampling_options& opts) const override {
+  void training_loss_async(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
+                           tensor_view<const float, D> cond,
+                           diffusion::training_batch<float, D>& batch,
+                           tensor_view<double, D> report) override {
+    d_.training_loss_async(net, x0, cond, batch, report);
+  }
+  void sample(const denoiser_fn<D>& net, sampler_kind sampler, tensor_view<const float, D> images, int n,
+              rng& g, const diffusion::sampling_options& opts, tensor_view<float, D> x,
+              tensor_view<const float, D> init_noise) override {
+    switch (sampler) {
+      case sampler_kind::ddim: d_.sample(net, diffusion::ddim_sampler{}, images, n, g, opts, x, init_noise); break;
+      case sampler_kind::ddpm_small: d_.sample(net, diffusion::ddpm_small{}, images, n, g, opts, x, init_noise); break;
+      case sampler_kind::ddpm_large: d_.sample(net, diffusion::ddpm_large{}, images, n, g, opts, x, init_noise); break;
+    }
+  }
+  void sample_chains(const denoiser_fn<D>& net, sampler_kind sampler, tensor_view<float, D> x,
+                     tensor_view<const float, D> cond, rng& g,
+                     const diffusion::sampling_options& opts) override {
     switch (sampler) {
       case sampler_kind::ddim: d_.sample_chains(net, diffusion::ddim_sampler{}, x, cond, g, opts); break;
       case sampler_kind::ddpm_small: d_.sample_chains(net, diffusion::ddpm_small{}, x, cond, g, opts); break;
@@ -175,15 +203,14 @@ class diffusion_model_impl final : public diffusion_model {
   }
 
  private:
-  Diffusion d_;
+  diffusion::diffusion_runner<Diffusion, float, D> d_;
   policy_choice choice_;
 };
 
 namespace policy_detail {
 
 // visit(gaussian_diffusion<…>{…}) for the class the choice names; every branch must
-// return the same type. make_diffusion and make_device_diffusion (device_policies.hpp)
-// share this one dispatch.
+// return the same type. 
 template <class S, class P, class Visit>
 auto with_weighting(const policy_choice& c, Visit&& visit) {
   using schedule_t = diffusion::clipped<diffusion::input_scaled<S>>;
@@ -217,10 +244,11 @@ auto visit_diffusion(const policy_choice& c, Visit&& visit) {
 
 }  // namespace policy_detail
 
-inline std::unique_ptr<diffusion_model> make_diffusion(const policy_choice& c) {
-  return policy_detail::visit_diffusion(c, [&]<class D>(D d) -> std::unique_ptr<diffusion_model> {
-    return std::make_unique<diffusion_model_impl<D>>(std::move(d), c);
+template <class D = cpu>
+std::unique_ptr<diffusion_model<D>> make_diffusion(const policy_choice& c) {
+  return policy_detail::visit_diffusion(c, [&]<class Dm>(Dm d) -> std::unique_ptr<diffusion_model<D>> {
+    return std::make_unique<diffusion_model_impl<Dm, D>>(std::move(d), c);
   });
 }
 
-}  // namespace ambiseg::train
+}  // namespace ambiseg::models

@@ -1,31 +1,30 @@
-// ambiseg/diffusion/device.hpp — the diffusion facade on a device tensor type:
-// device_diffusion<Diffusion, T, D> (D = cuda: the GPU; D = cpu: the same orchestration on
-// host tensors, in the GPU's arithmetic — what lets a machine without a GPU test every line
-// of this file except the kernels themselves). diffusion/cuda.hpp names the cuda forms.
+// ambiseg/diffusion/runner.hpp — diffusion_runner<Diffusion, T, D>: noising, the x-space
+// loss with its exact gradient, and the sampling loop of a gaussian_diffusion, written once
+// for every device (D = cpu or cuda). diffusion/cuda.hpp names the cuda forms.
 //
 // Shape legend: B batch (training) or B·n chains (sampling), P = elements per sample,
 // Cc conditioning channels; tensors are tensor<·, D> unless they say host.
 //
-// A thin device layer over gaussian_diffusion (diffusion.hpp is untouched and stays the
-// host facade): the per-sample scalars (α, σ, x̂0 coefficients, weights, sampler steps) are
-// computed on the host in double by the same policies and the same gaussian_diffusion
-// members (level, x0_coeffs, weight), packed into one host block and uploaded with one
-// copy per call; the per-element maths runs in diffusion_kernels<D> (ops/cuda/diffusion.cuh
-// on the GPU), which evaluates the same AMBISEG_HD functions in T with the coefficients
-// rounded to T. All random numbers (training times, ε, initial noise, the sampler's z) are
-// drawn on the host from the caller's ambiseg::rng in exactly the order of the host facade
-// and copied up, so a seed gives the same draws on every device and the results agree with
-// gaussian_diffusion to floating-point rounding (not bit for bit: the host facade evaluates
-// each element in double). The loss is evaluated per element in double on every device.
+// The per-sample scalars (α, σ, x̂0 coefficients, weights, sampler steps) are computed on
+// the host in double by the policies (gaussian_diffusion::level, x0_coeffs, weight), packed
+// into one block and uploaded with one copy per call; the per-element maths runs in
+// diffusion_kernels<D> (kernels.hpp), which evaluates the AMBISEG_HD functions of
+// predictions.hpp and samplers.hpp in T with the coefficients rounded to T. The loss sums
+// per element in double on every device. Every random number (training times, ε, x_1, the
+// sampler's z) is drawn on the host from the caller's rng in one fixed order, so a seed
+// gives the same draws on every device.
 //
-// A device_diffusion (and a forward_denoiser) belongs to one context: its buffers are
-// rewritten by copies ordered on the current context's stream only, so using one object
-// under two contexts could overwrite a buffer that the other stream still reads.
+// A runner belongs to one context: its buffers are rewritten by copies ordered on the
+// current context's stream, so one runner used under two contexts could overwrite a buffer
+// the other stream still reads.
 //
-// A device denoiser is any callable
-//   void(tensor_view<const T, D> x_t, std::span<const double> t,
-//        tensor_view<const T, D> cond, tensor_view<T, D> f_out)
-// (t stays on the host: the network uploads it, see forward_denoiser).
+// A denoiser is any callable
+//   void(tensor_view<const T, D> x_t,   // [B, ...]       noisy masks
+//        std::span<const double> t,     // [B] (host)     per-sample time in [0, 1]
+//        tensor_view<const T, D> cond,  // [B, Cc, H, W]  image rows aligned with x_t, or empty
+//        tensor_view<T, D> f_out)       // [B, ...]       network output, shape of x_t
+// The image reaches the network only through cond: sampling n masks per image repeats each
+// image n times, so row b·n + j of cond belongs to chain j of image b.
 #pragma once
 
 #include <algorithm>
@@ -47,9 +46,9 @@
 
 namespace ambiseg::diffusion {
 
-template <class F, class T, class D>
-concept device_denoiser = std::invocable<F&, tensor_view<const T, D>, std::span<const double>,
-                                         tensor_view<const T, D>, tensor_view<T, D>>;
+template <class F, class T, class D = cpu>
+concept denoiser = std::invocable<F&, tensor_view<const T, D>, std::span<const double>,
+                                  tensor_view<const T, D>, tensor_view<T, D>>;
 
 namespace detail {
 // host → device copy of a whole host tensor into a device buffer of the same shape,
@@ -58,14 +57,15 @@ namespace detail {
 // copy lands after the kernels queued before it and before those queued after it.
 template <class T, class D>
 void upload_to(tensor_view<const T> host, tensor_view<T, D> dev) {
-  expect_shape("device_diffusion: upload", "destination", dev, host.shape());
+  expect_shape("diffusion_runner: upload", "destination", dev, host.shape());
   enqueue_upload<D>(dev.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
 }
 }  // namespace detail
 
-// Buffers of one training step on the device (the device twin of training_batch<T>).
-template <class T, class D>
-struct device_training_batch {
+// Buffers of one training step, sized on first use and then reused. t and eps may be set
+// by the caller (fixed noise for tests) or by draw_training_noise().
+template <class T, class D = cpu>
+struct training_batch {
   std::vector<double> t;                // [B]  host
   tensor<T> eps_host;                   // [B, ...] host staging of ε (drawn on the host)
   tensor<T, D> eps;                     // [B, ...]
@@ -76,55 +76,15 @@ struct device_training_batch {
                                         //      fills it; training_loss_async reports on the device)
 };
 
-// Adapts a network with forward(x_t, cond, t, mode) -> tensor_view<const T, D> (nn::unet)
-// to a device denoiser: t is rounded to T and uploaded, the output copied into
-// f_out on the device. The network must outlive the adapter. When the network's forward
-// also takes the host copy of t (nn::unet), it is passed, so the NaN check of t needs no
-// read-back.
-template <class Net, class Mode, class T = float, class D = cuda>
-class forward_denoiser {
- public:
-  forward_denoiser(Net& net, Mode mode) : net_(&net), mode_(mode) {}
-  void operator()(tensor_view<const T, D> x_t, std::span<const double> t,
-                  tensor_view<const T, D> cond, tensor_view<T, D> f_out) {
-    const shape ts{static_cast<std::int64_t>(t.size())};
-    if (!(t_host_.shape() == ts)) {
-      t_host_ = tensor<T>(ts);
-      t_dev_ = tensor<T, D>(ts);
-    }
-    for (std::size_t i = 0; i < t.size(); ++i)
-      t_host_[static_cast<std::int64_t>(i)] = static_cast<T>(t[i]);
-    detail::upload_to<T, D>(t_host_.cview(), t_dev_.view());
-    const tensor_view<const T, D> f = forward(x_t, cond);
-    expect_shape("forward_denoiser", "f_out", f_out, f.shape());
-    device_memory<D>::copy(f_out.data(), f.data(), sizeof(T) * static_cast<std::size_t>(f.numel()));
-  }
-
- private:
-  // A network whose forward takes the host copy of t (nn::unet) checks it there instead
-  // of reading the uploaded t back, which would wait for the device.
-  tensor_view<const T, D> forward(tensor_view<const T, D> x_t, tensor_view<const T, D> cond) {
-    if constexpr (requires { net_->forward(x_t, cond, t_dev_.cview(), mode_, t_host_.cview()); })
-      return net_->forward(x_t, cond, t_dev_.cview(), mode_, t_host_.cview());
-    else
-      return net_->forward(x_t, cond, t_dev_.cview(), mode_);
-  }
-
-  Net* net_;
-  Mode mode_;
-  tensor<T> t_host_;
-  tensor<T, D> t_dev_;
-};
-
-template <class Diffusion, class T, class D>
-class device_diffusion {
+template <class Diffusion, class T = float, class D = cpu>
+class diffusion_runner {
   using kernels = diffusion_kernels<D>;
 
  public:
   using host_type = Diffusion;
   using value_type = T;
 
-  explicit device_diffusion(Diffusion host) : host_(std::move(host)) {}
+  explicit diffusion_runner(Diffusion host) : host_(std::move(host)) {}
   const Diffusion& host() const { return host_; }
 
   // ---- (a) the forward process (device views; t on the host) ------------------------
@@ -226,7 +186,7 @@ class device_diffusion {
   // gaussian_diffusion::draw_training_noise, the same draws in the same order (all t, then
   // ε row-major, on the host), ε copied to batch.eps.
   template <class TS = stratified_timesteps>
-  void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, device_training_batch<T, D>& batch,
+  void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, training_batch<T, D>& batch,
                            const TS& ts = {}) const {
     static_assert(check_timestep_sampler<TS>());
     throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1,
@@ -244,9 +204,9 @@ class device_diffusion {
   // (as loss_async) and batch.grad_f — all enqueued, nothing read back.
   template <class Net>
   void training_loss_async(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
-                           device_training_batch<T, D>& batch, tensor_view<double, D> report) {
-    static_assert(device_denoiser<Net, T, D>,
-                  "device_diffusion::training_loss: the network must be callable as "
+                           training_batch<T, D>& batch, tensor_view<double, D> report) {
+    static_assert(denoiser<Net, T, D>,
+                  "diffusion_runner::training_loss: the network must be callable as "
                   "void(tensor_view<const T, D> x_t, std::span<const double> t, "
                   "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
     check_training(x0, cond, batch);
@@ -262,7 +222,7 @@ class device_diffusion {
   // batch.per_sample_loss.
   template <class Net>
   double training_loss(Net&& net, tensor_view<const T, D> x0, tensor_view<const T, D> cond,
-                       device_training_batch<T, D>& batch) {
+                       training_batch<T, D>& batch) {
     const std::int64_t n = check_training(x0, cond, batch);  // before touching the device
     if (!(report_dev_.shape() == shape{n + 1})) report_dev_ = tensor<double, D>(shape{n + 1});
     training_loss_async(std::forward<Net>(net), x0, cond, batch, report_dev_.view());
@@ -279,8 +239,8 @@ class device_diffusion {
   void sample_chains(Net&& net, const Smp& smp, tensor_view<T, D> x,
                      tensor_view<const T, D> cond, rng& g, const sampling_options& opts = {}) {
     static_assert(check_sampler<Smp>());
-    static_assert(device_denoiser<Net, T, D>,
-                  "device_diffusion::sample_chains: the network must be callable as "
+    static_assert(denoiser<Net, T, D>,
+                  "diffusion_runner::sample_chains: the network must be callable as "
                   "void(tensor_view<const T, D> x_t, std::span<const double> t, "
                   "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
     throw_if<value_error>(opts.steps < 1, "sample: steps = ", opts.steps, " must be >= 1");
@@ -337,34 +297,44 @@ class device_diffusion {
     }
   }
 
-  // gaussian_diffusion::sample on the device: images [B, Cc, H, W] → x̂0 [B·n,
-  // mask_channels, H, W], row b·n + j = chain j of image b. x_1 is drawn on the host from g
-  // (the host facade's draws) unless init_noise (device, [B·n, mask_channels, H, W]) is
-  // given; the images are repeated per chain on the device.
+  // n masks per image: images [B, Cc, H, W] → x [B·n, mask_channels, H, W] (x̂0 on return),
+  // row b·n + j = chain j of image b. x_1 is drawn on the host from g unless init_noise
+  // ([B·n, mask_channels, H, W]) is given; the images are repeated per chain on D. All B·n
+  // chains run as one batch.
   template <class Net, class Smp>
-  tensor<T, D> sample(Net&& net, const Smp& smp, tensor_view<const T, D> images,
-                         int n_per_image, rng& g, const sampling_options& opts = {},
-                         tensor_view<const T, D> init_noise = {}) {
+  void sample(Net&& net, const Smp& smp, tensor_view<const T, D> images, int n_per_image, rng& g,
+              const sampling_options& opts, tensor_view<T, D> x, tensor_view<const T, D> init_noise = {}) {
     expect_rank("sample", "images", images, 4);
     throw_if<value_error>(n_per_image < 1, "sample: n_per_image = ", n_per_image, " must be >= 1");
     throw_if<value_error>(opts.mask_channels < 1, "sample: mask_channels = ", opts.mask_channels,
                           " must be >= 1");
     const std::int64_t n_images = images.size(0), n = n_per_image;
-    const ambiseg::shape chain_shape{n_images * n, opts.mask_channels, images.size(2),
-                                     images.size(3)};
-    tensor<T, D> x(chain_shape);
+    const ambiseg::shape chain_shape{n_images * n, opts.mask_channels, images.size(2), images.size(3)};
+    expect_shape("sample", "x", x, chain_shape);
     if (init_noise.data() != nullptr) {
       expect_shape("sample", "init_noise", init_noise, chain_shape);
-      device_memory<D>::copy(x.data(), init_noise.data(),
-                                sizeof(T) * static_cast<std::size_t>(x.numel()));
+      device_memory<D>::copy(x.data(), init_noise.data(), sizeof(T) * static_cast<std::size_t>(x.numel()));
     } else {
-      tensor<T> x_host(chain_shape);
-      for (T& v : x_host) v = static_cast<T>(g.normal());
-      detail::upload_to<T, D>(x_host.cview(), x.view());
+      x_host_.resize(chain_shape);
+      for (T& v : x_host_) v = static_cast<T>(g.normal());
+      detail::upload_to<T, D>(x_host_.cview(), x);
     }
-    tensor<T, D> cond(ambiseg::shape{n_images * n, images.size(1), images.size(2), images.size(3)});
-    kernels::template repeat_rows<T>(images, n, cond.view());
-    sample_chains(std::forward<Net>(net), smp, x.view(), cond.cview(), g, opts);
+    const ambiseg::shape cond_shape{n_images * n, images.size(1), images.size(2), images.size(3)};
+    if (!(cond_.shape() == cond_shape)) cond_ = tensor<T, D>(cond_shape);
+    kernels::template repeat_rows<T>(images, n, cond_.view());
+    sample_chains(std::forward<Net>(net), smp, x, cond_.cview(), g, opts);
+  }
+
+  // The same into a new tensor.
+  template <class Net, class Smp>
+  tensor<T, D> sample(Net&& net, const Smp& smp, tensor_view<const T, D> images, int n_per_image, rng& g,
+                      const sampling_options& opts = {}, tensor_view<const T, D> init_noise = {}) {
+    expect_rank("sample", "images", images, 4);
+    throw_if<value_error>(n_per_image < 1 || opts.mask_channels < 1, "sample: n_per_image = ", n_per_image,
+                          " and mask_channels = ", opts.mask_channels, " must be >= 1");
+    tensor<T, D> x(ambiseg::shape{images.size(0) * n_per_image, opts.mask_channels, images.size(2),
+                                  images.size(3)});
+    sample(std::forward<Net>(net), smp, images, n_per_image, g, opts, x.view(), init_noise);
     return x;
   }
 
@@ -431,7 +401,7 @@ class device_diffusion {
     return b;
   }
   static std::int64_t check_training(tensor_view<const T, D> x0, tensor_view<const T, D> cond,
-                                     const device_training_batch<T, D>& batch) {
+                                     const training_batch<T, D>& batch) {
     const std::int64_t n = check_batch("training_loss", x0.shape(), batch.t);
     expect_shape("training_loss", "eps", batch.eps.cview(), x0.shape());
     check_cond("training_loss", cond, n);
@@ -458,20 +428,20 @@ class device_diffusion {
   tensor<double, D> sums_dev_;
   tensor<double, D> report_dev_;    // [B + 1] of the waiting loss / training_loss
   std::vector<double> report_host_;  // its host copy
-  tensor<T, D> f_, x0_hat_, z_dev_;
-  tensor<T> z_host_;
+  tensor<T, D> f_, x0_hat_, z_dev_, cond_;
+  tensor<T> z_host_, x_host_;
 };
 
-// The binary masks of x̂0 on a device other than the host (x̂0 > 0), returned on the host.
-template <class T, class D>
-  requires(!std::same_as<D, cpu>)
+// The binary masks of sampled x̂0: x̂0 > 0 (SPEC §1), same shape, values 0/1, on the host.
+template <class T, class D = cpu>
 tensor<std::uint8_t> to_masks(tensor_view<const T, D> x0_hat) {
   tensor<T> host(x0_hat.shape());
   read_back<D>(host.data(), x0_hat.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
-  return to_masks(host);
+  tensor<std::uint8_t> masks(x0_hat.shape());
+  for (std::int64_t i = 0; i < host.numel(); ++i) masks[i] = host[i] > T(0) ? 1 : 0;
+  return masks;
 }
 template <class T, class D>
-  requires(!std::same_as<D, cpu>)
 tensor<std::uint8_t> to_masks(const tensor<T, D>& x0_hat) {
   return to_masks<T, D>(x0_hat.cview());
 }
