@@ -142,8 +142,10 @@ class arg_reader {
       const auto comma = text.find(',', start);
       const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       const std::int64_t v = checked_integer(item, lo, hi, hint);
-      throw_if<value_error>(increasing && !out.empty() && v <= out.back(), "option ", name_,
-                            ": values must increase (", out.back(), " then ", v, ")");
+      // throw_if evaluates its message eagerly, so out.back() must not be reached on an empty list.
+      if (increasing && !out.empty() && v <= out.back())
+        throw value_error("option " + name_ + ": values must increase (" + std::to_string(out.back()) + " then " +
+                          std::to_string(v) + ")");
       out.push_back(v);
       if (comma == std::string::npos) break;
       start = comma + 1;
