@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <ambiseg/diffusion/all.hpp>
-#include <ambiseg/diffusion/device.hpp>
+#include <ambiseg/diffusion/runner.hpp>
+
+#include "diffusion/reference_diffusion.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +19,13 @@ using namespace ambiseg;
 using namespace ambiseg::diffusion;
 
 namespace {
+
+// The library's one loop (diffusion_runner) on the host. It keeps scratch buffers, so each
+// test holds its own.
+template <class T, class Diffusion>
+diffusion_runner<Diffusion, T, cpu> on_host(const Diffusion& d) {
+  return diffusion_runner<Diffusion, T, cpu>(d);
+}
 
 template <class T>
 tensor<T> random_tensor(shape s, rng& g, double scale = 1.0) {
@@ -46,26 +55,28 @@ posterior true_posterior(double alpha_t, double sigma_t, double alpha_s, double 
 TEMPLATE_TEST_CASE("add_noise forms α x0 + σ ε per sample", "[diffusion][loss]", float, double) {
   const gaussian_diffusion<reference_schedule, x_prediction, uniform_weighting> model(
       make_reference_schedule(0.1));
+  auto run = on_host<TestType>(model);
   rng g(1);
   auto x0 = random_tensor<TestType>({2, 1, 3, 3}, g);
   auto eps = random_tensor<TestType>({2, 1, 3, 3}, g);
   tensor<TestType> x_t({2, 1, 3, 3});
   const std::vector<double> t{0.2, 0.9};
-  model.add_noise(x0, t, eps, x_t);
+  run.add_noise(x0, t, eps, x_t);
   for (int b = 0; b < 2; ++b) {
     const double a = alpha(model.schedule(), t[b]), s = sigma(model.schedule(), t[b]);
     for (int p = 0; p < 9; ++p)
       CHECK(x_t[b * 9 + p] == Approx(a * x0[b * 9 + p] + s * eps[b * 9 + p]).epsilon(1e-6));
   }
-  CHECK_THROWS_AS(model.add_noise(x0, std::vector<double>{0.5}, eps, x_t), shape_error);
+  CHECK_THROWS_AS(run.add_noise(x0, std::vector<double>{0.5}, eps, x_t), shape_error);
   tensor<TestType> wrong({2, 1, 3, 2});
-  CHECK_THROWS_WITH(model.add_noise(x0, t, eps, wrong), Catch::Contains("x_t has shape"));
+  CHECK_THROWS_WITH(run.add_noise(x0, t, eps, wrong), Catch::Contains("x_t has shape"));
 }
 
 TEMPLATE_TEST_CASE("x-space loss identities: SNR·(x0−x̂0)² = (ε−f)², (1+SNR)·(x0−x̂0)² = (v−f)²",
                    "[diffusion][loss]", eps_prediction, v_prediction) {
   using model_type = gaussian_diffusion<reference_schedule, TestType, uniform_weighting>;
   const model_type model(make_reference_schedule(0.1));
+  auto run = on_host<double>(model);
   rng g(2);
   const shape s{3, 1, 4, 4};
   auto x0 = random_tensor<double>(s, g);
@@ -73,10 +84,10 @@ TEMPLATE_TEST_CASE("x-space loss identities: SNR·(x0−x̂0)² = (ε−f)², (1
   auto f = random_tensor<double>(s, g);
   tensor<double> x_t(s), target(s);
   const std::vector<double> t{0.1, 0.5, 0.85};
-  model.add_noise(x0, t, eps, x_t);
-  model.target(x0, t, eps, target);
+  run.add_noise(x0, t, eps, x_t);
+  run.target(x0, t, eps, target);
   std::vector<double> per_sample(3);
-  model.loss(x0, x_t, t, f, {}, per_sample);
+  run.loss(x0, x_t, t, f, {}, per_sample);
   for (int b = 0; b < 3; ++b) {
     double target_mse = 0;
     for (int p = 0; p < 16; ++p) target_mse += std::pow(target[b * 16 + p] - f[b * 16 + p], 2);
@@ -95,22 +106,24 @@ TEMPLATE_TEST_CASE("x-space loss identities: SNR·(x0−x̂0)² = (ε−f)², (1
 
 TEST_CASE("the loss weights each sample's pixel mean by w(t_b)", "[diffusion][loss]") {
   const gaussian_diffusion<cosine, x_prediction, truncated_snr_weighting> model;
+  auto run = on_host<double>(model);
   // x0 = 1, f = 0 (x̂0 = 0): every pixel contributes 1, so L = mean_b w(t_b).
   auto x0 = tensor<double>::from({2, 1, 1, 2}, {1, 1, 1, 1});
   auto zeros = tensor<double>::zeros({2, 1, 1, 2});
   const std::vector<double> t{1.0 / 3, 2.0 / 3};  // SNR 3 and 1/3 → w = 3 and 1
-  CHECK(model.loss(x0, zeros.cview(), t, zeros.cview()) == Approx(2.0).epsilon(1e-12));
+  CHECK(run.loss(x0, zeros.cview(), t, zeros.cview()) == Approx(2.0).epsilon(1e-12));
   // An unclipped cosine has infinite SNR at t = 0: reported, not returned as inf.
-  CHECK_THROWS_WITH(model.loss(x0, zeros.cview(), std::vector<double>{0.0, 0.5}, zeros.cview()),
+  CHECK_THROWS_WITH(run.loss(x0, zeros.cview(), std::vector<double>{0.0, 0.5}, zeros.cview()),
                     Catch::Contains("w(0)"));
   auto nan_f = tensor<double>::from({2, 1, 1, 2}, {0, std::nan(""), 0, 0});
-  CHECK_THROWS_AS(model.loss(x0, zeros.cview(), t, nan_f.cview()), value_error);
+  CHECK_THROWS_AS(run.loss(x0, zeros.cview(), t, nan_f.cview()), value_error);
 }
 
 TEMPLATE_TEST_CASE("dL/df matches central finite differences", "[diffusion][loss]",
                    x_prediction, eps_prediction, v_prediction) {
   const gaussian_diffusion<reference_schedule, TestType, decoupled<sigmoid_weighting>> model(
       make_reference_schedule(0.1), decoupled<sigmoid_weighting>{{-1.0}});
+  auto run = on_host<double>(model);
   rng g(3);
   const shape s{3, 1, 2, 3};
   auto x0 = random_tensor<double>(s, g);
@@ -118,14 +131,14 @@ TEMPLATE_TEST_CASE("dL/df matches central finite differences", "[diffusion][loss
   auto f = random_tensor<double>(s, g);
   tensor<double> x_t(s), grad(s);
   const std::vector<double> t{0.05, 0.45, 0.97};
-  model.add_noise(x0, t, eps, x_t);
-  model.loss(x0, x_t, t, f, grad);
+  run.add_noise(x0, t, eps, x_t);
+  run.loss(x0, x_t, t, f, grad);
   for (std::int64_t i = 0; i < f.numel(); ++i) {
     const double keep = f[i], h = 1e-5;
     f[i] = keep + h;
-    const double up = model.loss(x0, x_t, t, f);
+    const double up = run.loss(x0, x_t, t, f);
     f[i] = keep - h;
-    const double down = model.loss(x0, x_t, t, f);
+    const double down = run.loss(x0, x_t, t, f);
     f[i] = keep;
     INFO("element " << i);
     CHECK(grad[i] == Approx((up - down) / (2 * h)).epsilon(1e-6).margin(1e-10));
@@ -136,12 +149,13 @@ TEST_CASE("training_loss noises x0, forwards the conditioning and returns the lo
           "[diffusion][loss]") {
   using model_type = gaussian_diffusion<reference_schedule, eps_prediction, snr_plus_one_weighting>;
   const model_type model(make_reference_schedule(0.1));
+  auto run = on_host<float>(model);
   rng g(4);
   const shape s{4, 1, 3, 3};
   auto x0 = random_tensor<float>(s, g);
   auto cond = random_tensor<float>({4, 3, 3, 3}, g);
   training_batch<float> batch;
-  model.draw_training_noise(x0.shape(), g, batch);
+  run.draw_training_noise(x0.shape(), g, batch);
   REQUIRE(batch.t.size() == 4);
   const float* seen_cond = nullptr;
   tensor<float> seen_xt(s);
@@ -151,25 +165,25 @@ TEST_CASE("training_loss noises x0, forwards the conditioning and returns the lo
     seen_xt.copy_from(x_t);
     for (std::int64_t i = 0; i < x_t.numel(); ++i) f_out[i] = 0.5f * x_t[i] + float(t[i / 9]);
   };
-  const double l = model.training_loss(net, x0, cond, batch);
+  const double l = run.training_loss(net, x0, cond, batch);
   CHECK(seen_cond == cond.data());
   for (int b = 0; b < 4; ++b) {
     const double a = alpha(model.schedule(), batch.t[b]), sg = sigma(model.schedule(), batch.t[b]);
     CHECK(seen_xt[b * 9 + 4] == Approx(a * x0[b * 9 + 4] + sg * batch.eps[b * 9 + 4]).epsilon(1e-6));
   }
-  CHECK(l == Approx(model.loss(x0, batch.x_t.cview(), batch.t, batch.f.cview())).epsilon(1e-12));
+  CHECK(l == Approx(run.loss(x0, batch.x_t.cview(), batch.t, batch.f.cview())).epsilon(1e-12));
   double mean_per_sample = 0;
   for (double v : batch.per_sample_loss) mean_per_sample += v / 4;
   CHECK(l == Approx(mean_per_sample).epsilon(1e-12));
   // Same seed → same t and ε.
   rng g1(9), g2(9);
   training_batch<float> b1, b2;
-  model.draw_training_noise(s, g1, b1);
-  model.draw_training_noise(s, g2, b2);
+  run.draw_training_noise(s, g1, b1);
+  run.draw_training_noise(s, g2, b2);
   CHECK(b1.t == b2.t);
   CHECK(std::equal(b1.eps.begin(), b1.eps.end(), b2.eps.begin()));
   auto wrong_cond = random_tensor<float>({3, 3, 3, 3}, g);
-  CHECK_THROWS_WITH(model.training_loss(net, x0, wrong_cond, batch), Catch::Contains("cond"));
+  CHECK_THROWS_WITH(run.training_loss(net, x0, wrong_cond, batch), Catch::Contains("cond"));
 }
 
 // ---- sampler steps ---------------------------------------------------------------------
@@ -297,6 +311,7 @@ TEMPLATE_TEST_CASE("samplers with the exact denoiser reproduce P(x0 = +1) = p",
   using Smp = typename TestType::sampler_type;
   const gaussian_diffusion<reference_schedule, P, uniform_weighting> model(
       make_reference_schedule(0.1));
+  auto run = on_host<double>(model);
   const double ps[] = {0.1, 0.3, 0.5, 0.8};
   tensor<double> images({4, 1, 10, 10});
   for (int k = 0; k < 4; ++k)
@@ -305,7 +320,7 @@ TEMPLATE_TEST_CASE("samplers with the exact denoiser reproduce P(x0 = +1) = p",
   rng g(2024);
   sampling_options opts;
   opts.steps = 200;
-  const tensor<double> x0 = model.sample(binary_denoiser(model), Smp{}, images, n_chains, g, opts);
+  const tensor<double> x0 = run.sample(binary_denoiser(model), Smp{}, images, n_chains, g, opts);
   REQUIRE(x0.shape() == shape{4 * n_chains, 1, 10, 10});
   const tensor<std::uint8_t> masks = to_masks(x0);
   for (int k = 0; k < 4; ++k) {
@@ -325,6 +340,7 @@ TEMPLATE_TEST_CASE("samplers with the exact denoiser reproduce P(x0 = +1) = p",
 TEST_CASE("sampling is reproducible and init_noise replaces the drawn x_1", "[diffusion][sampler]") {
   const gaussian_diffusion<reference_schedule, v_prediction, uniform_weighting> model(
       make_reference_schedule(0.1));
+  auto run = on_host<double>(model);
   auto images = tensor<double>::from({2, 1, 1, 2}, {0.2, 0.4, 0.6, 0.9});
   auto net = [&](tensor_view<const double> x_t, std::span<const double> t,
                  tensor_view<const double> cond, tensor_view<double> f) {
@@ -334,30 +350,30 @@ TEST_CASE("sampling is reproducible and init_noise replaces the drawn x_1", "[di
   sampling_options opts;
   opts.steps = 7;
   rng g1(11), g2(11);
-  const auto a = model.sample(net, ddpm_large{}, images, 3, g1, opts);
-  const auto b = model.sample(net, ddpm_large{}, images, 3, g2, opts);
+  const auto a = run.sample(net, ddpm_large{}, images, 3, g1, opts);
+  const auto b = run.sample(net, ddpm_large{}, images, 3, g2, opts);
   REQUIRE(a.shape() == shape{6, 1, 1, 2});
   CHECK(std::equal(a.begin(), a.end(), b.begin()));
   // Drawing x_1 by hand from the same stream and passing it gives the same samples.
   rng g3(11);
   tensor<double> noise({6, 1, 1, 2});
   for (double& v : noise) v = g3.normal();
-  const auto c = model.sample(net, ddpm_large{}, images, 3, g3, opts, noise.cview());
+  const auto c = run.sample(net, ddpm_large{}, images, 3, g3, opts, noise.cview());
   CHECK(std::equal(a.begin(), a.end(), c.begin()));
   // DDIM is deterministic given x_1.
   rng g4(1), g5(2);
-  const auto d1 = model.sample(net, ddim_sampler{}, images, 3, g4, opts, noise.cview());
-  const auto d2 = model.sample(net, ddim_sampler{}, images, 3, g5, opts, noise.cview());
+  const auto d1 = run.sample(net, ddim_sampler{}, images, 3, g4, opts, noise.cview());
+  const auto d2 = run.sample(net, ddim_sampler{}, images, 3, g5, opts, noise.cview());
   CHECK(std::equal(d1.begin(), d1.end(), d2.begin()));
 
   rng g(0);
-  CHECK_THROWS_AS(model.sample(net, ddim_sampler{}, images, 0, g), value_error);
+  CHECK_THROWS_AS(run.sample(net, ddim_sampler{}, images, 0, g), value_error);
   sampling_options zero_steps;
   zero_steps.steps = 0;
-  CHECK_THROWS_WITH(model.sample(net, ddim_sampler{}, images, 2, g, zero_steps),
+  CHECK_THROWS_WITH(run.sample(net, ddim_sampler{}, images, 2, g, zero_steps),
                     Catch::Contains("steps = 0"));
   tensor<double> short_noise({5, 1, 1, 2});
-  CHECK_THROWS_WITH(model.sample(net, ddim_sampler{}, images, 3, g, opts, short_noise.cview()),
+  CHECK_THROWS_WITH(run.sample(net, ddim_sampler{}, images, 3, g, opts, short_noise.cview()),
                     Catch::Contains("init_noise"));
 }
 
@@ -365,6 +381,7 @@ TEST_CASE("clip_x0 clips x̂0 to [−1, 1]; eps-prediction at α = 0 is reported
           "[diffusion][sampler]") {
   const gaussian_diffusion<reference_schedule, x_prediction, uniform_weighting> model(
       make_reference_schedule(0.1));
+  auto run = on_host<float>(model);
   auto far = [](tensor_view<const float>, std::span<const double>, tensor_view<const float>,
                 tensor_view<float> f) {
     for (float& v : f) v = 3.0f;
@@ -375,10 +392,10 @@ TEST_CASE("clip_x0 clips x̂0 to [−1, 1]; eps-prediction at α = 0 is reported
   tensor<float> y = x.clone();
   sampling_options opts;
   opts.steps = 4;
-  model.sample_chains(far, ddpm_small{}, x, {}, g, opts);
+  run.sample_chains(far, ddpm_small{}, x, {}, g, opts);
   CHECK(std::all_of(x.begin(), x.end(), [](float v) { return v == 3.0f; }));
   opts.clip_x0 = true;
-  model.sample_chains(far, ddpm_small{}, y, {}, g, opts);
+  run.sample_chains(far, ddpm_small{}, y, {}, g, opts);
   CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 1.0f; }));
   const auto masks = to_masks(y);
   CHECK(std::all_of(masks.begin(), masks.end(), [](std::uint8_t m) { return m == 1; }));
@@ -388,11 +405,11 @@ TEST_CASE("clip_x0 clips x̂0 to [−1, 1]; eps-prediction at α = 0 is reported
   auto zero_net = [](tensor_view<const float>, std::span<const double>, tensor_view<const float>,
                      tensor_view<float> f) { f.data()[0] = 0; for (float& v : f) v = 0; };
   tensor<float> z({1, 1, 1, 1});
-  CHECK_THROWS_WITH(plain.sample_chains(zero_net, ddim_sampler{}, z, {}, g, opts),
+  CHECK_THROWS_WITH(on_host<float>(plain).sample_chains(zero_net, ddim_sampler{}, z, {}, g, opts),
                     Catch::Contains("eps-prediction is undefined at t = 1"));
   // x-prediction on the same schedule is fine at t = 1.
   const gaussian_diffusion<cosine, x_prediction, uniform_weighting> plain_x;
-  CHECK_NOTHROW(plain_x.sample_chains(zero_net, ddim_sampler{}, z, {}, g, opts));
+  CHECK_NOTHROW(on_host<float>(plain_x).sample_chains(zero_net, ddim_sampler{}, z, {}, g, opts));
 }
 
 // ---- user-defined policies (the examples of docs/diffusion.md §6) ----------------------
@@ -436,6 +453,7 @@ TEST_CASE("user-defined weighting and sampler plug into the facade", "[diffusion
     CHECK(zero.c_x0 == Approx(ddim.c_x0).epsilon(1e-10));
   }
   const gaussian_diffusion<reference_schedule, x_prediction, min_snr_5> model(sched);
+  auto run = on_host<double>(model);
   CHECK(model.weight(0.0) == 5.0);
   CHECK(model.weight(0.5) == Approx(std::exp(log_snr(sched, 0.5))));
   auto images = tensor<double>::from({1, 1, 1, 1}, {0.5});
@@ -444,7 +462,7 @@ TEST_CASE("user-defined weighting and sampler plug into the facade", "[diffusion
     for (std::int64_t i = 0; i < x_t.numel(); ++i) f[i] = std::tanh(x_t[i]);
   };
   rng g(3);
-  const auto x0 = model.sample(net, ddim_eta{0.5}, images, 4, g);
+  const auto x0 = run.sample(net, ddim_eta{0.5}, images, 4, g);
   CHECK(x0.shape() == shape{4, 1, 1, 1});
   CHECK(std::all_of(x0.begin(), x0.end(), [](double v) { return std::abs(v) < 1; }));
 }
@@ -460,31 +478,73 @@ TEST_CASE("x0_loss_report: per-sample losses w·S/P and their mean, summed in sa
   CHECK(report[3] == 4.0 / 3.0);
 }
 
-TEST_CASE("the device layer's loss_async reports what loss() returns, without checking",
-          "[diffusion][loss][device]") {
+TEST_CASE("loss_async reports what loss() returns, without checking", "[diffusion][loss]") {
   const reference_config_diffusion host(make_reference_schedule(0.1));
-  device_diffusion<reference_config_diffusion, float, cpu> dev(host);
+  auto run = on_host<float>(host);
   rng g(5);
   const shape s{3, 1, 4, 4};
   const auto x0 = random_tensor<float>(s, g), x_t = random_tensor<float>(s, g);
   auto f = random_tensor<float>(s, g);
   const std::vector<double> t{0.2, 0.5, 0.9};
   std::vector<double> per_sample(3);
-  const double loss = dev.loss(x0.cview(), x_t.cview(), t, f.cview(), {}, per_sample);
-  // The host facade's value (it evaluates the same per-element double expression).
-  CHECK(loss == Approx(host.loss(x0.cview(), x_t.cview(), t, f.cview())).epsilon(1e-12));
+  const double loss = run.loss(x0.cview(), x_t.cview(), t, f.cview(), {}, per_sample);
+  // The double reference evaluates the same per-element expression.
+  const reference::reference_diffusion<reference_config_diffusion> ref(host);
+  CHECK(loss == Approx(ref.loss(x0.cview(), x_t.cview(), t, f.cview())).epsilon(1e-12));
   tensor<double> report(shape{4});
-  dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view());
+  run.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view());
   CHECK(report[3] == loss);
   for (std::int64_t i = 0; i < 3; ++i) CHECK(report[i] == per_sample[static_cast<std::size_t>(i)]);
   CHECK((report[0] + report[1] + report[2]) / 3.0 == loss);
 
   f[5] = std::numeric_limits<float>::quiet_NaN();
-  CHECK_NOTHROW(dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view()));
+  CHECK_NOTHROW(run.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, report.view()));
   CHECK(std::isnan(report[0]));
   CHECK(std::isnan(report[3]));
   CHECK(report[1] == per_sample[1]);
-  CHECK_THROWS_WITH(dev.loss(x0.cview(), x_t.cview(), t, f.cview()), Catch::Contains("the loss is nan"));
+  CHECK_THROWS_WITH(run.loss(x0.cview(), x_t.cview(), t, f.cview()), Catch::Contains("the loss is nan"));
   tensor<double> short_report(shape{3});
-  CHECK_THROWS_AS(dev.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, short_report.view()), shape_error);
+  CHECK_THROWS_AS(run.loss_async(x0.cview(), x_t.cview(), t, f.cview(), {}, short_report.view()), shape_error);
+}
+
+// The runner (float kernels, coefficient blocks, on-device reductions) against the plain
+// double loops of tests/diffusion/reference_diffusion.hpp: the loss, its gradient and whole
+// sampling chains agree to float rounding for every prediction and sampler.
+TEMPLATE_TEST_CASE("the runner agrees with the double reference loops", "[diffusion][reference]",
+                   (combo<x_prediction, ddpm_small>), (combo<eps_prediction, ddpm_large>),
+                   (combo<v_prediction, ddim_sampler>)) {
+  using P = typename TestType::prediction_type;
+  using Smp = typename TestType::sampler_type;
+  using model_type = gaussian_diffusion<reference_schedule, P, snr_plus_one_weighting>;
+  const model_type model(make_reference_schedule(0.1));
+  const reference::reference_diffusion<model_type> ref(model);
+  auto run = on_host<float>(model);
+  rng g(17);
+  const shape s{4, 1, 5, 5};
+  const auto x0 = random_tensor<float>(s, g), eps = random_tensor<float>(s, g), f = random_tensor<float>(s, g);
+  const std::vector<double> t{0.03, 0.3, 0.6, 0.99};
+  tensor<float> x_t(s), x_t_ref(s), grad(s), grad_ref(s);
+  run.add_noise(x0.cview(), t, eps.cview(), x_t.view());
+  ref.add_noise(x0, t, eps.cview(), x_t_ref.view());
+  for (std::int64_t i = 0; i < x_t.numel(); ++i) CHECK(x_t[i] == Approx(x_t_ref[i]).epsilon(1e-6).margin(1e-6));
+  const double l = run.loss(x0.cview(), x_t.cview(), t, f.cview(), grad.view());
+  const double l_ref = ref.loss(x0, x_t.cview(), t, f.cview(), grad_ref.view());
+  CHECK(l == Approx(l_ref).epsilon(1e-6));
+  for (std::int64_t i = 0; i < grad.numel(); ++i)
+    CHECK(grad[i] == Approx(grad_ref[i]).epsilon(1e-5).margin(1e-7));
+
+  const auto images = random_tensor<float>({2, 1, 5, 5}, g);
+  auto net = [](tensor_view<const float> x, std::span<const double> tt, tensor_view<const float> c,
+                tensor_view<float> out) {
+    const std::int64_t per = x.numel() / x.size(0);
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+      out[i] = std::tanh(0.7f * x[i] + 0.3f * c[i] - static_cast<float>(tt[static_cast<std::size_t>(i / per)]));
+  };
+  sampling_options opts;
+  opts.steps = 6;
+  rng g1(23), g2(23);
+  const auto a = run.sample(net, Smp{}, images.cview(), 3, g1, opts);
+  const auto b = ref.sample(net, Smp{}, images, 3, g2, opts);
+  REQUIRE(a.shape() == b.shape());
+  for (std::int64_t i = 0; i < a.numel(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-4).margin(1e-5));
 }

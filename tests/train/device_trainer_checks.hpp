@@ -1,10 +1,9 @@
-// The device trainer and sampler against the CPU ones, generic in the device D: used by
-// tests/train (D = cpu through the device layer, runs everywhere) and tests/cuda (D = cuda,
-// skips without a GPU).
+// The trainer and sampler on a device D against the CPU ones, generic in D: used by
+// tests/train (D = cpu: resume, the non-finite guard) and tests/cuda (D = cuda, skips
+// without a GPU; the CUDA emulator runs it everywhere).
 //
-// Tolerances. The device path evaluates x_t, x̂0 and the sampler steps in float with the
-// coefficients rounded to float, the host facade in double (docs/cuda.md), and on a GPU the
-// network sums in other orders; so the runs agree to float rounding, which AdamW then
+// Tolerances. On a GPU the kernels and the network sum in other orders than the CPU; so
+// the runs agree to float rounding, which AdamW then
 // amplifies (its first steps move a weight by ≈ lr·sign(g)). Per step k (from 1):
 //   loss, grad norm     relative 1e-3 · k (rounding grows as the weights drift apart)
 //   weights after K     |Δ| ≤ 2.5·lr·K + 1e-5·max|w|  (a gradient ≈ 0 may take either sign)
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "ambiseg/data/synthetic.hpp"
+#include "ambiseg/models/diffusion_config.hpp"
 #include "ambiseg/train/sampling.hpp"
 #include "ambiseg/train/trainer.hpp"
 
@@ -36,13 +36,25 @@ using namespace ambiseg::train;
 // The tiny trainer configuration of the train tests (tests/train/test_train.cpp too).
 inline trainer_config tiny_config(std::uint64_t seed = 3) {
   trainer_config c;
-  c.net = nn::unet_config::tiny();
+  c.model = models::diffusion_spec({.net = nn::unet_config::tiny(), .policy = {}});
   c.batch_size = 2;
   c.crop_size = 16;
   c.seed = seed;
   c.adamw.lr = 1e-3;
   c.lr = {1e-3, 2, 50, 10};
   return c;
+}
+
+// The diffusion policy of a config, edited: edit(models::policy_choice&).
+template <class Edit>
+trainer_config with_policy(trainer_config c, Edit&& edit) {
+  auto d = c.model.config.get<models::diffusion_segmenter_config>();
+  edit(d.policy);
+  c.model = models::diffusion_spec(d);
+  return c;
+}
+inline trainer_config with_prediction(const trainer_config& c, const std::string& prediction) {
+  return with_policy(c, [&](models::policy_choice& p) { p.prediction = prediction; });
 }
 
 // The same with an EMA, so that the device checks cover it.
@@ -93,12 +105,11 @@ inline std::pair<double, double> weight_gap(const tensor<float>& a, const tensor
 template <class D>
 void check_steps_follow_cpu(const std::string& prediction) {
   const auto data = cases();
-  trainer_config c = config(21);
-  c.policy.prediction = prediction;
+  const trainer_config c = with_prediction(config(21), prediction);
   trainer<data::case_set> host(c, data);
-  trainer<data::case_set, D, true> dev(c, data);
-  REQUIRE(same_bits(on_host<D>(dev.network().parameters().flat_values()),
-                    on_host<cpu>(host.network().parameters().flat_values())));
+  trainer<data::case_set, D> dev(c, data);
+  REQUIRE(same_bits(on_host<D>(dev.model().parameters().flat_values()),
+                    on_host<cpu>(host.model().parameters().flat_values())));
   const int steps = 4;
   for (int k = 1; k <= steps; ++k) {
     const step_report h = host.step(), d = dev.step();
@@ -109,13 +120,13 @@ void check_steps_follow_cpu(const std::string& prediction) {
     CHECK(std::abs(d.loss - h.loss) <= 1e-3 * k * std::abs(h.loss));
     CHECK(std::abs(d.grad_norm - h.grad_norm) <= 1e-3 * k * h.grad_norm);
   }
-  const auto [gap, peak] = weight_gap(on_host<D>(dev.network().parameters().flat_values()),
-                                      on_host<cpu>(host.network().parameters().flat_values()),
-                                      host.network().parameters());
+  const auto [gap, peak] = weight_gap(on_host<D>(dev.model().parameters().flat_values()),
+                                      on_host<cpu>(host.model().parameters().flat_values()),
+                                      host.model().parameters());
   INFO("weights after " << steps << " steps: max gap " << gap << ", peak " << peak);
   CHECK(gap <= 2.5 * c.adamw.lr * steps + 1e-5 * peak);
   const auto [egap, epeak] = weight_gap(on_host<D>(dev.ema()->shadow()), on_host<cpu>(host.ema()->shadow()),
-                                        host.network().parameters());
+                                        host.model().parameters());
   CHECK(egap <= 2.5 * c.adamw.lr * steps + 1e-5 * epeak);
   CHECK(dev.ema()->updates() == steps);
 }
@@ -125,25 +136,24 @@ void check_steps_follow_cpu(const std::string& prediction) {
 template <class D>
 void check_resume(const std::string& tag) {
   const auto data = cases();
-  trainer_config c = config(23);
-  c.policy.prediction = "v";
+  const trainer_config c = with_prediction(config(23), "v");
   const auto dir = scratch(tag);
-  trainer<data::case_set, D, true> straight(c, data);
+  trainer<data::case_set, D> straight(c, data);
   std::vector<double> losses;
   for (int i = 0; i < 4; ++i) losses.push_back(straight.step().loss);
   {
-    trainer<data::case_set, D, true> killed(c, data);
+    trainer<data::case_set, D> killed(c, data);
     killed.step();
     killed.step();
     killed.save(dir / "ckpt.safetensors");
     killed.step();  // lost with the process
   }
-  trainer<data::case_set, D, true> resumed(c, data);
+  trainer<data::case_set, D> resumed(c, data);
   resumed.resume(dir / "ckpt.safetensors");
   REQUIRE(resumed.steps_done() == 2);
   for (int i = 2; i < 4; ++i) CHECK(resumed.step().loss == losses[static_cast<std::size_t>(i)]);
-  CHECK(same_bits(on_host<D>(resumed.network().parameters().flat_values()),
-                  on_host<D>(straight.network().parameters().flat_values())));
+  CHECK(same_bits(on_host<D>(resumed.model().parameters().flat_values()),
+                  on_host<D>(straight.model().parameters().flat_values())));
   CHECK(same_bits(on_host<D>(resumed.optimizer().exp_avg()), on_host<D>(straight.optimizer().exp_avg())));
   CHECK(same_bits(on_host<D>(resumed.optimizer().exp_avg_sq()), on_host<D>(straight.optimizer().exp_avg_sq())));
   CHECK(same_bits(on_host<D>(resumed.ema()->shadow()), on_host<D>(straight.ema()->shadow())));
@@ -152,31 +162,31 @@ void check_resume(const std::string& tag) {
   trainer<data::case_set> host(c, data);
   host.resume(dir / "ckpt.safetensors");
   CHECK(host.steps_done() == 2);
-  trainer<data::case_set, D, true> reference(c, data);
+  trainer<data::case_set, D> reference(c, data);
   reference.resume(dir / "ckpt.safetensors");
-  CHECK(same_bits(on_host<cpu>(host.network().parameters().flat_values()),
-                  on_host<D>(reference.network().parameters().flat_values())));
+  CHECK(same_bits(on_host<cpu>(host.model().parameters().flat_values()),
+                  on_host<D>(reference.model().parameters().flat_values())));
 }
 
-// sample_masks on the device network follows the CPU from the same seed and weights.
-template <class D, class Sample>
-void check_sampling_follows_cpu(Sample&& sample_on_device) {
+// sample_masks on a model built on D follows the CPU model from the same seed and weights.
+template <class D>
+void check_sampling_follows_cpu() {
   const auto data = cases();
-  trainer_config c = config(25);
+  const trainer_config c = config(25);
   trainer<data::case_set> host(c, data);
   for (int i = 0; i < 3; ++i) host.step();
-  nn::unet<float, D> net(c.effective_net());
-  const auto flat = host.network().parameters().flat_values();
-  device_memory<D>::copy_from_host(net.parameters().flat_values().data(), flat.data(),
+  const auto dev = build_model<D>(c);
+  const auto flat = host.model().parameters().flat_values();
+  device_memory<D>::copy_from_host(dev->parameters().flat_values().data(), flat.data(),
                                    sizeof(float) * static_cast<std::size_t>(flat.numel()));
   // two images, 3 chains each, two per network batch (max_chains 4 < 2·3)
   tensor<float> images(shape{2, 1, 16, 16});
   for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = float(std::sin(0.37 * double(i)));
-  for (const sampler_kind kind : {sampler_kind::ddim, sampler_kind::ddpm_large}) {
-    const sample_options opts{.n = 3, .steps = 4, .sampler = kind, .clip_x0 = false, .max_chains = 4};
+  for (const char* sampler : {"ddim", "ddpm_large"}) {
+    const sample_options opts{.n = 3, .steps = 4, .sampler = sampler, .clip_x0 = false, .max_chains = 4};
     rng g_host(9), g_dev(9);
-    const sample_result h = sample_masks(host.network(), host.diffusion(), images.cview(), opts, g_host);
-    const sample_result d = sample_on_device(net, host.diffusion(), images.cview(), opts, g_dev);
+    const sample_result h = sample_masks(host.model(), images.cview(), opts, g_host);
+    const sample_result d = sample_masks(*dev, images.cview(), opts, g_dev);
     CHECK(g_host.state().s == g_dev.state().s);  // the same number of draws
     REQUIRE(d.x0_hat.shape() == h.x0_hat.shape());
     double peak = 0, gap = 0;
@@ -186,7 +196,7 @@ void check_sampling_follows_cpu(Sample&& sample_on_device) {
       gap = std::max(gap, std::abs(double(d.x0_hat[i]) - double(h.x0_hat[i])));
       flips += d.masks[i] != h.masks[i];
     }
-    INFO("sampler " << int(kind) << ": max |Δx̂0| " << gap << " of peak " << peak << ", " << flips << " mask flips");
+    INFO("sampler " << sampler << ": max |Δx̂0| " << gap << " of peak " << peak << ", " << flips << " mask flips");
     CHECK(gap <= 1e-3 * peak);
     CHECK(flips <= h.x0_hat.numel() / 100);
   }
@@ -195,8 +205,7 @@ void check_sampling_follows_cpu(Sample&& sample_on_device) {
 // A step whose loss is NaN (a poisoned weight) throws the CPU trainer's error and changes
 // nothing: weights, both AdamW moments, the EMA and every counter keep their bits. On the
 // device the update ran before the host saw the loss — its guard (the loss and the norm
-// read on the device) is what keeps the weights. Trainer = trainer<case_set, D, true> or
-// the CPU trainer.
+// read on the device) is what keeps the weights; the CPU runs the same step path.
 template <class Trainer>
 void check_nonfinite_step_changes_nothing() {
   using D = typename Trainer::device_type;
@@ -204,9 +213,9 @@ void check_nonfinite_step_changes_nothing() {
   const trainer_config c = config(29);
   Trainer t(c, data);
   t.step();
-  auto values = t.network().parameters().flat_values();
+  auto values = t.model().parameters().flat_values();
   tensor<float> poisoned = on_host<D>(values);
-  poisoned[t.network().parameters().entries().front().offset] = std::numeric_limits<float>::quiet_NaN();
+  poisoned[t.model().parameters().entries().front().offset] = std::numeric_limits<float>::quiet_NaN();
   device_memory<D>::copy_from_host(values.data(), poisoned.data(),
                                    sizeof(float) * static_cast<std::size_t>(poisoned.numel()));
   const tensor<float> w0 = on_host<D>(values), m0 = on_host<D>(t.optimizer().exp_avg()),

@@ -57,15 +57,14 @@ TEST_CASE("trainer: the same seed gives the same weights, another seed others", 
     c.step();
   }
   CHECK(a.steps_done() == 3);
-  CHECK(same_bits(a.network().parameters().flat_values(), b.network().parameters().flat_values()));
-  CHECK_FALSE(same_bits(a.network().parameters().flat_values(), c.network().parameters().flat_values()));
+  CHECK(same_bits(a.model().parameters().flat_values(), b.model().parameters().flat_values()));
+  CHECK_FALSE(same_bits(a.model().parameters().flat_values(), c.model().parameters().flat_values()));
 }
 
 TEST_CASE("trainer: a resumed run continues bit for bit (weights, moments, EMA)", "[train]") {
   const auto data = tiny_data();
-  trainer_config config = tiny_config(5);
+  trainer_config config = device_trainer_checks::with_prediction(tiny_config(5), "v");
   config.ema_decay = 0.9;
-  config.policy.prediction = "v";
   const auto dir = temp_dir("resume");
   trainer<data::case_set> straight(config, data);
   std::vector<double> straight_losses;
@@ -81,22 +80,23 @@ TEST_CASE("trainer: a resumed run continues bit for bit (weights, moments, EMA)"
   resumed.resume(dir / "ckpt.safetensors");
   REQUIRE(resumed.steps_done() == 2);
   for (int i = 2; i < 5; ++i) CHECK(resumed.step().loss == straight_losses[static_cast<std::size_t>(i)]);
-  CHECK(same_bits(resumed.network().parameters().flat_values(), straight.network().parameters().flat_values()));
+  CHECK(same_bits(resumed.model().parameters().flat_values(), straight.model().parameters().flat_values()));
   CHECK(same_bits(resumed.optimizer().exp_avg(), straight.optimizer().exp_avg()));
   CHECK(same_bits(resumed.optimizer().exp_avg_sq(), straight.optimizer().exp_avg_sq()));
   CHECK(same_bits(resumed.ema()->shadow(), straight.ema()->shadow()));
 
-  trainer_config other = config;
-  other.policy.weighting = "uniform";
+  const trainer_config other =
+      device_trainer_checks::with_policy(config, [](models::policy_choice& p) { p.weighting = "uniform"; });
   trainer<data::case_set> mismatched(other, data);
   CHECK_THROWS_AS(mismatched.resume(dir / "ckpt.safetensors"), value_error);
 }
 
 TEST_CASE("trainer: the loss falls on a tiny overfit problem", "[train]") {
   const auto data = tiny_data(1);
-  trainer_config config = tiny_config(7);
+  // A uniform weighting keeps the per-step loss comparable across t.
+  trainer_config config =
+      device_trainer_checks::with_policy(tiny_config(7), [](models::policy_choice& p) { p.weighting = "uniform"; });
   config.batch_size = 4;
-  config.policy.weighting = "uniform";  // keeps the per-step loss comparable across t
   config.lr = {3e-3, 5, 80, 0};
   trainer<data::case_set> t(config, data);
   double first = 0, last = 0;
@@ -133,11 +133,11 @@ TEST_CASE("sample_masks: shapes, masks from x0, reproducible from init noise, ba
   tensor<float> init(shape{3, 4, 16, 16});
   for (float& v : init) v = static_cast<float>(noise_rng.normal());
 
-  sample_options opts{4, 3, sampler_kind::ddim, false, 64};
+  sample_options opts{4, 3, "ddim", false, 64};
   rng g1(100), g2(200);
-  const auto a = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g1, init.cview());
+  const auto a = sample_masks(t.model(), images.cview(), opts, g1, init.cview());
   opts.max_chains = 4;  // one image per network batch
-  const auto b = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g2, init.cview());
+  const auto b = sample_masks(t.model(), images.cview(), opts, g2, init.cview());
   REQUIRE(a.x0_hat.shape() == shape{3, 4, 16, 16});
   REQUIRE(a.masks.shape() == shape{3, 4, 16, 16});
   REQUIRE(a.mean.shape() == shape{3, 16, 16});
@@ -153,53 +153,67 @@ TEST_CASE("sample_masks: shapes, masks from x0, reproducible from init noise, ba
     REQUIRE(a.variance[i] == Approx(count / 4.0 * (1 - count / 4.0)));
   }
   // DDPM draws from the rng: two seeds differ.
-  opts.sampler = sampler_kind::ddpm_large;
+  opts.sampler = "ddpm_large";
   rng g3(1), g4(2);
-  const auto c = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g3);
-  const auto d = sample_masks(t.network(), t.diffusion(), images.cview(), opts, g4);
+  const auto c = sample_masks(t.model(), images.cview(), opts, g3);
+  const auto d = sample_masks(t.model(), images.cview(), opts, g4);
   CHECK_FALSE(same_bits(c.x0_hat.cview(), d.x0_hat.cview()));
   opts.max_chains = 3;
   rng g5(1);
-  CHECK_THROWS_AS(sample_masks(t.network(), t.diffusion(), images.cview(), opts, g5), value_error);
+  CHECK_THROWS_AS(sample_masks(t.model(), images.cview(), opts, g5), value_error);
 }
 
 TEST_CASE("policy dispatch: every run-time name reaches its compile-time policy", "[train]") {
-  for (const auto& s : schedule_names())
-    for (const auto& p : prediction_names())
-      for (const auto& w : weighting_names()) {
-        policy_choice c{s, 0.1, p, w, 0.0, true};
-        const auto d = make_diffusion(c);
+  for (const auto& s : models::schedule_names())
+    for (const auto& p : models::prediction_names())
+      for (const auto& w : models::weighting_names()) {
+        models::policy_choice c{s, 0.1, p, w, 0.0, true};
+        const auto d = models::make_diffusion<cpu>(c);
         const std::string name = d->describe();
         CHECK(name.find("input_scaled<" + s + ">") != std::string::npos);
         CHECK(name.find(", " + p + "_prediction") != std::string::npos);
         CHECK(name.find(w == "trunc_snr" ? "truncated_snr" : w) != std::string::npos);
       }
   const double t = 0.3, lambda = clipped_cosine_log_snr(t, 0.1), snr = std::exp(lambda);
-  CHECK(make_diffusion({"cosine", 0.1, "x", "snr", 0.0, true})->log_snr(t) == Approx(lambda).epsilon(1e-10));
-  CHECK(make_diffusion({"cosine", 0.1, "x", "snr", 0.0, true})->weight(t) == Approx(snr).epsilon(1e-10));
-  CHECK(make_diffusion({"cosine", 0.1, "x", "trunc_snr", 0.0, true})->weight(t) == Approx(std::max(snr, 1.0)));
-  CHECK(make_diffusion({"cosine", 0.1, "x", "snr_plus_one", 0.0, true})->weight(t) == Approx(snr + 1.0));
-  CHECK(make_diffusion({"cosine", 0.1, "x", "uniform", 0.0, true})->weight(t) == 1.0);
-  CHECK(make_diffusion({"cosine", 0.1, "x", "sigmoid", 2.0, true})->weight(t) ==
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "snr", 0.0, true})->log_snr(t) == Approx(lambda).epsilon(1e-10));
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "snr", 0.0, true})->weight(t) == Approx(snr).epsilon(1e-10));
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "trunc_snr", 0.0, true})->weight(t) == Approx(std::max(snr, 1.0)));
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "snr_plus_one", 0.0, true})->weight(t) == Approx(snr + 1.0));
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "uniform", 0.0, true})->weight(t) == 1.0);
+  CHECK(models::make_diffusion<cpu>({"cosine", 0.1, "x", "sigmoid", 2.0, true})->weight(t) ==
         Approx(1.0 / (1.0 + std::exp(-(lambda + 2.0)))));
-  CHECK_THROWS_AS(make_diffusion({"cosine", 0.1, "z", "snr", 0.0, true}), value_error);
-  CHECK_THROWS_AS(make_diffusion({"cosine", 0.0, "x", "snr", 0.0, true}), value_error);
-  CHECK(parse_sampler("ddpm") == sampler_kind::ddpm_large);
-  CHECK(parse_sampler("ddim") == sampler_kind::ddim);
-  CHECK_THROWS_AS(parse_sampler("euler"), value_error);
+  CHECK_THROWS_AS(models::make_diffusion<cpu>({"cosine", 0.1, "z", "snr", 0.0, true}), value_error);
+  CHECK_THROWS_AS(models::make_diffusion<cpu>({"cosine", 0.0, "x", "snr", 0.0, true}), value_error);
+  CHECK(models::parse_sampler("ddpm") == models::sampler_kind::ddpm_large);
+  CHECK(models::parse_sampler("ddim") == models::sampler_kind::ddim);
+  CHECK_THROWS_AS(models::parse_sampler("euler"), value_error);
 }
 
 TEST_CASE("trainer_config: JSON round trip; x-prediction alone gets the tanh head", "[train]") {
   trainer_config c = tiny_config();
-  c.policy = {"linear", 0.5, "eps", "sigmoid", -1.5, false};
+  c.model = models::diffusion_spec({nn::unet_config::tiny(), {"linear", 0.5, "eps", "sigmoid", -1.5, false}});
   c.ema_decay = 0.99;
   const auto back = nlohmann::json(c).get<trainer_config>();
   CHECK(nlohmann::json(back) == nlohmann::json(c));
-  CHECK_FALSE(c.effective_net().final_tanh);
-  c.policy.prediction = "x";
-  CHECK(c.effective_net().final_tanh);
-  c.encoding = data::image_encoding::imagenet_rgb;
-  CHECK(c.effective_net().in_channels == 4);
+  auto d = c.model.config.get<models::diffusion_segmenter_config>();
+  CHECK_FALSE(d.effective_net(1).final_tanh);
+  d.policy.prediction = "x";
+  CHECK(d.effective_net(1).final_tanh);
+  CHECK(d.effective_net(data::encoded_channels(data::image_encoding::imagenet_rgb)).in_channels == 4);
   const nlohmann::json bad{{"net", 1}};
   CHECK_THROWS_AS(bad.get<trainer_config>(), format_error);
+  // Before models had kinds, "net" and "policy" sat at the top level: read as a diffusion model.
+  nlohmann::json v1 = nlohmann::json(c);
+  v1.erase("model");
+  v1["net"] = nlohmann::json(nn::unet_config::tiny());
+  v1["policy"] = {{"prediction", "v"}};
+  const auto old = v1.get<trainer_config>();
+  CHECK(old.model.kind == "diffusion");
+  CHECK(old.model.config.get<models::diffusion_segmenter_config>().policy.prediction == "v");
+  // An unknown kind is the registry's to refuse, naming what it knows.
+  trainer_config unknown = c;
+  unknown.model.kind = "no_such_model";
+  const auto data = tiny_data(2);
+  CHECK_THROWS_WITH((trainer<data::case_set>(unknown, data)),
+                    Catch::Contains("unknown model 'no_such_model'") && Catch::Contains("diffusion"));
 }

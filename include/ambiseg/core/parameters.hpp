@@ -23,6 +23,7 @@ template <class T, class D = cpu>
 struct named_flat_state {
   std::string name;
   tensor_view<T, D> flat;
+  std::string description;  // for messages, e.g. "AdamW second moment"
 };
 
 template <class T, class D = cpu>

@@ -27,6 +27,7 @@
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/diffusion/all.hpp"
+#include "ambiseg/models/diffusion_config.hpp"
 
 namespace ambiseg::models {
 
@@ -34,90 +35,6 @@ namespace ambiseg::models {
 template <class D>
 using denoiser_fn = std::function<void(tensor_view<const float, D>, std::span<const double>,
                                        tensor_view<const float, D>, tensor_view<float, D>)>;
-
-enum class sampler_kind { ddim, ddpm_small, ddpm_large };
-
-inline const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> v{"cosine", "linear", "linear_simple", "parabola"};
-  return v;
-}
-inline const std::vector<std::string>& prediction_names() {
-  static const std::vector<std::string> v{"x", "eps", "v"};
-  return v;
-}
-inline const std::vector<std::string>& weighting_names() {
-  static const std::vector<std::string> v{"snr", "trunc_snr", "snr_plus_one", "uniform", "sigmoid"};
-  return v;
-}
-inline const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> v{"ddim", "ddpm", "ddpm_small", "ddpm_large"};
-  return v;
-}
-
-namespace policy_detail {
-inline std::string joined(const std::vector<std::string>& names) {
-  std::string s;
-  for (const auto& n : names) s += (s.empty() ? "" : "|") + n;
-  return s;
-}
-inline void check_name(const char* what, const std::string& value, const std::vector<std::string>& allowed) {
-  for (const auto& a : allowed)
-    if (a == value) return;
-  throw value_error(std::string("unknown ") + what + " '" + value + "' (expected " + joined(allowed) + ")");
-}
-}  // namespace policy_detail
-
-// "ddpm" is the reference default, DDPM with the large variance.
-inline sampler_kind parse_sampler(const std::string& name) {
-  policy_detail::check_name("sampler", name, sampler_names());
-  if (name == "ddim") return sampler_kind::ddim;
-  if (name == "ddpm_small") return sampler_kind::ddpm_small;
-  return sampler_kind::ddpm_large;
-}
-
-struct policy_choice {
-  std::string schedule = "cosine";
-  double input_scale = 0.1;       // b of input_scaled<S> (paper: 0.1)
-  std::string prediction = "x";
-  std::string weighting = "snr_plus_one";  // the reference config; the paper's final is trunc_snr
-  double sigmoid_bias = 0.0;      // b̃ of the sigmoid weighting
-  bool stratified_t = true;       // stratified t per batch (reference) or plain uniform
-
-  void validate() const {
-    policy_detail::check_name("schedule", schedule, schedule_names());
-    policy_detail::check_name("prediction", prediction, prediction_names());
-    policy_detail::check_name("weighting", weighting, weighting_names());
-    throw_if<value_error>(!(input_scale > 0.0 && input_scale <= 1.0), "policy_choice: input scale b = ",
-                          input_scale, " must lie in (0, 1]");
-    throw_if<value_error>(!std::isfinite(sigmoid_bias), "policy_choice: sigmoid bias ", sigmoid_bias);
-  }
-  friend bool operator==(const policy_choice&, const policy_choice&) = default;
-};
-
-inline void to_json(nlohmann::json& j, const policy_choice& p) {
-  j = nlohmann::json{{"schedule", p.schedule},   {"input_scale", p.input_scale},
-                     {"prediction", p.prediction}, {"weighting", p.weighting},
-                     {"sigmoid_bias", p.sigmoid_bias}, {"stratified_t", p.stratified_t}};
-}
-inline void from_json(const nlohmann::json& j, policy_choice& p) {
-  policy_choice d;
-  try {
-    d.schedule = j.value("schedule", d.schedule);
-    d.input_scale = j.value("input_scale", d.input_scale);
-    d.prediction = j.value("prediction", d.prediction);
-    d.weighting = j.value("weighting", d.weighting);
-    d.sigmoid_bias = j.value("sigmoid_bias", d.sigmoid_bias);
-    d.stratified_t = j.value("stratified_t", d.stratified_t);
-  } catch (const nlohmann::json::exception& e) {
-    throw format_error(std::string("policy_choice: bad JSON: ") + e.what());
-  }
-  try {
-    d.validate();
-  } catch (const value_error& e) {
-    throw format_error(e.what());
-  }
-  p = d;
-}
 
 template <class D>
 class diffusion_model {

@@ -20,44 +20,12 @@
 #include "ambiseg/core/device_context.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/tensor.hpp"
+#include "ambiseg/models/diffusion_config.hpp"
 #include "ambiseg/models/diffusion_policies.hpp"
 #include "ambiseg/models/model.hpp"
 #include "ambiseg/nn/unet.hpp"
 
 namespace ambiseg::models {
-
-struct diffusion_segmenter_config {
-  nn::unet_config net = nn::unet_config::small();
-  policy_choice policy;
-
-  // The network's input and head follow the data and the prediction: cat[x_t, image]
-  // channels, and tanh on the output for x-prediction only (the reference's choice).
-  nn::unet_config effective_net(int image_channels) const {
-    nn::unet_config c = net;
-    c.out_channels = 1;
-    c.in_channels = 1 + image_channels;
-    c.final_tanh = policy.prediction == "x";
-    return c;
-  }
-  void validate(int image_channels) const {
-    throw_if<value_error>(image_channels < 1, "diffusion_segmenter: ", image_channels, " image channels");
-    effective_net(image_channels).validate();
-    policy.validate();
-  }
-  friend bool operator==(const diffusion_segmenter_config&, const diffusion_segmenter_config&) = default;
-};
-
-inline void to_json(nlohmann::json& j, const diffusion_segmenter_config& c) {
-  j = nlohmann::json{{"net", c.net}, {"policy", c.policy}};
-}
-inline void from_json(const nlohmann::json& j, diffusion_segmenter_config& c) {
-  throw_if<format_error>(!j.is_object() || !j.contains("net") || !j.contains("policy"),
-                         "diffusion_segmenter: the config needs \"net\" and \"policy\"");
-  diffusion_segmenter_config d;
-  d.net = j.at("net").get<nn::unet_config>();
-  d.policy = j.at("policy").get<policy_choice>();
-  c = std::move(d);
-}
 
 // Adapts a UNet to the denoiser callable: t is rounded to float and uploaded, the output
 // copied into f_out. Its host copy of t goes to unet::forward, which checks t for NaN
@@ -92,7 +60,7 @@ class diffusion_segmenter {
  public:
   using device_type = D;
   using config_type = diffusion_segmenter_config;
-  static constexpr std::string_view kind = "diffusion";
+  static constexpr std::string_view kind = diffusion_kind;
 
   diffusion_segmenter(const diffusion_segmenter_config& config, const build_context& context)
       : config_((config.validate(context.image_channels), config)),

@@ -25,6 +25,14 @@
 
 namespace ambiseg::models {
 
+// A model by registry name with its own config JSON (what a trainer_config and a
+// checkpoint record). The registry validates the config against the kind.
+struct model_spec {
+  std::string kind;
+  nlohmann::json config = nlohmann::json::object();
+  friend bool operator==(const model_spec&, const model_spec&) = default;
+};
+
 // One training batch on the model's device.
 template <class D>
 struct training_inputs {

@@ -117,7 +117,7 @@ class model_registry {
     if (it == entries_.end()) {
       std::string known;
       for (const auto& [name, e] : entries_) known += (known.empty() ? "" : ", ") + name;
-      throw value_error("unknown model '" + kind + "' on " + std::string(device_name<D>()) + " (known: " + known +
+      throw value_error("unknown model '" + kind + "' on " + std::string(D::name) + " (known: " + known +
                         ")");
     }
     return it->second;

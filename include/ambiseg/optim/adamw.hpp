@@ -129,7 +129,9 @@ class adamw {
   // ---- state for checkpoints (train/checkpoint.hpp): named flat tensors + JSON scalars --
   static constexpr std::string_view checkpoint_key = "optimizer";
   static constexpr std::string_view checkpoint_prefix = "optim.";
-  std::vector<named_flat_state<T, D>> state_tensors() { return {{"m", exp_avg()}, {"v", exp_avg_sq()}}; }
+  std::vector<named_flat_state<T, D>> state_tensors() {
+    return {{"m", exp_avg(), "AdamW first moment"}, {"v", exp_avg_sq(), "AdamW second moment"}};
+  }
   nlohmann::json state_json() const {
     return {{"type", "adamw"},       {"lr", options_.lr},   {"beta1", options_.beta1}, {"beta2", options_.beta2},
             {"eps", options_.eps},   {"weight_decay", options_.weight_decay}, {"steps", steps_}};
@@ -148,6 +150,8 @@ class adamw {
     try {
       throw_if<value_error>(!j.is_object() || j.value("type", std::string()) != "adamw",
                             "adamw state: not an AdamW state (", j.dump(), ")");
+      for (const char* key : {"lr", "beta1", "beta2", "eps", "weight_decay", "steps"})
+        throw_if<value_error>(!j.contains(key), "adamw state lacks \"", key, "\"");
       const adamw_options o{j.at("lr").get<double>(), j.at("beta1").get<double>(), j.at("beta2").get<double>(),
                             j.at("eps").get<double>(), j.at("weight_decay").get<double>()};
       o.validate();

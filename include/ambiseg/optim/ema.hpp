@@ -110,7 +110,7 @@ class ema {
   // ---- state for checkpoints (train/checkpoint.hpp): the averaged weights + the count ----
   static constexpr std::string_view checkpoint_key = "ema";
   static constexpr std::string_view checkpoint_prefix = "ema.";
-  std::vector<named_flat_state<T, D>> state_tensors() { return {{"", shadow()}}; }
+  std::vector<named_flat_state<T, D>> state_tensors() { return {{"", shadow(), "EMA weights"}}; }
   nlohmann::json state_json() const { return {{"decay", decay_}, {"updates", updates_}}; }
   void check_state_json(const nlohmann::json& j) const { (void)parse_updates(j); }
   // The update count; the decay stays the one this EMA was built with.

@@ -30,6 +30,8 @@
 #include "ambiseg/core/parameters.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/io/checkpoint.hpp"
+#include "ambiseg/optim/adamw.hpp"
+#include "ambiseg/optim/ema.hpp"
 
 namespace ambiseg::train {
 
@@ -175,7 +177,7 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
   std::vector<io::flat_section<T, D>> targets;
   std::vector<std::string> names{"weights"};
   for (const auto& s : sections)
-    for (const auto& t : s.tensors) names.push_back(s.key + " " + (t.name.empty() ? "weights" : t.name));
+    for (const auto& t : s.tensors) names.push_back(!t.description.empty() ? t.description : s.key + " " + (t.name.empty() ? "weights" : t.name));
   const auto weights = io::detail::plan_load(params, file, {.prefix = "", .ignore_prefixes = prefixes});
   io::detail::throw_if_incomplete<T>(weights, file, "load_training_checkpoint: weights");
   std::vector<io::detail::load_plan> plans;
@@ -199,6 +201,24 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
     sections[i].load_state_json(scalars[i]);
   }
   return state;
+}
+
+// The usual run: AdamW and, when given, an EMA (the sections above, spelled out).
+template <class T, class D>
+void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, D>& params,
+                              const optim::adamw<T, D>& opt, const training_state& state,
+                              const optim::ema<T, D>* ema = nullptr) {
+  // Saving reads the components; section() takes them mutable because loading writes them.
+  std::vector<state_section<T, D>> s{section<T, D>(const_cast<optim::adamw<T, D>&>(opt))};
+  if (ema) s.push_back(section<T, D>(const_cast<optim::ema<T, D>&>(*ema)));
+  save_training_checkpoint(path, params, state, s);
+}
+template <class T, class D>
+training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, D>& params,
+                                        optim::adamw<T, D>& opt, optim::ema<T, D>* ema = nullptr) {
+  std::vector<state_section<T, D>> s{section<T, D>(opt)};
+  if (ema) s.push_back(section<T, D>(*ema));
+  return load_training_checkpoint(path, params, s);
 }
 
 // The config JSON a checkpoint (training or weights-only, written by the trainer) carries.

@@ -18,19 +18,17 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/data/batches.hpp"
 #include "ambiseg/data/dataset.hpp"
+#include "ambiseg/models/diffusion_config.hpp"
+#include "ambiseg/models/model.hpp"
 #include "ambiseg/optim/adamw.hpp"
 #include "ambiseg/optim/lr_schedule.hpp"
 
 namespace ambiseg::train {
 
-struct model_spec {
-  std::string kind = "diffusion";
-  nlohmann::json config = nlohmann::json::object();  // the model's own; see its config type
-  friend bool operator==(const model_spec&, const model_spec&) = default;
-};
+using models::model_spec;
 
 struct trainer_config {
-  model_spec model;
+  model_spec model = models::diffusion_spec();  // the paper's model with nn::unet_config::small()
   optim::adamw_options adamw;               // SPEC §7: lr 1e-4, wd 0.01, β (0.9, 0.999)
   optim::warmup_cosine_schedule lr;         // base_lr overrides adamw.lr
   double clip_norm = 1.0;
