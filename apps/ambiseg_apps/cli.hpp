@@ -12,11 +12,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "ambiseg/core/error.hpp"
 #include "ambiseg_apps/args.hpp"
@@ -94,6 +98,8 @@ inline std::string cli_usage() {
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
          "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
          "                [--synthetic-images N] [--device cpu|cuda] [--resume]\n"
+         "                [--model KIND [--model-config FILE|JSON]]  (default: diffusion, configured by\n"
+         "                --config and the policy options above)\n"
          "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
          "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
@@ -124,6 +130,25 @@ inline data::crop_mode crop_mode_option(arg_reader& r) {
   return r.choice({"random", "central"}) == "random" ? data::crop_mode::random : data::crop_mode::central;
 }
 
+// --model-config: a JSON object, inline or in a file.
+inline nlohmann::json model_config_option(arg_reader& r) {
+  const std::string v = r.text();
+  std::string text = v;
+  if (v.empty() || v.front() != '{') {
+    std::ifstream in(v, std::ios::binary);
+    throw_if<value_error>(!in, "--model-config: cannot read '", v, "' (give a JSON file or an inline {...})");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw value_error("--model-config '" + v + "': not valid JSON (" + e.what() + ")");
+  }
+  throw_if<value_error>(!j.is_object(), "--model-config '", v, "': expected a JSON object");
+  return j;
+}
+
 inline void ema_option(arg_reader& r, std::optional<bool>& use_ema) {
   r.flag();
   use_ema = r.is("--ema");
@@ -135,6 +160,14 @@ inline train_command parse_train(std::span<const std::string> args) {
   bool has_data = false, has_out = false, has_warmup = false, has_decay = false;
   std::int64_t steps = 2000;
   std::string preset = "small";
+  models::policy_choice policy;
+  std::string model_kind(models::diffusion_kind);
+  std::optional<nlohmann::json> model_config;
+  std::string diffusion_flag;  // the first diffusion-only option given, for the message below
+  auto diffusion_only = [&](arg_reader& reader) -> arg_reader& {
+    if (diffusion_flag.empty()) diffusion_flag = reader.name();
+    return reader;
+  };
   while (r.next()) {
     if (r.is("--data")) has_data = true;
     if (data_option(r, c.data)) continue;
@@ -142,7 +175,9 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--resume")) r.flag(), c.resume = true;
     else if (r.is("--crop")) c.config.crop_size = r.integer(8, 4096);
     else if (r.is("--crop-mode")) c.config.crop = crop_mode_option(r);
-    else if (r.is("--config")) preset = r.text();
+    else if (r.is("--config")) preset = diffusion_only(r).text();
+    else if (r.is("--model")) model_kind = r.choice(model_kinds());
+    else if (r.is("--model-config")) model_config = model_config_option(r);
     else if (r.is("--steps")) steps = r.integer(1, largest_count);
     else if (r.is("--batch")) c.config.batch_size = r.integer(1, 4096);
     else if (r.is("--lr")) c.config.lr.base_lr = r.real(0.0, 1.0);
@@ -150,12 +185,12 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--decay-steps")) c.config.lr.decay_steps = r.integer(0, largest_count), has_decay = true;
     else if (r.is("--weight-decay")) c.config.adamw.weight_decay = r.real(0.0, 1.0);
     else if (r.is("--clip")) c.config.clip_norm = r.real(1e-12, 1e12);
-    else if (r.is("--schedule")) c.config.policy.schedule = r.choice(train::schedule_names());
-    else if (r.is("--input-scale")) c.config.policy.input_scale = r.real(1e-6, 1.0);
-    else if (r.is("--prediction")) c.config.policy.prediction = r.choice(train::prediction_names());
-    else if (r.is("--weighting")) c.config.policy.weighting = r.choice(train::weighting_names());
-    else if (r.is("--sigmoid-bias")) c.config.policy.sigmoid_bias = r.real(-100.0, 100.0);
-    else if (r.is("--uniform-t")) r.flag(), c.config.policy.stratified_t = false;
+    else if (r.is("--schedule")) policy.schedule = diffusion_only(r).choice(models::schedule_names());
+    else if (r.is("--input-scale")) policy.input_scale = diffusion_only(r).real(1e-6, 1.0);
+    else if (r.is("--prediction")) policy.prediction = diffusion_only(r).choice(models::prediction_names());
+    else if (r.is("--weighting")) policy.weighting = diffusion_only(r).choice(models::weighting_names());
+    else if (r.is("--sigmoid-bias")) policy.sigmoid_bias = diffusion_only(r).real(-100.0, 100.0);
+    else if (r.is("--uniform-t")) diffusion_only(r).flag(), policy.stratified_t = false;
     else if (r.is("--ema")) c.config.ema_decay = r.real(0.0, 0.999999999);
     else if (r.is("--encoding"))
       c.config.encoding = r.choice({"grey", "imagenet"}) == "grey" ? data::image_encoding::grey
@@ -168,7 +203,18 @@ inline train_command parse_train(std::span<const std::string> args) {
   }
   throw_if<value_error>(!has_out, "--out DIR is required");
   throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
-  c.config.net = network_preset(preset);
+  // The diffusion model is configured by its options; another model by --model-config alone.
+  throw_if<value_error>(model_config && !diffusion_flag.empty(), diffusion_flag,
+                        " configures the diffusion model; with --model-config the file says it all");
+  throw_if<value_error>(model_kind != models::diffusion_kind && !diffusion_flag.empty(), diffusion_flag,
+                        " applies to --model diffusion, not --model ", model_kind);
+  if (model_config)
+    c.config.model = {model_kind, *model_config};
+  else if (model_kind == models::diffusion_kind)
+    c.config.model = models::diffusion_spec({network_preset(preset), policy});
+  else
+    c.config.model = {model_kind, nlohmann::json::object()};
+  check_model(c.config.model, c.config.image_channels(), c.config.crop_size);
   c.config.lr.total_steps = steps;
   // SPEC §7 scaled to the run: warm-up 1000 steps (at most a tenth of the run), cosine
   // decay over the last quarter (100k of 400k).
@@ -195,7 +241,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     else if (r.is("--images")) c.images = r.integer(1, 100'000);
     else if (r.is("-n")) c.n = static_cast<int>(r.integer(1, 4096));
     else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
-    else if (r.is("--sampler")) c.sampler = train::parse_sampler(r.choice(train::sampler_names()));
+    else if (r.is("--sampler")) c.sampler = models::parse_sampler(r.choice(models::sampler_names()));
     else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
     else if (r.is("--init-noise")) c.init_noise = r.text();
     else if (r.is("--save-x0")) c.save_x0 = r.text();
@@ -231,7 +277,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     } else if (r.is("--pp")) c.pp = r.ratio_or_none();
     else if (r.is("--images")) c.images = r.integer(1, 1'000'000);
     else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
-    else if (r.is("--sampler")) c.sampler = train::parse_sampler(r.choice(train::sampler_names()));
+    else if (r.is("--sampler")) c.sampler = models::parse_sampler(r.choice(models::sampler_names()));
     else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
     else if (r.is("--baselines")) r.flag(), c.baselines = true;
     else if (r.is("--out")) c.out = r.text();

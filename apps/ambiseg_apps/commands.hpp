@@ -81,7 +81,7 @@ class train_reporter final : public training_observer {
     if (cmd_.resume) log_ = read_training_log(csv(), s.first_step, err_);
     io::write_file_atomically(cmd_.out / "config.json", nlohmann::json(config_).dump(2) + "\n");
     out_ << "ambiseg train: " << data_.kind << " data, " << data_.train.size() << " training cases on " << cmd_.device
-         << "; network " << s.parameters << " parameters; " << s.diffusion << "\n"
+         << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
     // The kept rows are written whole, then every step is appended.

@@ -8,7 +8,9 @@
 //   run_training<D>(config, cases, plan, observer)
 //                                    trains (or resumes) to config's total steps, saving
 //                                    checkpoints and snapshots as the plan says
-//   load_for_sampling<D>(ckpt, ema)  network + diffusion of a checkpoint, on device D
+//   model_kinds() / check_model(spec, channels)
+//                                    the registered models; a --model choice checked early
+//   load_for_sampling<D>(ckpt, ema)  the model of a checkpoint, on device D
 //   input_format_of(model)           how the model's inputs are cropped and encoded
 //   draw_masks(model, images, ...)   n sampled masks per image (+ mean, variance)
 //   on_device(name, f)               runs f.template operator()<D>() for --device
@@ -28,8 +30,8 @@
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/data/all.hpp"
 #include "ambiseg/io/safetensors.hpp"
+#include "ambiseg/models/all.hpp"
 #include "ambiseg/nn/config.hpp"
-#include "ambiseg/train/policies.hpp"
 #include "ambiseg/train/sampling.hpp"
 #include "ambiseg/train/trainer.hpp"
 #include "ambiseg_apps/args.hpp"
@@ -37,7 +39,7 @@
 namespace ambiseg::apps {
 
 using train::trainer_config;
-using train::sampler_kind;
+using models::sampler_kind;
 using train::sample_result;
 using train::step_report;
 
@@ -62,7 +64,31 @@ inline nn::unet_config network_preset(const std::string& name) {
 }
 
 inline trainer_config stored_training_config(const std::filesystem::path& ckpt) {
-  return train::trainer<data::case_set>::read_config(ckpt).get<trainer_config>();
+  return train::trainer<data::case_set>::read_config(ckpt);
+}
+
+inline std::vector<std::string> model_kinds() { return models::model_registry<cpu>::instance().kinds(); }
+
+// Refuses an unknown kind, a config its model would refuse or a crop it cannot take,
+// before any data is read.
+inline void check_model(const models::model_spec& spec, int image_channels, std::int64_t crop_size) {
+  const auto& entry = models::model_registry<cpu>::instance().at(spec.kind);
+  models::input_spec inputs;
+  try {
+    entry.validate(spec.config, {image_channels, 0});
+    inputs = entry.inputs(spec.config, {image_channels, 0});
+  } catch (const ambiseg::error& e) {
+    throw value_error("--model " + spec.kind + ": " + e.what());
+  }
+  throw_if<value_error>(crop_size % inputs.size_divisor != 0, "--crop ", crop_size, ": this model needs a multiple of ",
+                        inputs.size_divisor);
+}
+
+// The model in words for the log: a diffusion model's policies, else its kind and config.
+template <class Device>
+std::string describe_model(const models::any_model<Device>& m) {
+  if (const auto* d = m.template as<models::diffusion_segmenter<Device>>()) return d->diffusion().describe();
+  return std::string(m.kind_name()) + " " + m.config_json().dump();
 }
 
 // The "step" metadata of a checkpoint (0 when absent). A negative or non-integer step is
@@ -88,7 +114,7 @@ struct training_plan {
 struct training_start {
   std::int64_t first_step = 0;  // steps already done (a resumed run)
   std::int64_t parameters = 0;
-  std::string diffusion;  // the policies, in words
+  std::string model;  // the model in words
 };
 
 // What the command does around the trainer: logging, progress, pictures.
@@ -110,8 +136,7 @@ void run_training(const trainer_config& config, const data::case_set& cases, con
     checkpoint_step(plan.checkpoint);
     t.resume(plan.checkpoint);
   }
-  observer.started({t.steps_done(), t.network().parameters().count(),
-                    t.diffusion().describe()});
+  observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
   auto save = [&] {
     observer.checkpointing();
     t.save(plan.checkpoint);
@@ -129,7 +154,7 @@ void run_training(const trainer_config& config, const data::case_set& cases, con
 }
 
 template <class Device>
-using sampling_model = train::basic_loaded_model<Device>;
+using sampling_model = train::loaded_model<Device>;
 
 // use_ema: nullopt = the EMA weights when the checkpoint has them.
 template <class Device>
@@ -151,6 +176,10 @@ input_format input_format_of(const sampling_model<Device>& m) {
   return {m.config.crop_size, m.config.crop, m.config.seed, m.config.encoding};
 }
 
+inline std::string sampler_name(sampler_kind s) {
+  return s == sampler_kind::ddim ? "ddim" : s == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large";
+}
+
 struct draw_options {
   int n = 8;
   int steps = 10;
@@ -162,12 +191,8 @@ struct draw_options {
 template <class Device>
 sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> images, const draw_options& o, rng& g,
                          tensor_view<const float> init_noise = {}) {
-  const train::sample_options so{o.n, o.steps, o.sampler, o.clip_x0, std::max(64, o.n)};
-  return train::sample_masks(*m.net, *m.diffusion, images, so, g, init_noise);
-}
-
-inline std::string sampler_name(sampler_kind s) {
-  return s == sampler_kind::ddim ? "ddim" : s == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large";
+  const train::sample_options so{o.n, o.steps, sampler_name(o.sampler), o.clip_x0, std::max(64, o.n)};
+  return train::sample_masks(*m.model, images, so, g, init_noise);
 }
 
 // Runs f.template operator()<D>() with D the device that --device names (cuda exists in

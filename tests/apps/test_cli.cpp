@@ -23,8 +23,10 @@ TEST_CASE("cli: parsing and its errors", "[apps][cli]") {
   auto parse = [](std::vector<std::string> v) { return parse_command(v); };
   const auto t = std::get<train_command>(parse({"train", "--data", "synthetic", "--out", "d", "--steps", "400",
                                                 "--prediction=v", "--weighting", "trunc_snr", "--crop", "128"}));
-  CHECK(t.config.policy.prediction == "v");
-  CHECK(t.config.policy.weighting == "trunc_snr");
+  REQUIRE(t.config.model.kind == "diffusion");
+  const auto d = t.config.model.config.get<models::diffusion_segmenter_config>();
+  CHECK(d.policy.prediction == "v");
+  CHECK(d.policy.weighting == "trunc_snr");
   CHECK(t.config.lr.total_steps == 400);
   CHECK(t.config.lr.warmup_steps == 40);  // a tenth of a short run
   CHECK(t.config.lr.decay_steps == 100);  // the last quarter
@@ -48,6 +50,13 @@ TEST_CASE("cli: parsing and its errors", "[apps][cli]") {
                        V{"train", "--data", "synthetic", "--out", "d", "--resume=yes"},
                        V{"train", "--data", "synthetic", "--out", "d", "--bogus", "1"},
                        V{"train", "--data", "synthetic", "--out", "d", "--steps"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--model", "no_such_model"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--model-config", "{\"net\": 1"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--model-config", "[1]"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--model-config", "/no/such/file.json"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--model-config", "{\"net\": {}}"},
+                       V{"train", "--data", "synthetic", "--out", "d", "--prediction", "v", "--model-config",
+                         "{\"net\": {}, \"policy\": {}}"},
                        V{"sample", "--ckpt", "c", "--out", "o"},
                        V{"sample", "--ckpt", "c", "--out", "o", "--data", "synthetic", "--image", "x.png"},
                        V{"sample", "--ckpt", "c", "--out", "o", "--image", "x.tif"},

@@ -86,6 +86,10 @@ class diffusion_segmenter {
     return nn::unet<float, D>::parameter_layout(config.effective_net(context.image_channels));
   }
 
+  static input_spec inputs_of(const diffusion_segmenter_config& config, const build_context& context) {
+    return {context.image_channels, config.effective_net(context.image_channels).size_divisor()};
+  }
+
   parameter_store<float, D>& parameters() { return net_.parameters(); }
   const parameter_store<float, D>& parameters() const { return net_.parameters(); }
   input_spec inputs() const { return {image_channels_, net_.config().size_divisor()}; }

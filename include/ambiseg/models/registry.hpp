@@ -96,6 +96,8 @@ struct model_entry {
   std::function<std::vector<typename parameter_store<float, D>::entry>(const nlohmann::json& config,
                                                                        const build_context&)>
       parameter_layout;
+  // What the model would accept, known without building it (a crop size checked early).
+  std::function<input_spec(const nlohmann::json& config, const build_context&)> inputs;
   std::function<std::unique_ptr<any_model<D>>(const nlohmann::json& config, const build_context&)> build;
 };
 
@@ -144,6 +146,7 @@ void register_on() {
   e.parameter_layout = [](const nlohmann::json& j, const build_context& c) {
     return model::parameter_layout(j.get<config>(), c);
   };
+  e.inputs = [](const nlohmann::json& j, const build_context& c) { return model::inputs_of(j.get<config>(), c); };
   e.build = [](const nlohmann::json& j, const build_context& c) -> std::unique_ptr<any_model<D>> {
     return std::make_unique<model_holder<model>>(j.get<config>(), c);
   };
@@ -154,7 +157,8 @@ void register_on() {
 // Registers M<cpu> (and M<cuda> when the CUDA backend is compiled in) under M's kind.
 // M<D> needs: `using config_type` (JSON-convertible, validate(image_channels)), a
 // constructor (config_type, build_context), static parameter_layout(config_type,
-// build_context), and the segmentation_model members.
+// build_context) and inputs_of(config_type, build_context), and the segmentation_model
+// members.
 template <template <class> class M>
 bool register_model() {
   detail::register_on<M, cpu>();
