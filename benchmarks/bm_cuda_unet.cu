@@ -17,6 +17,7 @@
 #include <ambiseg/core/cuda_context.hpp>
 #include <ambiseg/core/cuda_memory.hpp>
 #include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/models/diffusion_segmenter.hpp>
 #include <ambiseg/nn/unet.hpp>
 #include <ambiseg/optim/adamw.hpp>
 #include <ambiseg/optim/clip.hpp>
@@ -69,7 +70,7 @@ void run_timed(benchmark::State& state, F&& fn) {
 }
 
 using diffusion_t = diffusion::reference_config_diffusion;
-using gpu_denoiser = diffusion::forward_denoiser<nn::unet<float, cuda>, nn::pass>;
+using gpu_denoiser = models::unet_denoiser<cuda>;
 
 void bm_cuda_unet_forward(benchmark::State& state) {
   if (skip_without_gpu(state)) return;

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "ambiseg/core/parallel.hpp"
+#include "ambiseg/data/synthetic.hpp"
 #include "ambiseg/nn/all.hpp"
 #include "ambiseg/ops/all.hpp"
 #include "ambiseg/optim/adamw.hpp"
 #include "ambiseg/optim/clip.hpp"
+#include "ambiseg/train/trainer.hpp"
 
 using namespace ambiseg;
 
@@ -92,6 +94,25 @@ void BM_unet_train_step(benchmark::State& state) {
   state.counters["steady_allocs"] = static_cast<double>(net.allocations() - allocations);
 }
 BENCHMARK(BM_unet_train_step)->Args({8, 128})->Args({8, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One train::trainer step of the diffusion model through the model registry (batch drawn
+// and cropped, noise, UNet forward and backward, the loss on the runner, clip, AdamW, EMA):
+// the whole orchestration around the network of BM_unet_train_step (args: batch, crop).
+void BM_trainer_step(benchmark::State& state) {
+  const std::int64_t n = state.range(0), size = state.range(1);
+  train::trainer_config c;
+  c.model = models::diffusion_spec({nn::unet_config::reference(), {}});
+  c.batch_size = n;
+  c.crop_size = size;
+  c.ema_decay = 0.999;
+  c.lr = {1e-4, 10, 1'000'000, 0};
+  const auto cases = data::synthetic_lesions({.size = size, .seed = 0}).make_cases(0, 64);
+  train::trainer<data::case_set> t(c, cases);
+  t.step();  // warm-up
+  for (auto _ : state) benchmark::DoNotOptimize(t.step().loss);
+  state.counters["threads"] = num_threads();
+}
+BENCHMARK(BM_trainer_step)->Args({8, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // --- the layers behind the figures above (batch 8, 128×128 input) -----------------------
 // conv3x3 at each level's shape (args: Ci, Co, H): forward, and backward with dx and dw.

@@ -57,6 +57,8 @@ struct exact_denoiser {
 int main() {
   const schedule sched(dm::input_scaled<laplace_schedule>(laplace_schedule{}, 0.1));
   const model_type model(sched, weighting{{2.0}});
+  // The library's one loop over tensors (the same on a GPU with cuda in place of cpu).
+  dm::diffusion_runner<model_type, double, ambiseg::cpu> runner(model);
 
   std::printf("schedule clipped<input_scaled<laplace>>, b = 0.1; v-prediction; "
               "w = -dλ/dt · sigmoid(λ + 2)\n\n");
@@ -81,15 +83,15 @@ int main() {
   }
   std::vector<double> t(16);
   dm::stratified_timesteps{}.draw(t, g);
-  model.add_noise(x0, t, eps, x_t);
-  model.target(x0, t, eps, f);
-  const double loss_oracle = model.loss(x0, x_t, t, f);
+  runner.add_noise(x0, t, eps, x_t);
+  runner.target(x0, t, eps, f);
+  const double loss_oracle = runner.loss(x0, x_t, t, f);
   exact_denoiser{&model}(x_t, t, cond, f);
-  const double loss_exact = model.loss(x0, x_t, t, f, grad);
+  const double loss_exact = runner.loss(x0, x_t, t, f, grad);
   double grad_norm = 0;
   for (double v : grad) grad_norm += v * v;
   f.zero();
-  const double loss_zero = model.loss(x0, x_t, t, f);
+  const double loss_zero = runner.loss(x0, x_t, t, f);
   std::printf("\nloss on a batch of 16 masks 8x8 (p = 0.3), stratified t:\n"
               "  f = true v target      %.3e\n  f = posterior mean     %.6f  (|dL/df| = %.3e)\n"
               "  f = 0                  %.6f\n",
@@ -108,7 +110,7 @@ int main() {
     dm::sampling_options opts;
     opts.steps = steps;
     ambiseg::rng sg(7);
-    const tensor<double> x0_hat = model.sample(exact_denoiser{&model}, smp, images, chains, sg, opts);
+    const tensor<double> x0_hat = runner.sample(exact_denoiser{&model}, smp, images, chains, sg, opts);
     const tensor<std::uint8_t> masks = dm::to_masks(x0_hat);
     std::printf("%-10s %6d", smp.name, steps);
     for (int k = 0; k < 4; ++k) {

@@ -28,8 +28,7 @@ int main(int argc, char** argv) try {
 
   // The paper's diffusion (cosine, b = 0.1, x-prediction) with the reference's SNR + 1.
   train::trainer_config config;
-  config.net = apps::network_preset("example");
-  config.policy = {"cosine", 0.1, "x", "snr_plus_one", 0.0, true};
+  config.model = models::diffusion_spec({apps::network_preset("example"), {"cosine", 0.1, "x", "snr_plus_one", 0.0, true}});
   config.lr = {1e-3, steps / 10 + 1, steps, steps / 4};
   config.crop_size = 64;
   train::trainer<data::case_set> trainer(config, train_cases);
@@ -44,7 +43,7 @@ int main(int argc, char** argv) try {
     std::copy(test_cases[k].image.data(), test_cases[k].image.data() + 64 * 64, images.data() + k * 64 * 64);
   rng g(1);
   const train::sample_result r =
-      train::sample_masks(trainer.network(), trainer.diffusion(), images.cview(), {8, 10, train::sampler_kind::ddpm_large}, g);
+      train::sample_masks(trainer.model(), images.cview(), {.n = 8, .steps = 10, .sampler = "ddpm_large"}, g);
 
   std::vector<std::uint8_t> annotations;
   for (std::size_t k = 0; k < 8; ++k)

@@ -1,7 +1,7 @@
 // Helpers for the whole-network CUDA tests: one UNet on each device with the same weights,
 // and comparisons scaled to a tensor's own magnitude (a deep network's float error grows
 // with the size of the values, not per element). Generic in the device D: the tests run
-// each case with D = cpu too (everywhere, so without a GPU), which checks the device layer's
+// each case with D = cpu too (everywhere, so without a GPU), which checks the runner's
 // orchestration and the tests' own tolerances; D = cuda skips without a GPU.
 #pragma once
 

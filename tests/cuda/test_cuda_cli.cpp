@@ -79,11 +79,11 @@ TEST_CASE("ambiseg train/sample/eval --device cuda follow the CPU commands", "[c
   const auto cpu_run = load_model(dir / "cpu" / "checkpoint.safetensors", false);
   CHECK(gpu.step == 4);
   // The initial weights, as the trainer draws them from the run's seed.
-  const auto cfg = trainer<data::case_set>::read_config(dir / "cpu" / "checkpoint.safetensors").get<trainer_config>();
-  const nn::unet<float> initial(cfg.effective_net(), rng::derive(cfg.seed, 0)());
-  const tensor_view<const float> a = gpu.net->parameters().flat_values(),
-                                 b = cpu_run.net->parameters().flat_values(),
-                                 w0 = initial.parameters().flat_values();
+  const auto cfg = trainer<data::case_set>::read_config(dir / "cpu" / "checkpoint.safetensors");
+  const auto initial = build_model<cpu>(cfg);
+  const tensor_view<const float> a = gpu.model->parameters().flat_values(),
+                                 b = cpu_run.model->parameters().flat_values(),
+                                 w0 = initial->parameters().flat_values();
   double gap = 0, peak = 0, moved_gpu = 0, moved_cpu = 0;
   for (std::int64_t i = 0; i < a.numel(); ++i) {
     gap = std::max(gap, std::abs(double(a[i]) - double(b[i])));

@@ -1,8 +1,9 @@
-// The diffusion facade on a device (diffusion/device.hpp; cuda_diffusion of
-// diffusion/cuda.hpp on the GPU) against the host facade (diffusion/diffusion.hpp): every
+// The one diffusion loop (diffusion_runner, diffusion/runner.hpp; cuda_diffusion of
+// diffusion/cuda.hpp on the GPU) against the double reference loops of the tests
+// (tests/diffusion/reference_diffusion.hpp): every
 // per-element entry point, the loss with dL/df and the per-sample losses, and sampling (DDIM
 // and DDPM) from the same seed, with an analytic device network and with the UNet. Each
-// case runs with D = cpu (everywhere: the device layer on host tensors, in the GPU's float
+// case runs with D = cpu (everywhere: the runner on host tensors, in the GPU's float
 // arithmetic, which also checks the tolerances below) and D = cuda (skips without a GPU);
 // the validation case runs everywhere.
 //
@@ -19,8 +20,11 @@
 #include "cuda_unet_util.hpp"
 
 #include <ambiseg/diffusion/cuda.hpp>
-#include <ambiseg/diffusion/device.hpp>
+#include <ambiseg/diffusion/runner.hpp>
+#include <ambiseg/models/diffusion_segmenter.hpp>
 #include <ambiseg/ops/all.hpp>
+
+#include "diffusion/reference_diffusion.hpp"
 
 #include <vector>
 
@@ -56,8 +60,9 @@ std::vector<double> times(std::int64_t b, std::uint32_t seed, double lo, double 
 }
 
 template <class Diffusion, class T, class D>
-void check_elementwise(const Diffusion& host) {
-  diffusion::device_diffusion<Diffusion, T, D> dev(host);
+void check_elementwise(const Diffusion& policies) {
+  const diffusion::reference::reference_diffusion<Diffusion> host(policies);
+  diffusion::diffusion_runner<Diffusion, T, D> dev(policies);
   const shape s{5, 1, 7, 9};
   const auto x0 = random_tensor<T>(s, 1), eps = random_tensor<T>(s, 2, -3, 3);
   const auto f = random_tensor<T>(s, 3), x_t = random_tensor<T>(s, 4, -2, 2);
@@ -99,7 +104,7 @@ using d_cpu = on_device<double, cpu>;
 using f_cuda = on_device<float, cuda>;
 using d_cuda = on_device<double, cuda>;
 
-TEMPLATE_TEST_CASE("device_diffusion: noising, targets, predictions and the loss match the host",
+TEMPLATE_TEST_CASE("diffusion_runner: noising, targets, predictions and the loss match the host",
                    "[cuda][diffusion]", f_cpu, d_cpu, f_cuda, d_cuda) {
   using T = typename TestType::value;
   using D = typename TestType::device;
@@ -115,15 +120,16 @@ TEMPLATE_TEST_CASE("device_diffusion: noising, targets, predictions and the loss
       diffusion::gaussian_diffusion<S, diffusion::v_prediction, W>(sched));
 }
 
-TEMPLATE_TEST_CASE("device_diffusion: sampling with an analytic network matches the host "
+TEMPLATE_TEST_CASE("diffusion_runner: sampling with an analytic network matches the host "
                    "(DDIM, DDPM, clipping, conditioning per chain)",
                    "[cuda][diffusion]", f_cpu, d_cpu, f_cuda, d_cuda) {
   using T = typename TestType::value;
   using D = typename TestType::device;
   AMBISEG_REQUIRE_GPU_IF_CUDA(D);
   using Diff = diffusion::reference_config_diffusion;
-  const Diff host(diffusion::make_reference_schedule(0.1));
-  diffusion::device_diffusion<Diff, T, D> dev(host);
+  const Diff policies(diffusion::make_reference_schedule(0.1));
+  const diffusion::reference::reference_diffusion<Diff> host(policies);
+  diffusion::diffusion_runner<Diff, T, D> dev(policies);
   const auto images = random_tensor<T>(shape{3, 1, 6, 5}, 11);
   const auto imagesd = to_dev<D>(images);
   const tol<T> tl = std::is_same_v<T, float> ? tol<T>{2e-5, 2e-5} : tol<T>{1e-12, 1e-12};
@@ -154,7 +160,7 @@ TEMPLATE_TEST_CASE("device_diffusion: sampling with an analytic network matches 
   }
 }
 
-TEMPLATE_TEST_CASE("device_diffusion: UNet sampling from the same initial noise matches the CPU "
+TEMPLATE_TEST_CASE("diffusion_runner: UNet sampling from the same initial noise matches the CPU "
                    "(DDIM, DDPM)", "[cuda][diffusion][unet]", cpu, cuda) {
   using D = TestType;
   AMBISEG_REQUIRE_GPU_IF_CUDA(D);
@@ -163,8 +169,9 @@ TEMPLATE_TEST_CASE("device_diffusion: UNet sampling from the same initial noise 
   nn::unet<float, D> gpu_net(cfg, 51);
   perturb_and_mirror(cpu_net, gpu_net, 52);
   using Diff = diffusion::reference_config_diffusion;
-  const Diff host(diffusion::make_reference_schedule(0.1));
-  diffusion::device_diffusion<Diff, float, D> dev(host);
+  const Diff policies(diffusion::make_reference_schedule(0.1));
+  const diffusion::reference::reference_diffusion<Diff> host(policies);
+  diffusion::diffusion_runner<Diff, float, D> dev(policies);
   const auto images = random_tensor<float>(shape{2, cfg.image_channels(), 32, 32}, 53);
   const auto imagesd = to_dev<D>(images);
   // the initial noise is given explicitly (and drawn from the same rng otherwise)
@@ -181,7 +188,7 @@ TEMPLATE_TEST_CASE("device_diffusion: UNet sampling from the same initial noise 
     const auto f = cpu_net.forward(x_t, cond, t_host.cview(), nn::pass::inference);
     std::copy(f.data(), f.data() + f.numel(), f_out.data());
   };
-  diffusion::forward_denoiser<nn::unet<float, D>, nn::pass, float, D> gpu_denoiser(
+  models::unet_denoiser<D> gpu_denoiser(
       gpu_net, nn::pass::inference);
   diffusion::sampling_options opts;
   opts.steps = 5;
@@ -212,7 +219,7 @@ TEMPLATE_TEST_CASE("device_diffusion: UNet sampling from the same initial noise 
 
 TEST_CASE("cuda_diffusion validates before touching the device", "[cuda][diffusion]") {
   static_assert(std::same_as<diffusion::cuda_diffusion<diffusion::paper_diffusion>,
-                             diffusion::device_diffusion<diffusion::paper_diffusion, float, cuda>>);
+                             diffusion::diffusion_runner<diffusion::paper_diffusion, float, cuda>>);
   // Runs without a GPU: placeholder (never dereferenced) device views.
   static float placeholder[4];
   auto v = [](shape s) { return tensor_view<float, cuda>(placeholder, s); };

@@ -2,7 +2,7 @@
 // same seed, resume on the GPU bit for bit (the GPU's reductions are deterministic), the
 // GPU's checkpoint resuming the CPU trainer, and sample_masks on unet<float, cuda> against
 // the CPU. The checks and their tolerances are tests/train/device_trainer_checks.hpp's,
-// which tests/train runs through the device layer on the CPU.
+// which tests/train runs on the CPU.
 #include "cuda_test_util.hpp"
 
 #include "train/device_trainer_checks.hpp"
@@ -29,10 +29,7 @@ TEST_CASE("trainer<·, cuda>: a non-finite step changes nothing (the device-side
 
 TEST_CASE("sample_masks on unet<float, cuda> follows the CPU sampler", "[cuda][train]") {
   AMBISEG_REQUIRE_GPU();
-  check_sampling_follows_cpu<cuda>([](nn::unet<float, cuda>& net, const diffusion_model& diffusion,
-                                      tensor_view<const float> images, const sample_options& opts, rng& g) {
-    return sample_masks(net, diffusion, images, opts, g);
-  });
+  check_sampling_follows_cpu<cuda>();
 }
 
 TEST_CASE("load_model<cuda> builds the network on the GPU from a CPU checkpoint", "[cuda][train]") {
@@ -46,5 +43,5 @@ TEST_CASE("load_model<cuda> builds the network on the GPU from a CPU checkpoint"
   const auto m = load_model<cuda>(dir / "ckpt.safetensors");
   CHECK(m.ema_weights);
   CHECK(m.step == 1);
-  CHECK(same_bits(on_host<cuda>(m.net->parameters().flat_values()), on_host<cpu>(host.ema()->shadow())));
+  CHECK(same_bits(on_host<cuda>(m.model->parameters().flat_values()), on_host<cpu>(host.ema()->shadow())));
 }

@@ -1,10 +1,10 @@
 // The whole UNet and one whole training step on the GPU against the CPU: nn::unet<float>
-// and nn::unet<float, cuda> with the same weights, the diffusion facade on each device
-// (gaussian_diffusion on the host, cuda_diffusion on the GPU) drawing from the same seed,
-// clip_grad_norm and AdamW on each. Every case also runs with the "device" cpu (the device
-// layer of diffusion/device.hpp on host tensors): everywhere, so without a GPU, where it
-// checks the orchestration and these tests' own logic; the cuda instances skip without a
-// GPU.
+// and nn::unet<float, cuda> with the same weights, the diffusion loop on each side (the
+// double reference loops of tests/diffusion on the host, diffusion_runner on the device)
+// drawing from the same seed, clip_grad_norm and AdamW on each. Every case also runs with
+// the "device" cpu (diffusion_runner on host tensors): everywhere, so without a GPU, where
+// it checks the orchestration and these tests' own logic; the cuda instances skip without
+// a GPU.
 //
 // Tolerances (float, strict FP32 on the GPU: no TF32): the CPU and the GPU sum in
 // different orders (im2col GEMM vs cuDNN engines, blocked vs tree reductions) through ~50
@@ -22,9 +22,12 @@
 // of the tensor's scale, far outside these bounds.
 #include "cuda_unet_util.hpp"
 
-#include <ambiseg/diffusion/device.hpp>
+#include <ambiseg/diffusion/runner.hpp>
+#include <ambiseg/models/diffusion_segmenter.hpp>
 #include <ambiseg/optim/adamw.hpp>
 #include <ambiseg/optim/clip.hpp>
+
+#include "diffusion/reference_diffusion.hpp"
 
 #include <limits>
 #include <tuple>
@@ -110,8 +113,8 @@ TEST_CASE("unet<float, cuda>: a non-finite time is reported on the device too", 
   CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview(), pass::inference, t_host.cview()), value_error);
   const auto wrong = tensor<float>::from(shape{3}, {0.5f, 0.5f, 0.5f});
   CHECK_THROWS_AS(net.forward(x.cview(), img.cview(), t.cview(), pass::inference, wrong.cview()), shape_error);
-  // forward_denoiser passes its host copy: a NaN time is still refused
-  diffusion::forward_denoiser<nn::unet<float, cuda>, pass, float, cuda> f(net, pass::inference);
+  // unet_denoiser passes its host copy: a NaN time is still refused
+  models::unet_denoiser<cuda> f(net, pass::inference);
   tensor<float, cuda> out(shape{2, 1, 8, 8});
   const std::vector<double> times{0.5, std::numeric_limits<double>::quiet_NaN()};
   CHECK_THROWS_AS(f(x.cview(), times, img.cview(), out.view()), value_error);
@@ -140,12 +143,13 @@ TEMPLATE_TEST_CASE("one training step (facade, forward, loss, backward, clip, Ad
   const auto x0d = to_dev<D>(x0), imgd = to_dev<D>(img);
 
   using diffusion_t = diffusion::reference_config_diffusion;
-  const diffusion_t host_diffusion(diffusion::make_reference_schedule(0.1));
-  diffusion::device_diffusion<diffusion_t, float, D> gpu_diffusion(host_diffusion);
+  const diffusion_t policies(diffusion::make_reference_schedule(0.1));
+  const diffusion::reference::reference_diffusion<diffusion_t> host_diffusion(policies);
+  diffusion::diffusion_runner<diffusion_t, float, D> gpu_diffusion(policies);
 
   // CPU step, as train::trainer::step does it
   rng g_cpu(7);
-  diffusion::training_batch<float> cpu_batch;
+  diffusion::reference::host_training_batch<float> cpu_batch;
   host_diffusion.draw_training_noise(x0.shape(), g_cpu, cpu_batch);
   tensor<float> t_host;
   auto cpu_denoiser = [&](tensor_view<const float> x_t, std::span<const double> t,
@@ -163,9 +167,9 @@ TEMPLATE_TEST_CASE("one training step (facade, forward, loss, backward, clip, Ad
 
   // device step: the same code with D in the template arguments
   rng g_gpu(7);
-  diffusion::device_training_batch<float, D> gpu_batch;
+  diffusion::training_batch<float, D> gpu_batch;
   gpu_diffusion.draw_training_noise(x0.shape(), g_gpu, gpu_batch);
-  diffusion::forward_denoiser<nn::unet<float, D>, pass, float, D> gpu_denoiser(gpu_net, pass::training);
+  models::unet_denoiser<D> gpu_denoiser(gpu_net, pass::training);
   const double gpu_loss = gpu_diffusion.training_loss(gpu_denoiser, x0d.cview(), imgd.cview(), gpu_batch);
   gpu_net.parameters().zero_grad();
   gpu_net.backward(gpu_batch.grad_f.cview());

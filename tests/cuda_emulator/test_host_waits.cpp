@@ -38,12 +38,12 @@ TEST_CASE("trainer<·, cuda>: a training step waits for the device once, a sampl
   tensor<float> images(shape{2, 1, 16, 16});
   for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = float(std::sin(0.37 * double(i)));
   for (const std::int64_t max_chains : {8, 4}) {
-    const sample_options opts{.n = 3, .steps = 12, .sampler = sampler_kind::ddpm_large, .clip_x0 = false,
+    const sample_options opts{.n = 3, .steps = 12, .sampler = "ddpm_large", .clip_x0 = false,
                               .max_chains = max_chains};
     rng g(5);
-    (void)sample_masks(t.network(), t.diffusion(), images.cview(), opts, g);  // warm-up
+    (void)sample_masks(t.model(), images.cview(), opts, g);  // warm-up
     const auto b = ambiseg_emu::host_waits();
-    (void)sample_masks(t.network(), t.diffusion(), images.cview(), opts, g);
+    (void)sample_masks(t.model(), images.cview(), opts, g);
     const auto s = ambiseg_emu::host_waits() - b;
     INFO("max_chains " << max_chains << ": stream syncs " << s.stream_syncs << ", event syncs "
                        << s.event_syncs << ", blocking copies " << s.blocking_copies << ", frees " << s.frees

@@ -73,7 +73,7 @@ AMBISEG_HD T output_for_x0(T c_xt, T c_f, T x_t, T x0_hat) {
 
 // The weighted x-space loss from the per-sample sums Σ_p (x̂0 − x0)²: report[i] =
 // w_i·sums_i/per (the per-sample losses) and report[n] = (Σ_i report[i])/n, summed in i
-// order — the host facade's arithmetic, so every device computes the same bits.
+// order, so every device computes the same bits.
 AMBISEG_HD void x0_loss_report(const double* sums, const double* weights, double per,
                                std::int64_t n, double* report) {
   double total = 0.0;

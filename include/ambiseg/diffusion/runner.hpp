@@ -143,9 +143,9 @@ class diffusion_runner {
 
   // ---- (b) the loss ----------------------------------------------------------------------
 
-  // gaussian_diffusion::loss on the device, enqueued: report [B + 1] (device) receives the
+  // The weighted x-space loss, enqueued: report [B + 1] (device) receives the
   // per-sample losses w_b·mean_p (x̂0 − x0)² and then the loss, computed on the device in
-  // the host facade's order of operations (diffusion::x0_loss_report); grad_f (optional) =
+  // one fixed order of operations (diffusion::x0_loss_report); grad_f (optional) =
   // (2·w_b/(B·P))·c_f·(x̂0 − x0). Nothing is read back and nothing is checked: a NaN in
   // x0, x_t or f shows as a NaN in the report (which a training step's guard reads).
   void loss_async(tensor_view<const T, D> x0, tensor_view<const T, D> x_t,
@@ -160,7 +160,7 @@ class diffusion_runner {
       const double w = host_.weight(ti);
       row[0] = c.c_xt;
       row[1] = c.c_f;
-      // The host facade's grad_scale·c_f, in the same order of operations.
+      // grad_scale·c_f = 2·w/(B·P)·c_f, in this order on every device.
       row[2] = 2.0 * w / (static_cast<double>(b) * per) * c.c_f;
       row[3] = w;
     });
@@ -183,7 +183,7 @@ class diffusion_runner {
     return read_report(per_sample);
   }
 
-  // gaussian_diffusion::draw_training_noise, the same draws in the same order (all t, then
+  // The training noise, drawn on the host in a fixed order (all t, then
   // ε row-major, on the host), ε copied to batch.eps.
   template <class TS = stratified_timesteps>
   void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, training_batch<T, D>& batch,
@@ -232,9 +232,9 @@ class diffusion_runner {
 
   // ---- (c) sampling ----------------------------------------------------------------------
 
-  // gaussian_diffusion::sample_chains on the device: x [B, ...] holds x_1 on entry and x̂0
+  // The reverse process: x [B, ...] holds x_1 on entry and x̂0
   // on return. z for a stochastic sampler is drawn on the host for all elements of a step,
-  // in element order (the host facade's order), and copied up once per step.
+  // in element order, and copied up once per step.
   template <class Net, class Smp>
   void sample_chains(Net&& net, const Smp& smp, tensor_view<T, D> x,
                      tensor_view<const T, D> cond, rng& g, const sampling_options& opts = {}) {

@@ -16,7 +16,7 @@
 // checkpoint's optimiser moments, EMA weights) save as flat sections under prefixes; the
 // training checkpoint itself is train/checkpoint.hpp's.
 //
-// Devices: every function takes stores, optimisers and EMAs on any device D. On the CPU
+// Devices: every function takes stores and flat buffers on any device D. On the CPU
 // they read and write the flat buffers in place; on another device (ambiseg::cuda) each
 // flat buffer is staged through one host copy (download before saving, or before a
 // non-strict load so that what is not loaded stays as it was; upload after loading). The

@@ -6,7 +6,7 @@
 //                       without allocating them, and build the model on D
 //   register_model<M>   adds a model template (M<cpu>, and M<cuda> in CUDA builds)
 //
-// A new model is one header defining M<D> with a `Config` JSON type, plus one line:
+// A new model is one header defining M<D> with a JSON `config_type`, plus one line:
 //   inline const bool registered_my_model = models::register_model<my_model>();
 // diffusion_segmenter registers itself in builtin_models.hpp.
 #pragma once
@@ -154,17 +154,22 @@ void register_on() {
 }
 }  // namespace detail
 
-// Registers M<cpu> (and M<cuda> when the CUDA backend is compiled in) under M's kind.
+// Registers M<cpu> (and M<cuda> when the CUDA backend is compiled in) under M's kind, or
+// on the listed devices only (register_model<M, cpu>() for a model without device code).
 // M<D> needs: `using config_type` (JSON-convertible, validate(image_channels)), a
 // constructor (config_type, build_context), static parameter_layout(config_type,
 // build_context) and inputs_of(config_type, build_context), and the segmentation_model
 // members.
-template <template <class> class M>
+template <template <class> class M, class... Devices>
 bool register_model() {
-  detail::register_on<M, cpu>();
+  if constexpr (sizeof...(Devices) > 0) {
+    (detail::register_on<M, Devices>(), ...);
+  } else {
+    detail::register_on<M, cpu>();
 #if defined(AMBISEG_WITH_CUDA)
-  detail::register_on<M, cuda>();
+    detail::register_on<M, cuda>();
 #endif
+  }
   return true;
 }
 

@@ -22,6 +22,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -75,7 +76,7 @@ state_section<T, D> section(C& component) {
 namespace checkpoint_detail {
 
 inline const std::vector<std::string>& fixed_metadata_keys() {
-  static const std::vector<std::string> keys = {"format", "step", "rng", "config", "dtype"};
+  static const std::vector<std::string> keys = {"format", "step", "rng", "config", "dtype", "state_prefixes"};
   return keys;
 }
 
@@ -113,6 +114,11 @@ void save_training_checkpoint(const std::filesystem::path& path, const parameter
   meta["rng"] = checkpoint_detail::rng_to_json(state.rng_state).dump();
   meta["config"] = state.config.dump();
   meta["dtype"] = std::string(io::dtype_name(io::dtype_of<T>()));
+  // Lets a reader that restores fewer components (the weights alone, no EMA) tell state
+  // tensors from weights.
+  nlohmann::json prefixes = nlohmann::json::array();
+  for (const auto& s : sections) prefixes.push_back(s.prefix);
+  meta["state_prefixes"] = prefixes.dump();
 
   std::vector<io::flat_section<T, D>> flats{{"", params.flat_values()}};
   for (const auto& s : sections)
@@ -171,9 +177,21 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
     if (!known) state.extra[k] = v;
   }
 
-  // Every section strict: the weights ignore the sections' prefixes, and vice versa.
+  // Every section strict: the weights ignore every component's tensors, those asked for
+  // and those the file holds besides (files without "state_prefixes" hold AdamW's and the
+  // EMA's at most).
   std::vector<std::string> prefixes;
   for (const auto& s : sections) prefixes.push_back(s.prefix);
+  if (file.metadata().count("state_prefixes") != 0) {
+    const auto listed = md.json("state_prefixes");
+    md.check(listed.is_array(), "metadata 'state_prefixes' is not a list");
+    for (const auto& p : listed) {
+      md.check(p.is_string() && !p.get<std::string>().empty(), "metadata 'state_prefixes' holds ", p.dump());
+      prefixes.push_back(p.get<std::string>());
+    }
+  } else {
+    prefixes.insert(prefixes.end(), {"optim.", "ema."});
+  }
   std::vector<io::flat_section<T, D>> targets;
   std::vector<std::string> names{"weights"};
   for (const auto& s : sections)
@@ -207,7 +225,7 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
 template <class T, class D>
 void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, D>& params,
                               const optim::adamw<T, D>& opt, const training_state& state,
-                              const optim::ema<T, D>* ema = nullptr) {
+                              const std::type_identity_t<optim::ema<T, D>>* ema = nullptr) {
   // Saving reads the components; section() takes them mutable because loading writes them.
   std::vector<state_section<T, D>> s{section<T, D>(const_cast<optim::adamw<T, D>&>(opt))};
   if (ema) s.push_back(section<T, D>(const_cast<optim::ema<T, D>&>(*ema)));
@@ -215,7 +233,8 @@ void save_training_checkpoint(const std::filesystem::path& path, const parameter
 }
 template <class T, class D>
 training_state load_training_checkpoint(const std::filesystem::path& path, parameter_store<T, D>& params,
-                                        optim::adamw<T, D>& opt, optim::ema<T, D>* ema = nullptr) {
+                                        optim::adamw<T, D>& opt,
+                                        std::type_identity_t<optim::ema<T, D>>* ema = nullptr) {
   std::vector<state_section<T, D>> s{section<T, D>(opt)};
   if (ema) s.push_back(section<T, D>(*ema));
   return load_training_checkpoint(path, params, s);

@@ -150,7 +150,13 @@ loaded_model<D> load_model(const std::filesystem::path& path, std::optional<bool
   m.ema_weights = use_ema.value_or(has_ema);
   const std::string prefix = m.ema_weights ? "ema." : "";
 
-  const auto& entry = models::model_registry<D>::instance().at(m.config.model.kind);
+  const models::model_entry<D>* found = nullptr;
+  try {
+    found = &models::model_registry<D>::instance().at(m.config.model.kind);
+  } catch (const value_error& e) {
+    md.check(false, e.what());
+  }
+  const auto& entry = *found;
   const models::build_context context{m.config.image_channels(), 0};
   std::vector<typename parameter_store<float, D>::entry> layout;
   try {

@@ -47,7 +47,7 @@ void diffusion_predicted_eps(in_view<T, cuda> x_t, in_view<T, cuda> f, in_view<T
 // The x-space loss's per-sample part: squared_sums[n] = Σ_p (x̂0 − x0)² (double, one block
 // per sample, deterministic) with x̂0 = c_xt·x_t + c_f·f evaluated in double, and, when
 // grad_f is given, grad_f = grad_coeff·(x̂0 − x0) (grad_coeff = 2·w·c_f/(B·P) per sample).
-// Coefficients are double [N] so that the loss agrees with the host facade to rounding of
+// Coefficients are double [N] so that the loss agrees with the CPU to rounding of
 // the sum only; the caller weights and averages the N sums on the host.
 template <cuda_scalar T>
 void diffusion_x0_loss(in_view<T, cuda> x0, in_view<T, cuda> x_t, in_view<T, cuda> f,
@@ -56,7 +56,7 @@ void diffusion_x0_loss(in_view<T, cuda> x0, in_view<T, cuda> x_t, in_view<T, cud
                        tensor_view<double, cuda> squared_sums);
 // The loss from diffusion_x0_loss's sums without a read-back: report [N + 1] receives
 // report[i] = weights[i]·squared_sums[i]/per (the per-sample losses) and report[N] =
-// (Σ_i report[i])/N, summed in i order in double by one thread — the host facade's
+// (Σ_i report[i])/N, summed in i order in double by one thread — the CPU's
 // arithmetic, so the device loss equals the host one bit for bit.
 void diffusion_loss_report(tensor_view<const double, cuda> squared_sums,
                            tensor_view<const double, cuda> weights, double per,

@@ -82,7 +82,7 @@ __global__ void predicted_eps_kernel(const T* x_t, const T* f, const T* c_xt, co
 
 // One block per sample: Σ_p (x̂0 − x0)² in double over a fixed thread→element assignment
 // and a fixed block tree (the same bits on every run and every GPU), and optionally
-// grad_f = grad_coeff·(x̂0 − x0). Each element is evaluated in double, as the host facade
+// grad_f = grad_coeff·(x̂0 − x0). Each element is evaluated in double, as on the CPU
 // does, so only the summation order differs from the CPU.
 template <class T>
 __global__ void x0_loss_kernel(const T* x0, const T* x_t, const T* f, const double* c_xt,
