@@ -168,4 +168,16 @@ std::unique_ptr<diffusion_model<D>> make_diffusion(const policy_choice& c) {
   });
 }
 
+// make_diffusion<D> instantiates 60 policy classes with their loss and sampling loops, the
+// bulk of the compile time of any program that builds a diffusion model. A build that
+// compiles src/models/diffusion_instances*.cpp once (this project's CMake does, for its own
+// tests, tools and benchmarks) defines these macros so that other translation units only
+// reference the function; a header-only user instantiates it wherever it is used.
+#if defined(AMBISEG_PRECOMPILED_MODELS_CPU)
+extern template std::unique_ptr<diffusion_model<cpu>> make_diffusion<cpu>(const policy_choice&);
+#endif
+#if defined(AMBISEG_PRECOMPILED_MODELS_CUDA) && defined(AMBISEG_WITH_CUDA)
+extern template std::unique_ptr<diffusion_model<cuda>> make_diffusion<cuda>(const policy_choice&);
+#endif
+
 }  // namespace ambiseg::models
