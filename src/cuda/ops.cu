@@ -3,6 +3,7 @@
 // double, so host code compiled by the C++ compiler links them without seeing device code.
 // Keep Eigen, xtensor and OpenMP out of this file (nvcc compiles it).
 #include "ambiseg/ops/cuda/api.hpp"
+#include "ambiseg/ops/cuda/batch_norm.cuh"
 #include "ambiseg/ops/cuda/blas.cuh"
 #include "ambiseg/ops/cuda/conv2d.cuh"
 #include "ambiseg/ops/cuda/elementwise.cuh"
@@ -52,5 +53,21 @@ AMBISEG_INSTANTIATE_OP_KERNELS(float)
 AMBISEG_INSTANTIATE_OP_KERNELS(double)
 
 #undef AMBISEG_INSTANTIATE_OP_KERNELS
+
+#define AMBISEG_INSTANTIATE_BATCH_NORM(T)                                                          \
+  template void batch_norm_forward_training<T>(                                                    \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double, double, tensor_view<T, cuda>,  \
+      out_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>);                 \
+  template void batch_norm_forward_inference<T>(in_view<T, cuda>, in_view<T, cuda>,                \
+                                                in_view<T, cuda>, in_view<T, cuda>,                \
+                                                in_view<T, cuda>, double, tensor_view<T, cuda>);   \
+  template void batch_norm_backward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>,       \
+                                       in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>,   \
+                                       out_view<T, cuda>, out_view<T, cuda>);
+
+AMBISEG_INSTANTIATE_BATCH_NORM(float)
+AMBISEG_INSTANTIATE_BATCH_NORM(double)
+
+#undef AMBISEG_INSTANTIATE_BATCH_NORM
 
 }  // namespace ambiseg::ops::cuda_kernels

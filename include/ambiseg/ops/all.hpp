@@ -3,6 +3,7 @@
 
 #include "ambiseg/ops/add.hpp"
 #include "ambiseg/ops/attention.hpp"
+#include "ambiseg/ops/batch_norm.hpp"
 #include "ambiseg/ops/concat.hpp"
 #include "ambiseg/ops/conv2d.hpp"
 #include "ambiseg/ops/group_norm.hpp"

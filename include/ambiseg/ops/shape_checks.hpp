@@ -3,10 +3,12 @@
 // Depends only on core/, so nvcc translation units include it too.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/shape.hpp"
+#include "ambiseg/core/tensor.hpp"
 
 namespace ambiseg::ops::detail {
 
@@ -32,6 +34,78 @@ inline std::int64_t spatial_extent(const shape& x) {
   std::int64_t s = 1;
   for (int a = 2; a < x.rank(); ++a) s *= x[a];
   return s;
+}
+
+// Batch norm (ops/batch_norm.hpp): x is [N, C] or [N, C, H, W]; the statistics run over
+// m = N·H·W values per channel. The three checks below are the whole validation of the
+// three ops, shared by the front end and the CUDA entry points.
+inline std::int64_t batch_norm_x_check(const char* op, const shape& x) {
+  throw_if<shape_error>(x.rank() != 2 && x.rank() != 4, op,
+                        ": x must be [N, C] or [N, C, H, W], got ", x);
+  return x[0] * spatial_extent(x);
+}
+inline void batch_norm_eps_check(const char* op, double eps) {
+  throw_if<value_error>(!(eps > 0) || !std::isfinite(eps), op,
+                        ": eps must be positive and finite, got ", eps);
+}
+
+template <class In, class Out>
+void batch_norm_training_check(const char* op, const In& x, const In& gamma, const In& beta,
+                               double eps, double momentum, const Out& y, const Out& mean,
+                               const Out& rstd, const Out& running_mean,
+                               const Out& running_var) {
+  const std::int64_t m = batch_norm_x_check(op, x.shape());
+  batch_norm_eps_check(op, eps);
+  throw_if<value_error>(!(momentum >= 0 && momentum <= 1), op,
+                        ": momentum must lie in [0, 1], got ", momentum);
+  const shape c{x.shape()[1]};
+  expect_shape(op, "gamma", gamma, c);
+  expect_shape(op, "beta", beta, c);
+  expect_shape(op, "y", y, x.shape());
+  expect_shape(op, "saved_mean", mean, c);
+  expect_shape(op, "saved_rstd", rstd, c);
+  throw_if<value_error>(present(running_mean) != present(running_var), op,
+                        ": give both running_mean and running_var, or neither");
+  if (present(running_mean)) {
+    expect_shape(op, "running_mean", running_mean, c);
+    expect_shape(op, "running_var", running_var, c);
+  }
+  // PyTorch refuses this too: one value per channel has no variance (and m − 1 = 0 in the
+  // unbiased running variance).
+  throw_if<value_error>(m < 2, op, ": expected more than 1 value per channel when training, got ",
+                        "N·H·W = ", m, " for x ", x.shape());
+  throw_if<value_error>(present(y) && static_cast<const void*>(y.data()) ==
+                                          static_cast<const void*>(x.data()),
+                        op, ": y must not alias x (the backward needs x)");
+}
+
+template <class In, class Out>
+void batch_norm_inference_check(const char* op, const In& x, const In& gamma, const In& beta,
+                                const In& running_mean, const In& running_var, double eps,
+                                const Out& y) {
+  batch_norm_x_check(op, x.shape());
+  batch_norm_eps_check(op, eps);
+  const shape c{x.shape()[1]};
+  expect_shape(op, "gamma", gamma, c);
+  expect_shape(op, "beta", beta, c);
+  expect_shape(op, "running_mean", running_mean, c);
+  expect_shape(op, "running_var", running_var, c);
+  expect_shape(op, "y", y, x.shape());
+}
+
+template <class In, class Out>
+void batch_norm_backward_check(const char* op, const In& x, const In& gamma, const In& mean,
+                               const In& rstd, const In& dy, const Out& dx, const Out& dgamma,
+                               const Out& dbeta) {
+  batch_norm_x_check(op, x.shape());
+  const shape c{x.shape()[1]};
+  expect_shape(op, "gamma", gamma, c);
+  expect_shape(op, "saved_mean", mean, c);
+  expect_shape(op, "saved_rstd", rstd, c);
+  expect_shape(op, "dy", dy, x.shape());
+  if (present(dx)) expect_shape(op, "dx", dx, x.shape());
+  if (present(dgamma)) expect_shape(op, "dgamma", dgamma, c);
+  if (present(dbeta)) expect_shape(op, "dbeta", dbeta, c);
 }
 
 inline void linear_check(const char* op, const shape& x, const shape& w) {

@@ -61,6 +61,27 @@ void group_norm_silu_backward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_vie
                               int groups, tensor_view<T, cuda> dx, out_view<T, cuda> dgamma,
                               out_view<T, cuda> dbeta);
 
+// ---- batch norm (PyTorch's BatchNorm2d; double sums, one block per channel) -------------
+// x [N,C,H,W] or [N,C]; gamma, beta, saved_mean, saved_rstd, running stats [C]. Training
+// refuses N·H·W < 2 and y aliasing x; running stats may both be empty (not tracked).
+template <cuda_scalar T>
+void batch_norm_forward_training(in_view<T, cuda> x, in_view<T, cuda> gamma,
+                                 in_view<T, cuda> beta, double eps, double momentum,
+                                 tensor_view<T, cuda> y, out_view<T, cuda> saved_mean,
+                                 out_view<T, cuda> saved_rstd, out_view<T, cuda> running_mean,
+                                 out_view<T, cuda> running_var);
+template <cuda_scalar T>
+void batch_norm_forward_inference(in_view<T, cuda> x, in_view<T, cuda> gamma,
+                                  in_view<T, cuda> beta, in_view<T, cuda> running_mean,
+                                  in_view<T, cuda> running_var, double eps,
+                                  tensor_view<T, cuda> y);
+// dx assigned (optional, may alias dy), dgamma/dbeta += (optional).
+template <cuda_scalar T>
+void batch_norm_backward(in_view<T, cuda> x, in_view<T, cuda> gamma, in_view<T, cuda> saved_mean,
+                         in_view<T, cuda> saved_rstd, in_view<T, cuda> dy,
+                         tensor_view<T, cuda> dx, out_view<T, cuda> dgamma,
+                         out_view<T, cuda> dbeta);
+
 // ---- elementwise ------------------------------------------------------------------------
 template <cuda_scalar T>
 void silu_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
