@@ -8,6 +8,8 @@
 #include "ambiseg/ops/cuda/conv2d.cuh"
 #include "ambiseg/ops/cuda/elementwise.cuh"
 #include "ambiseg/ops/cuda/group_norm.cuh"
+#include "ambiseg/ops/cuda/losses.cuh"
+#include "ambiseg/ops/cuda/resample.cuh"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -47,7 +49,27 @@ namespace ambiseg::ops::cuda_kernels {
   template void attention_backward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, int,   \
                                       tensor_view<T, cuda>, workspace<cuda>&);                     \
   template void softmax_rows_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                   \
-  template void softmax_rows_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);
+  template void softmax_rows_backward<T>(in_view<T, cuda>, in_view<T, cuda>,                      \
+                                         tensor_view<T, cuda>);                                    \
+  template void relu_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                           \
+  template void relu_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);        \
+  template void spatial_mean_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                   \
+  template void spatial_mean_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                  \
+  template void avg_pool2x2_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                    \
+  template void avg_pool2x2_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                   \
+  template void upsample_bilinear2x_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bool);      \
+  template void upsample_bilinear2x_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bool);     \
+  template void sigmoid_cross_entropy_forward_backward<T>(                                         \
+      in_view<T, cuda>, in_view<T, cuda>, double, out_view<double, cuda>, tensor_view<T, cuda>);   \
+  template void diag_gaussian_rsample_forward<T>(in_view<T, cuda>, in_view<T, cuda>,               \
+                                                 in_view<T, cuda>, tensor_view<T, cuda>);          \
+  template void diag_gaussian_rsample_backward<T>(in_view<T, cuda>, in_view<T, cuda>,              \
+                                                  in_view<T, cuda>, tensor_view<T, cuda>,          \
+                                                  out_view<T, cuda>);                              \
+  template void diag_gaussian_kl_forward_backward<T>(                                              \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);
 
 AMBISEG_INSTANTIATE_OP_KERNELS(float)
 AMBISEG_INSTANTIATE_OP_KERNELS(double)

@@ -205,6 +205,7 @@ using std::isfinite;
 using std::isinf;
 using std::isnan;
 using std::log;
+using std::log1p;
 using std::sin;
 using std::sqrt;
 using std::tanh;

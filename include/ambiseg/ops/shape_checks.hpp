@@ -126,4 +126,65 @@ inline attention_dims attention_check(const char* op, const shape& qkv, int head
   return {qkv[0], c, qkv[2], qkv[0] * heads, c / heads};
 }
 
+// x [N,C,H,W] with even H and W: 2×2 pooling with stride 2 and no padding. PyTorch's
+// ceil_mode would average a partial last window; the networks here never produce odd
+// extents, so one is refused rather than given a meaning nobody tested.
+template <class V>
+void avg_pool2x2_check(const char* op, const char* arg, const V& x) {
+  expect_rank(op, arg, x, 4);
+  throw_if<shape_error>(x.size(2) % 2 != 0 || x.size(3) % 2 != 0, op, ": ", arg, " ", x.shape(),
+                        " must have even H and W (2x2 pooling with stride 2)");
+}
+
+// x [N,C,H,W] with at least one pixel (the spatial mean divides by H·W).
+template <class V>
+void spatial_mean_check(const char* op, const char* arg, const V& x) {
+  expect_rank(op, arg, x, 4);
+  throw_if<shape_error>(x.size(2) * x.size(3) == 0, op, ": ", arg, " ", x.shape(),
+                        " has no pixels to average");
+}
+
+// logits [N, ...], targets like logits, per_case [N], dlogits like logits or empty.
+template <class L, class Y, class P, class G>
+void sigmoid_cross_entropy_check(const char* op, const L& logits, const Y& targets,
+                                 const P& per_case, const G& dlogits) {
+  throw_if<shape_error>(logits.rank() < 1, op, ": logits must have rank 1 to ", shape::max_rank,
+                        " [N, ...], got ", logits.shape());
+  expect_shape(op, "targets", targets, logits.shape());
+  expect_shape(op, "per_case", per_case, shape{logits.size(0)});
+  if (present(dlogits)) expect_shape(op, "dlogits", dlogits, logits.shape());
+}
+
+// An optional gradient: checked only when present (an empty view means "not needed").
+template <class V>
+void expect_shape_if_present(const char* op, const char* arg, const V& v, const shape& expected) {
+  if (present(v)) expect_shape(op, arg, v, expected);
+}
+
+// Latent vectors [B, Z]: `ref` fixes the shape, a and b (both required) must match it.
+template <class R, class A, class B>
+void latent_check(const char* op, const char* ref_name, const R& ref, const char* a_name,
+                  const A& a, const char* b_name, const B& b) {
+  expect_rank(op, ref_name, ref, 2);
+  expect_shape(op, a_name, a, ref.shape());
+  expect_shape(op, b_name, b, ref.shape());
+}
+
+// mu_q, log_sigma_q, mu_p, log_sigma_p [B, Z], kl [B], the four gradients [B, Z] or empty.
+template <class V, class K, class G0, class G1, class G2, class G3>
+void diag_gaussian_kl_check(const char* op, const V& mu_q, const V& log_sigma_q, const V& mu_p,
+                            const V& log_sigma_p, const K& kl, const G0& dmu_q,
+                            const G1& dlog_sigma_q, const G2& dmu_p, const G3& dlog_sigma_p) {
+  expect_rank(op, "mu_q", mu_q, 2);
+  const shape& s = mu_q.shape();
+  expect_shape(op, "log_sigma_q", log_sigma_q, s);
+  expect_shape(op, "mu_p", mu_p, s);
+  expect_shape(op, "log_sigma_p", log_sigma_p, s);
+  expect_shape(op, "kl", kl, shape{s[0]});
+  expect_shape_if_present(op, "dmu_q", dmu_q, s);
+  expect_shape_if_present(op, "dlog_sigma_q", dlog_sigma_q, s);
+  expect_shape_if_present(op, "dmu_p", dmu_p, s);
+  expect_shape_if_present(op, "dlog_sigma_p", dlog_sigma_p, s);
+}
+
 }  // namespace ambiseg::ops::detail

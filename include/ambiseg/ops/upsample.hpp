@@ -1,5 +1,13 @@
-// ambiseg/ops/upsample.hpp — nearest-neighbour ×2 upsampling (the decoder's Upsample).
-//   x [N,C,H,W] -> y [N,C,2H,2W];  backward: dx [N,C,H,W] = sum of each 2×2 block of dy
+// ambiseg/ops/upsample.hpp — ×2 upsampling: nearest-neighbour (the diffusion UNet's
+// Upsample) and bilinear (the Probabilistic U-Net's decoder).
+//   x [N,C,H,W] -> y [N,C,2H,2W];  backward: dy [N,C,2H,2W] -> dx [N,C,H,W] (assigned)
+//   nearest:  dx = sum of each 2×2 block of dy
+//   bilinear: F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=...), both
+//             modes. Per axis, output i reads inputs i0 = ⌊s⌋ and min(i0 + 1, in − 1) with
+//             weights 1 − (s − i0) and s − i0, where s = max((i + ½)/2 − ½, 0) for
+//             align_corners = false and s = i·(in − 1)/(2·in − 1) for true (the corners are
+//             kept exactly). The backward gathers, for each input pixel, the at most 4×4
+//             outputs that read it (ops/kernel_math.hpp): deterministic on both devices.
 #pragma once
 
 #include "ambiseg/ops/common.hpp"
@@ -37,6 +45,44 @@ void upsample_nearest2x_backward(in_view<T, D> dy, tensor_view<T, D> dx) {
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
     cuda_kernels::upsample_nearest2x_backward<T>(dy, dx);
+#else
+    cuda_backend_missing<D>();
+#endif
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+template <op_scalar T, class D>
+void upsample_bilinear2x_forward(in_view<T, D> x, tensor_view<T, D> y, bool align_corners) {
+  const char* op = "upsample_bilinear2x_forward";
+  expect_rank(op, "x", x, 4);
+  expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::upsample_bilinear2x_forward(x.data(), y.data(), x.size(0) * x.size(1),
+                                             x.size(2), x.size(3), align_corners);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::upsample_bilinear2x_forward<T>(x, y, align_corners);
+#else
+    cuda_backend_missing<D>();
+#endif
+  } else {
+    unsupported_device<D>();
+  }
+}
+
+template <op_scalar T, class D>
+void upsample_bilinear2x_backward(in_view<T, D> dy, tensor_view<T, D> dx, bool align_corners) {
+  const char* op = "upsample_bilinear2x_backward";
+  expect_rank(op, "dx", dx, 4);
+  expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
+  if constexpr (std::same_as<D, cpu>) {
+    cpu_kernels::upsample_bilinear2x_backward(dy.data(), dx.data(), dx.size(0) * dx.size(1),
+                                              dx.size(2), dx.size(3), align_corners);
+  } else if constexpr (std::same_as<D, cuda>) {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_kernels::upsample_bilinear2x_backward<T>(dy, dx, align_corners);
 #else
     cuda_backend_missing<D>();
 #endif

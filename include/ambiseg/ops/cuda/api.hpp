@@ -12,7 +12,7 @@
 // synchronising. T is float or double; cuDNN convolutions are float only.
 //
 //   Shape legend: N batch, C channels (Ci in, Co out), H×W spatial, S = H·W, G groups,
-//   K kernel size, B·heads attention batches, T tokens.
+//   K kernel size, B·heads attention batches, T tokens; B latent batch, Z latent size.
 #pragma once
 
 #include "ambiseg/core/cuda/scalar.hpp"
@@ -107,6 +107,51 @@ template <cuda_scalar T>
 void concat_channels_backward(in_view<T, cuda> dy, tensor_view<T, cuda> da, out_view<T, cuda> db);
 template <cuda_scalar T>
 void timestep_embedding(in_view<T, cuda> t, int dim, double max_period, tensor_view<T, cuda> emb);
+template <cuda_scalar T>
+void relu_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
+template <cuda_scalar T>
+void relu_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda> dx);
+// x [N,C,H,W] -> y [N,C]: sums in double, one block per (n, c); dx = dy/(H·W) broadcast.
+template <cuda_scalar T>
+void spatial_mean_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
+template <cuda_scalar T>
+void spatial_mean_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx);
+
+// ---- resampling (resample.cuh) -----------------------------------------------------------
+// 2×2 mean, stride 2, even H and W: x [N,C,H,W] -> y [N,C,H/2,W/2].
+template <cuda_scalar T>
+void avg_pool2x2_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
+template <cuda_scalar T>
+void avg_pool2x2_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx);
+// PyTorch's bilinear ×2 (ops/upsample.hpp); the backward gathers (no atomics).
+template <cuda_scalar T>
+void upsample_bilinear2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y, bool align_corners);
+template <cuda_scalar T>
+void upsample_bilinear2x_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx,
+                                  bool align_corners);
+
+// ---- Probabilistic U-Net losses (losses.cuh); per-case results in double -----------------
+// logits, targets [N, ...]  per_case [N]  dlogits [N, ...] (assigned, optional); one block
+// per case (ops/sigmoid_cross_entropy.hpp).
+template <cuda_scalar T>
+void sigmoid_cross_entropy_forward_backward(in_view<T, cuda> logits, in_view<T, cuda> targets,
+                                            double scale, out_view<double, cuda> per_case,
+                                            tensor_view<T, cuda> dlogits);
+// mu, log_sigma, eps, z [B, Z]; the gradients accumulate (+=) and are optional
+// (ops/gaussian_latent.hpp).
+template <cuda_scalar T>
+void diag_gaussian_rsample_forward(in_view<T, cuda> mu, in_view<T, cuda> log_sigma,
+                                   in_view<T, cuda> eps, tensor_view<T, cuda> z);
+template <cuda_scalar T>
+void diag_gaussian_rsample_backward(in_view<T, cuda> log_sigma, in_view<T, cuda> eps,
+                                    in_view<T, cuda> dz, tensor_view<T, cuda> dmu,
+                                    out_view<T, cuda> dlog_sigma);
+template <cuda_scalar T>
+void diag_gaussian_kl_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> log_sigma_q,
+                                       in_view<T, cuda> mu_p, in_view<T, cuda> log_sigma_p,
+                                       double scale, out_view<double, cuda> kl,
+                                       tensor_view<T, cuda> dmu_q, out_view<T, cuda> dlog_sigma_q,
+                                       out_view<T, cuda> dmu_p, out_view<T, cuda> dlog_sigma_p);
 
 // ---- cuBLAS products ---------------------------------------------------------------------
 // x [N,In]  w [Out,In]  b [Out] or empty  y [N,Out] = x·wᵀ + b

@@ -20,11 +20,17 @@ using namespace ::ambiseg::gpu;
 // The argument checks are the front ends' own (ops/shape_checks.hpp).
 using ops::detail::attention_check;
 using ops::detail::attention_dims;
+using ops::detail::avg_pool2x2_check;
 using ops::detail::concat_check;
+using ops::detail::diag_gaussian_kl_check;
+using ops::detail::expect_shape_if_present;
 using ops::detail::group_norm_check;
+using ops::detail::latent_check;
 using ops::detail::linear_check;
 using ops::detail::present;
+using ops::detail::sigmoid_cross_entropy_check;
 using ops::detail::spatial_extent;
+using ops::detail::spatial_mean_check;
 
 // σ(x); shared by SiLU and the fused group norm + SiLU.
 template <class T>

@@ -1,10 +1,10 @@
-// ambiseg/ops/cuda/elementwise.cuh — SiLU, tanh, add, channel bias, upsample, concat,
-// time embedding and row softmax on the GPU.
+// ambiseg/ops/cuda/elementwise.cuh — SiLU, tanh, ReLU, add, channel bias, spatial mean,
+// nearest upsample, concat, time embedding and row softmax on the GPU.
 //
 //   h [N,C,S] (S = H·W)  e [N,C]   x [N,C,H,W] -> y [N,C,2H,2W]   rows [R, L] for softmax
 // Elementwise kernels are grid-stride loops over 64-bit indices. Reductions (channel-bias
-// backward, softmax) use one block per row with the fixed-tree block reductions of
-// common.cuh: deterministic.
+// backward, spatial mean, softmax) use one block per row with the fixed-tree block
+// reductions of core/cuda/reductions.cuh: deterministic.
 #pragma once
 
 #include <cmath>
@@ -35,6 +35,17 @@ template <class T>
 __global__ void tanh_backward_kernel(const T* y, const T* dy, T* dx, std::int64_t n) {
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
 }
+// x < 0 ? 0 : x lets a NaN through, as the CPU kernel and torch.relu.
+template <class T>
+__global__ void relu_forward_kernel(const T* x, T* y, std::int64_t n) {
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride())
+    y[i] = x[i] < T(0) ? T(0) : x[i];
+}
+template <class T>
+__global__ void relu_backward_kernel(const T* y, const T* dy, T* dx, std::int64_t n) {
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride())
+    dx[i] = y[i] > T(0) ? dy[i] : T(0);
+}
 template <class T>
 __global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = a[i] + b[i];
@@ -55,6 +66,22 @@ __global__ void row_sum_kernel(const T* dh, T* de, std::int64_t s) {
   for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) sum += row[j];
   sum = block_sum(sum);
   if (threadIdx.x == 0) de[blockIdx.x] = sum;
+}
+// y[p] = Σ_s x[p, s] / S in double (as the CPU kernel), one block per row p.
+template <class T>
+__global__ void spatial_mean_kernel(const T* x, T* y, std::int64_t s) {
+  const T* row = x + static_cast<std::int64_t>(blockIdx.x) * s;
+  double sum = 0.0;
+  for (std::int64_t j = threadIdx.x; j < s; j += blockDim.x) sum += static_cast<double>(row[j]);
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) y[blockIdx.x] = static_cast<T>(sum / static_cast<double>(s));
+}
+template <class T>
+__global__ void spatial_mean_backward_kernel(const T* dy, T* dx, std::int64_t rows,
+                                             std::int64_t s) {
+  const std::int64_t n = rows * s;
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride())
+    dx[i] = static_cast<T>(static_cast<double>(dy[i / s]) / static_cast<double>(s));
 }
 template <class T>
 __global__ void upsample2x_forward_kernel(const T* x, T* y, std::int64_t nc, std::int64_t h,
@@ -190,6 +217,27 @@ void tanh_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda>
 }
 
 template <cuda_scalar T>
+void relu_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
+  expect_shape("relu_forward", "y", y, x.shape());
+  if (x.numel() == 0) return;
+  AMBISEG_LAUNCH(detail::grid_for(x.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::relu_forward_kernel<T>)(
+      x.data(), y.data(), x.numel());
+  detail::check_launch("relu_forward_kernel");
+}
+
+template <cuda_scalar T>
+void relu_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
+  expect_shape("relu_backward", "dy", dy, y.shape());
+  expect_shape("relu_backward", "dx", dx, y.shape());
+  if (y.numel() == 0) return;
+  AMBISEG_LAUNCH(detail::grid_for(y.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::relu_backward_kernel<T>)(
+      y.data(), dy.data(), dx.data(), y.numel());
+  detail::check_launch("relu_backward_kernel");
+}
+
+template <cuda_scalar T>
 void add_forward(in_view<T, cuda> a, in_view<T, cuda> b, tensor_view<T, cuda> y) {
   expect_shape("add_forward", "b", b, a.shape());
   expect_shape("add_forward", "y", y, a.shape());
@@ -226,6 +274,31 @@ void add_channel_bias_backward(in_view<T, cuda> dh, tensor_view<T, cuda> de) {
                  current_cuda_context().stream(), detail::row_sum_kernel<T>)(
       dh.data(), de.data(), dh.numel() / nc);
   detail::check_launch("row_sum_kernel");
+}
+
+template <cuda_scalar T>
+void spatial_mean_forward(in_view<T, cuda> x, tensor_view<T, cuda> y) {
+  const char* op = "spatial_mean_forward";
+  detail::spatial_mean_check(op, "x", x);
+  expect_shape(op, "y", y, shape{x.size(0), x.size(1)});
+  const std::int64_t nc = x.size(0) * x.size(1);
+  if (nc == 0) return;
+  AMBISEG_LAUNCH(detail::row_grid(op, nc), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::spatial_mean_kernel<T>)(
+      x.data(), y.data(), x.size(2) * x.size(3));
+  detail::check_launch("spatial_mean_kernel");
+}
+
+template <cuda_scalar T>
+void spatial_mean_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
+  const char* op = "spatial_mean_backward";
+  detail::spatial_mean_check(op, "dx", dx);
+  expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1)});
+  if (dx.numel() == 0) return;
+  AMBISEG_LAUNCH(detail::grid_for(dx.numel()), detail::block_threads, 0,
+                 current_cuda_context().stream(), detail::spatial_mean_backward_kernel<T>)(
+      dy.data(), dx.data(), dx.size(0) * dx.size(1), dx.size(2) * dx.size(3));
+  detail::check_launch("spatial_mean_backward_kernel");
 }
 
 template <cuda_scalar T>
