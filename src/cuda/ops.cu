@@ -2,6 +2,7 @@
 // ambiseg_cuda_kernels, every function of ops/cuda/api.hpp instantiated for float and
 // double, so host code compiled by the C++ compiler links them without seeing device code.
 // Keep Eigen, xtensor and OpenMP out of this file (nvcc compiles it).
+#include "ambiseg/ops/cuda/affine.cuh"
 #include "ambiseg/ops/cuda/api.hpp"
 #include "ambiseg/ops/cuda/batch_norm.cuh"
 #include "ambiseg/ops/cuda/blas.cuh"
@@ -72,6 +73,8 @@ namespace ambiseg::ops::cuda_kernels {
       out_view<T, cuda>);
 
 AMBISEG_INSTANTIATE_OP_KERNELS(float)
+template void affine_forward<float>(in_view<float, cuda>, double, double, tensor_view<float, cuda>);
+template void affine_forward<double>(in_view<double, cuda>, double, double, tensor_view<double, cuda>);
 AMBISEG_INSTANTIATE_OP_KERNELS(double)
 
 #undef AMBISEG_INSTANTIATE_OP_KERNELS

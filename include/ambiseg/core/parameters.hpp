@@ -17,13 +17,19 @@
 
 namespace ambiseg {
 
+template <class T, class D>
+class parameter_store;
+
 // One flat buffer laid out like a parameter_store's (an optimiser moment, EMA weights),
-// named for checkpoints: saved as one tensor per parameter under "<prefix><name>.".
+// named for checkpoints: saved as one tensor per entry under "<prefix><name>.". The layout
+// is the model's parameters unless `layout` names another store (a model's buffers, such
+// as BatchNorm running statistics, which are state but not parameters).
 template <class T, class D = cpu>
 struct named_flat_state {
   std::string name;
   tensor_view<T, D> flat;
   std::string description;  // for messages, e.g. "AdamW second moment"
+  const parameter_store<T, D>* layout = nullptr;
 };
 
 template <class T, class D = cpu>

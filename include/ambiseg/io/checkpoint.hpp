@@ -246,11 +246,13 @@ void save_parameters(const parameter_store<T, D>& store, const std::filesystem::
 
 // ---- flat sections: several buffers laid out like the parameters, in one file ----------
 
-// A flat buffer saved as one tensor per parameter, named prefix + parameter name.
+// A flat buffer saved as one tensor per entry of its layout (the store given to
+// save_flat_sections unless `layout` is set), named prefix + entry name.
 template <class T, class D>
 struct flat_section {
   std::string prefix;
   tensor_view<const T, D> flat;
+  const parameter_store<T, D>* layout = nullptr;
 };
 
 template <class T, class D>
@@ -260,14 +262,16 @@ void save_flat_sections(const std::filesystem::path& path, const parameter_store
   std::vector<detail::host_flat_source<T, D>> hosts;
   hosts.reserve(sections.size());
   for (const auto& s : sections) {
-    throw_if<shape_error>(s.flat.numel() != store.flat_values().numel(), "save_flat_sections: section '",
-                          s.prefix, "' holds ", s.flat.numel(), " elements, the store ",
-                          store.flat_values().numel());
+    const auto& layout = s.layout ? *s.layout : store;
+    throw_if<shape_error>(s.flat.numel() != layout.flat_values().numel(), "save_flat_sections: section '",
+                          s.prefix, "' holds ", s.flat.numel(), " elements, its layout ",
+                          layout.flat_values().numel());
     hosts.emplace_back(s.flat);
   }
   std::vector<tensor_to_save> entries;
   for (std::size_t i = 0; i < sections.size(); ++i)
-    detail::append_entries(entries, store, hosts[i].data(), sections[i].prefix);
+    detail::append_entries(entries, sections[i].layout ? *sections[i].layout : store, hosts[i].data(),
+                           sections[i].prefix);
   save_safetensors(path, entries, metadata);
 }
 

@@ -5,4 +5,5 @@
 #include "ambiseg/models/registry.hpp"
 #include "ambiseg/models/diffusion_policies.hpp"
 #include "ambiseg/models/diffusion_segmenter.hpp"
+#include "ambiseg/models/prob_unet.hpp"
 #include "ambiseg/models/builtin_models.hpp"

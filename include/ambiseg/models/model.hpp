@@ -86,4 +86,12 @@ concept segmentation_model =
       { cm.network_passes(request) } -> std::convertible_to<std::int64_t>;
     };
 
+// A model whose state includes values that are not trained (BatchNorm running statistics)
+// keeps them in a second store, `parameter_store<float, D>& buffers()`. Checkpoints save it
+// as "buffers.<name>"; the optimiser, gradient clipping and the EMA never see it.
+template <class M, class D = typename M::device_type>
+concept model_with_buffers = requires(M& m) {
+  { m.buffers() } -> std::same_as<parameter_store<float, D>&>;
+};
+
 }  // namespace ambiseg::models

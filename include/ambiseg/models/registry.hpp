@@ -44,6 +44,8 @@ class any_model {
   virtual void sample(tensor_view<const float, D> images, const sampling_request& request, rng& g,
                       tensor_view<float, D> scores, tensor_view<const float, D> init_noise = {}) = 0;
   virtual std::int64_t network_passes(const sampling_request& request) const = 0;
+  // The model's buffers (model_with_buffers), or nullptr when it has none.
+  virtual parameter_store<float, D>* buffers() = 0;
 
   // The model inside, when it is an M (nullptr otherwise): for code that needs more than
   // the concept, e.g. a diffusion model's network.
@@ -82,6 +84,10 @@ class model_holder final : public any_model<typename M::device_type> {
   }
   std::int64_t network_passes(const sampling_request& request) const override {
     return model_.network_passes(request);
+  }
+  parameter_store<float, D>* buffers() override {
+    if constexpr (model_with_buffers<M>) return &model_.buffers();
+    else return nullptr;
   }
 
  private:

@@ -21,10 +21,49 @@
 namespace ambiseg::nn {
 
 // How one parameter is initialised.
+//   uniform_fan_in     U(−1/√fan_in, 1/√fan_in), PyTorch's default for convs and linears
+//   normal             N(0, stddev²) (kaiming_normal: stddev = √(2/fan_in))
+//   truncated_normal   N(0, stddev²) redrawn outside ±2·stddev
+//   orthogonal         rows (or columns, whichever are fewer) of the [shape[0], rest]
+//                      matrix orthonormal, from Gram-Schmidt on a Gaussian matrix (the
+//                      distribution of PyTorch's orthogonal_ with gain 1)
 struct param_init {
-  enum kind_type { uniform_fan_in, ones, zeros } kind = zeros;
-  std::int64_t fan_in = 0;  // uniform_fan_in: U(−1/√fan_in, 1/√fan_in), PyTorch's default
+  enum kind_type { uniform_fan_in, ones, zeros, normal, truncated_normal, orthogonal } kind = zeros;
+  std::int64_t fan_in = 0;
+  double stddev = 0;
+
+  static param_init kaiming_normal(std::int64_t fan_in) {
+    return {normal, fan_in, std::sqrt(2.0 / static_cast<double>(fan_in))};
+  }
 };
+
+namespace detail {
+// An orthogonal [rows, cols] matrix (row-major) by modified Gram-Schmidt in double.
+inline void orthogonal_matrix(std::int64_t rows, std::int64_t cols, rng& gen, std::vector<double>& out) {
+  const bool by_rows = rows <= cols;  // orthonormalise the fewer, longer vectors
+  const std::int64_t count = by_rows ? rows : cols, length = by_rows ? cols : rows;
+  std::vector<double> v(static_cast<std::size_t>(count * length));
+  for (auto& x : v) x = gen.normal();
+  for (std::int64_t i = 0; i < count; ++i) {
+    double* vi = v.data() + i * length;
+    for (std::int64_t j = 0; j < i; ++j) {
+      const double* vj = v.data() + j * length;
+      double dot = 0;
+      for (std::int64_t k = 0; k < length; ++k) dot += vi[k] * vj[k];
+      for (std::int64_t k = 0; k < length; ++k) vi[k] -= dot * vj[k];
+    }
+    double norm = 0;
+    for (std::int64_t k = 0; k < length; ++k) norm += vi[k] * vi[k];
+    norm = std::sqrt(norm);
+    throw_if(!(norm > 1e-12), "orthogonal init: a degenerate Gaussian draw");
+    for (std::int64_t k = 0; k < length; ++k) vi[k] /= norm;
+  }
+  out.assign(static_cast<std::size_t>(rows * cols), 0.0);
+  for (std::int64_t i = 0; i < count; ++i)
+    for (std::int64_t k = 0; k < length; ++k)
+      out[static_cast<std::size_t>(by_rows ? i * cols + k : k * cols + i)] = v[static_cast<std::size_t>(i * length + k)];
+}
+}  // namespace detail
 
 // Registration context: the store plus the init rule of every parameter in store order.
 template <class T, class D>
@@ -132,6 +171,19 @@ void initialise_parameters(parameter_store<T, D>& store, const std::vector<param
     } else if (init.kind == param_init::uniform_fan_in) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(init.fan_in));
       for (T* x = first; x != last; ++x) *x = static_cast<T>((2.0 * gen.uniform() - 1.0) * bound);
+    } else if (init.kind == param_init::normal) {
+      for (T* x = first; x != last; ++x) *x = static_cast<T>(init.stddev * gen.normal());
+    } else if (init.kind == param_init::truncated_normal) {
+      for (T* x = first; x != last; ++x) {
+        double z = gen.normal();
+        while (!(std::abs(z) < 2.0)) z = gen.normal();
+        *x = static_cast<T>(init.stddev * z);
+      }
+    } else if (init.kind == param_init::orthogonal) {
+      const std::int64_t rows = v.size(0), cols = v.numel() / rows;
+      std::vector<double> q;
+      detail::orthogonal_matrix(rows, cols, gen, q);
+      for (std::int64_t k = 0; k < v.numel(); ++k) first[k] = static_cast<T>(q[static_cast<std::size_t>(k)]);
     }
   }
   device_memory<D>::copy_from_host(flat.data(), host.data(), host.size() * sizeof(T));

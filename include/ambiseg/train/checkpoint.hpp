@@ -73,6 +73,17 @@ state_section<T, D> section(C& component) {
           [&component](const nlohmann::json& j) { component.load_state_json(j); }};
 }
 
+// A model's buffers (models::model_with_buffers) as a section: tensors "buffers.<name>",
+// laid out by their own store, and no scalars.
+template <class T, class D>
+state_section<T, D> buffers_section(parameter_store<T, D>& buffers) {
+  auto no_scalars = [](const nlohmann::json& j) {
+    throw_if<value_error>(!j.is_object() || !j.empty(), "expected {}, got ", j.dump());
+  };
+  return {"buffers", "buffers.", {{"", buffers.flat_values(), "model buffers", &buffers}},
+          [] { return nlohmann::json::object(); }, no_scalars, no_scalars};
+}
+
 namespace checkpoint_detail {
 
 inline const std::vector<std::string>& fixed_metadata_keys() {
@@ -95,12 +106,13 @@ inline std::string tensor_prefix(const std::string& prefix, const std::string& s
 template <class T, class D>
 void save_training_checkpoint(const std::filesystem::path& path, const parameter_store<T, D>& params,
                               const training_state& state, const std::vector<state_section<T, D>>& sections) {
-  const std::int64_t flat = params.flat_values().numel();
   std::map<std::string, std::string> meta;
   for (const auto& s : sections) {
-    for (const auto& t : s.tensors)
+    for (const auto& t : s.tensors) {
+      const std::int64_t flat = (t.layout ? *t.layout : params).flat_values().numel();
       throw_if<shape_error>(t.flat.numel() != flat, "save_training_checkpoint: ", s.key, " state '", t.name,
-                            "' holds ", t.flat.numel(), " elements, the model ", flat);
+                            "' holds ", t.flat.numel(), " elements, its layout ", flat);
+    }
     meta[s.key] = s.state_json().dump();
   }
   for (const auto& [k, v] : state.extra) {
@@ -123,7 +135,7 @@ void save_training_checkpoint(const std::filesystem::path& path, const parameter
   std::vector<io::flat_section<T, D>> flats{{"", params.flat_values()}};
   for (const auto& s : sections)
     for (const auto& t : s.tensors)
-      flats.push_back({checkpoint_detail::tensor_prefix(s.prefix, t.name), tensor_view<const T, D>(t.flat)});
+      flats.push_back({checkpoint_detail::tensor_prefix(s.prefix, t.name), tensor_view<const T, D>(t.flat), t.layout});
   io::save_flat_sections(path, params, flats, meta);
 }
 
@@ -136,8 +148,6 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
   const io::metadata_reader md{file, "load_training_checkpoint"};
   md.check(md.text("format") == training_checkpoint_format, "not a training checkpoint (format '",
            md.text("format"), "', expected '", training_checkpoint_format, "')");
-  const std::int64_t flat = params.flat_values().numel();
-
   // Parse and check everything first: a failure leaves the model and the components as
   // they were.
   training_state state;
@@ -160,9 +170,11 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
 
   std::vector<nlohmann::json> scalars;
   for (const auto& s : sections) {
-    for (const auto& t : s.tensors)
+    for (const auto& t : s.tensors) {
+      const std::int64_t flat = (t.layout ? *t.layout : params).flat_values().numel();
       md.check(t.flat.numel() == flat, s.key, " state '", t.name, "' holds ", t.flat.numel(),
-               " elements, the model has ", flat);
+               " elements, its layout ", flat);
+    }
     scalars.push_back(md.json(s.key));
     try {
       s.check_state_json(scalars.back());
@@ -202,8 +214,9 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
   std::size_t n = 1;
   for (const auto& s : sections)
     for (const auto& t : s.tensors) {
-      plans.push_back(io::detail::plan_load(
-          params, file, {.prefix = checkpoint_detail::tensor_prefix(s.prefix, t.name), .ignore_prefixes = {}}));
+      plans.push_back(io::detail::plan_load(t.layout ? *t.layout : params, file,
+                                            {.prefix = checkpoint_detail::tensor_prefix(s.prefix, t.name),
+                                             .ignore_prefixes = {}}));
       io::detail::throw_if_incomplete<T>(plans.back(), file, "load_training_checkpoint: " + names[n++]);
     }
 
@@ -212,8 +225,8 @@ training_state load_training_checkpoint(const std::filesystem::path& path, param
   std::size_t p = 0;
   for (std::size_t i = 0; i < sections.size(); ++i) {
     for (const auto& t : sections[i].tensors) {
-      io::detail::load_flat(plans[p], params, file, checkpoint_detail::tensor_prefix(sections[i].prefix, t.name),
-                            t.flat);
+      io::detail::load_flat(plans[p], t.layout ? *t.layout : params, file,
+                            checkpoint_detail::tensor_prefix(sections[i].prefix, t.name), t.flat);
       ++p;
     }
     sections[i].load_state_json(scalars[i]);

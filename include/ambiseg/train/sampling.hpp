@@ -173,8 +173,21 @@ loaded_model<D> load_model(const std::filesystem::path& path, std::optional<bool
     md.check(t.shape == std::vector<std::int64_t>(p.shape.begin(), p.shape.end()), "the config asks for '", name,
              "' as ", p.shape.to_string(), ", the file holds ", t.shape_string(), " (config and weights disagree)");
   }
+  // The weights ignore every state section the file lists (optimiser, EMA, buffers).
+  io::load_options weights{.prefix = prefix};
+  if (file.metadata().count("state_prefixes") != 0) {
+    const auto listed = md.json("state_prefixes");
+    md.check(listed.is_array(), "metadata 'state_prefixes' is not a list");
+    for (const auto& p : listed) {
+      md.check(p.is_string() && !p.get<std::string>().empty(), "metadata 'state_prefixes' holds ", p.dump());
+      weights.ignore_prefixes.push_back(p.get<std::string>());
+    }
+  }
   m.model = entry.build(m.config.model.config, context);
-  io::load_parameters(m.model->parameters(), file, {.prefix = prefix});
+  io::load_parameters(m.model->parameters(), file, weights);
+  // Buffers (BatchNorm running statistics) are not averaged by the EMA: the trained ones
+  // serve either set of weights.
+  if (auto* buffers = m.model->buffers()) io::load_parameters(*buffers, file, {.prefix = "buffers."});
   return m;
 }
 

@@ -216,6 +216,7 @@ class trainer {
     auto& self = const_cast<trainer&>(*this);  // saving reads the components only
     std::vector<state_section<float, Device>> s{section<float, Device>(self.opt_)};
     if (ema_) s.push_back(section<float, Device>(*self.ema_));
+    if (auto* buffers = self.model_->buffers()) s.push_back(buffers_section(*buffers));
     return s;
   }
 

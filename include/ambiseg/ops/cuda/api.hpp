@@ -175,4 +175,10 @@ void softmax_rows_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
 template <cuda_scalar T>
 void softmax_rows_backward(in_view<T, cuda> y, in_view<T, cuda> dy, tensor_view<T, cuda> dx);
 
+// ---- affine map and two-term loss report (ops/affine.hpp) --------------------------------
+template <cuda_scalar T>
+void affine_forward(in_view<T, cuda> x, double a, double b, tensor_view<T, cuda> y);
+void combine_case_losses(in_view<double, cuda> first, in_view<double, cuda> second, double weight,
+                         tensor_view<double, cuda> report);
+
 }  // namespace ambiseg::ops::cuda_kernels
