@@ -29,6 +29,19 @@
 
 namespace ambiseg::apps {
 
+// `train --select-best-by val_ged`: the criterion, how often and on what it is measured
+// (selection.hpp). Resolved at parsing: `every` is never 0 in a parsed command.
+struct selection_options {
+  std::string by = "val_ged";
+  std::int64_t every = 0;    // steps between validations (--val-every; default --checkpoint-every)
+  std::int64_t cases = 0;    // the last K training cases (in the loader's order), held out
+  std::int64_t samples = 16;  // masks per validation image
+};
+
+inline void to_json(nlohmann::json& j, const selection_options& s) {
+  j = {{"by", s.by}, {"every", s.every}, {"cases", s.cases}, {"samples", s.samples}};
+}
+
 struct train_command {
   data_request data;
   trainer_config config;
@@ -37,6 +50,7 @@ struct train_command {
   std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
+  std::optional<selection_options> select;  // --select-best-by: validation and DIR/best.safetensors
 };
 
 struct sample_command {
@@ -101,6 +115,10 @@ inline std::string cli_usage() {
          "                [--synthetic-images N] [--device cpu|cuda] [--resume]\n"
          "                [--model KIND [--model-config FILE|JSON]]  (default: diffusion, configured by\n"
          "                --config and the policy options above)\n"
+         "                [--select-best-by val_ged --val-cases K [--val-every N] [--val-samples n]]\n"
+         "                (the last K training cases are held out; every N steps, default\n"
+         "                --checkpoint-every, and at the end their GED2 with n samples per image, as\n"
+         "                eval computes it, goes to DIR/val.csv; the best is DIR/best.safetensors)\n"
          "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
          "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
@@ -165,6 +183,13 @@ inline train_command parse_train(std::span<const std::string> args) {
   std::string model_kind(models::diffusion_kind);
   std::optional<nlohmann::json> model_config;
   std::string diffusion_flag;  // the first diffusion-only option given, for the message below
+  selection_options select;
+  std::string selection_flag;  // the first --val-* option given, for the message below
+  auto validation_only = [&](arg_reader& reader) -> arg_reader& {
+    if (selection_flag.empty()) selection_flag = reader.name();
+    return reader;
+  };
+  bool has_select = false;
   auto diffusion_only = [&](arg_reader& reader) -> arg_reader& {
     if (diffusion_flag.empty()) diffusion_flag = reader.name();
     return reader;
@@ -200,10 +225,26 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--checkpoint-every")) c.checkpoint_every = r.integer(1, largest_count);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
     else if (r.is("--snapshots")) c.snapshots = r.integer_list(1, largest_count, true, "500,1000,2000");
+    else if (r.is("--select-best-by")) select.by = r.choice({"val_ged"}), has_select = true;
+    else if (r.is("--val-every")) select.every = validation_only(r).integer(1, largest_count);
+    else if (r.is("--val-cases")) select.cases = validation_only(r).integer(1, largest_count);
+    else if (r.is("--val-samples")) select.samples = validation_only(r).integer(1, 4096);
     else r.unknown();
   }
   throw_if<value_error>(!has_out, "--out DIR is required");
   throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
+  throw_if<value_error>(!has_select && !selection_flag.empty(), selection_flag,
+                        " configures the validation of --select-best-by val_ged, which is not given");
+  if (has_select) {
+    throw_if<value_error>(select.cases == 0, "--select-best-by ", select.by,
+                          " needs --val-cases K (the last K training cases are held out for validation)");
+    // The synthetic set's size is known now; a data set's is checked once it is loaded.
+    throw_if<value_error>(c.data.spec == "synthetic" && select.cases >= c.data.synthetic_train, "--val-cases ",
+                          select.cases, " holds out every training case (--synthetic-images ",
+                          c.data.synthetic_train, "); at least one must remain for training");
+    if (select.every == 0) select.every = c.checkpoint_every;
+    c.select = select;
+  }
   // The diffusion model is configured by its options; another model by --model-config alone.
   throw_if<value_error>(model_config && !diffusion_flag.empty(), diffusion_flag,
                         " configures the diffusion model; with --model-config the file says it all");

@@ -3,7 +3,8 @@
 //
 //   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
 //           end), DIR/snapshots/step-<N>.safetensors (--snapshots), DIR/log.csv
-//           (training_log.hpp), DIR/loss.png, DIR/config.json
+//           (training_log.hpp), DIR/loss.png, DIR/config.json; with --select-best-by
+//           DIR/val.csv and DIR/best.safetensors (selection.hpp)
 //   export  DIR/{train,test}_images.npy [N,C,H,W] float32, {train,test}_masks.npy
 //           [N,A,H,W] uint8, {train,test}_ids.txt
 //   sample  DIR/masks.npy [B,n,H,W] uint8, DIR/mean.npy, DIR/variance.npy [B,H,W] float,
@@ -20,7 +21,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <new>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -39,6 +42,7 @@
 #include "ambiseg_apps/model_api.hpp"
 #include "ambiseg_apps/output.hpp"
 #include "ambiseg_apps/plot.hpp"
+#include "ambiseg_apps/selection.hpp"
 #include "ambiseg_apps/training_log.hpp"
 
 namespace ambiseg::apps {
@@ -73,15 +77,21 @@ inline std::string progress_line(std::int64_t step, std::int64_t total, double l
 // The command's side of a training run: log.csv, loss.png, config.json, progress.
 class train_reporter final : public training_observer {
  public:
-  train_reporter(const train_command& cmd, const trainer_config& config, const loaded_data& data, std::ostream& out,
-                 std::ostream& err, const run_options& ro)
-      : cmd_(cmd), config_(config), data_(data), out_(out), err_(err), ro_(ro) {}
+  train_reporter(const train_command& cmd, const trainer_config& config, const loaded_data& data,
+                 const validation_split& split, bool validates, std::ostream& out, std::ostream& err,
+                 const run_options& ro)
+      : cmd_(cmd), config_(config), data_(data), split_(split), out_(out), err_(err), ro_(ro) {
+    if (validates) validation_.emplace(cmd.out, ro.interactive);
+  }
 
   void started(const training_start& s) override {
     if (cmd_.resume) log_ = read_training_log(csv(), s.first_step, err_);
+    if (validation_) validation_->start(s.first_step, cmd_.resume, err_);
     io::write_file_atomically(cmd_.out / "config.json", nlohmann::json(config_).dump(2) + "\n");
-    out_ << "ambiseg train: " << data_.kind << " data, " << data_.train.size() << " training cases on " << cmd_.device
-         << "; model of " << s.parameters << " parameters; " << s.model << "\n"
+    out_ << "ambiseg train: " << data_.kind << " data, " << split_.train.size() << " training cases"
+         << (validation_ ? " (" + std::to_string(split_.validation.size()) + " more held out for validation)"
+                         : std::string())
+         << " on " << cmd_.device << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
     // The kept rows are written whole, then every step is appended.
@@ -118,12 +128,18 @@ class train_reporter final : public training_observer {
     if (!log_.steps.empty()) loss_curve(log_.steps, log_.loss).write(cmd_.out / "loss.png");
   }
 
+  bool validated(std::int64_t step, double value, std::map<std::string, std::string>& metadata) override {
+    return validation_->record(step, value, metadata, err_);
+  }
+
  private:
   std::filesystem::path csv() const { return cmd_.out / "log.csv"; }
 
   const train_command& cmd_;
   const trainer_config& config_;
   const loaded_data& data_;
+  const validation_split& split_;
+  std::optional<validation_record> validation_;
   std::ostream &out_, &err_;
   const run_options& ro_;
   training_log log_;
@@ -140,6 +156,7 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   namespace fs = std::filesystem;
   const fs::path ckpt = cmd.out / "checkpoint.safetensors";
   trainer_config config = cmd.config;
+  std::optional<selection_options> select = cmd.select;
   if (cmd.resume) {
     throw_if<io_error>(!fs::is_directory(cmd.out), "--resume: the folder '", cmd.out.string(),
                        "' does not exist, so there is no run to resume (leave out --resume to start one)");
@@ -148,19 +165,37 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
     config = stored_training_config(ckpt);
     if (nlohmann::json(config) != nlohmann::json(cmd.config))
       err << "note: --resume continues with the configuration stored in " << ckpt.string() << "\n";
+    select = resumed_selection(ckpt, cmd.select, err);
   } else {
     prepare_output_folder(cmd.out, "--out folder");
+    remove_earlier_selection(cmd.out, err);
   }
-  training_plan plan{ckpt, cmd.resume, cmd.checkpoint_every, cmd.snapshots, cmd.out / "snapshots"};
+  training_plan plan{.checkpoint = ckpt,
+                     .resume = cmd.resume,
+                     .checkpoint_every = cmd.checkpoint_every,
+                     .snapshots = cmd.snapshots,
+                     .snapshot_dir = cmd.out / "snapshots",
+                     .validate_every = select ? select->every : 0,
+                     .best = cmd.out / "best.safetensors",
+                     .metadata = {}};
   if (!cmd.snapshots.empty()) create_folder(plan.snapshot_dir, "snapshot folder");
+  if (select) plan.metadata[selection_key] = nlohmann::json(*select).dump();
   data_request dr = cmd.data;
   dr.synthetic_size = config.crop_size;
   const loaded_data data = load_data(dr);
-  command_detail::train_reporter reporter(cmd, config, data, out, err, ro);
-  on_device(cmd.device, [&]<class D>() { run_training<D>(config, data.train, plan, reporter); });
+  const validation_split split = split_for_validation(data.train, select ? select->cases : 0);
+  std::optional<val_ged_scorer> scorer;
+  if (select) scorer.emplace(split.validation, config, select->samples);
+  command_detail::train_reporter reporter(cmd, config, data, split, select.has_value(), out, err, ro);
+  on_device(cmd.device, [&]<class D>() {
+    validation_function<D> validate;
+    if (scorer) validate = [&](sampling_model<D>& m) { return (*scorer)(m); };
+    run_training<D>(config, split.train, plan, reporter, validate);
+  });
   if (ro.interactive) err << "\n";
   out << "wrote " << ckpt.string() << ", " << (cmd.out / "log.csv").string() << ", "
-      << (cmd.out / "loss.png").string() << "\n";
+      << (cmd.out / "loss.png").string() << (select ? ", " + plan.best.string() + ", val.csv" : std::string())
+      << "\n";
   return 0;
 }
 

@@ -46,6 +46,39 @@ inline std::vector<std::uint8_t> first_samples(tensor_view<const std::uint8_t> m
   return out;
 }
 
+// The annotations of cases, [B, m, H, W] contiguous (every case must have the same m).
+struct annotation_batch {
+  std::vector<std::uint8_t> bytes;
+  std::int64_t images = 0, m = 0, height = 0, width = 0;
+  metrics::mask_batch_view view() const { return {bytes.data(), images, m, height, width}; }
+};
+
+inline annotation_batch gather_annotations(const data::case_set& cases) {
+  throw_if<value_error>(cases.empty(), "gather_annotations: no cases");
+  annotation_batch a;
+  a.images = static_cast<std::int64_t>(cases.size());
+  a.m = cases[0].annotations();
+  a.height = cases[0].height();
+  a.width = cases[0].width();
+  const std::int64_t plane = a.height * a.width;
+  a.bytes.resize(static_cast<std::size_t>(a.images * a.m * plane));
+  for (std::int64_t k = 0; k < a.images; ++k) {
+    const data::case_ref c = cases[static_cast<std::size_t>(k)];
+    throw_if<value_error>(c.annotations() != a.m, "case '", c.id, "' has ", c.annotations(),
+                          " annotations, the first has ", a.m, " (the protocol needs the same m)");
+    std::copy(c.masks.data(), c.masks.data() + a.m * plane, a.bytes.begin() + k * a.m * plane);
+  }
+  return a;
+}
+
+// The first n of the sampled masks [B, N, H, W] scored against the annotations: eval's
+// "model" rows, and the validation of `train --select-best-by`.
+inline metrics::evaluation_result score_samples(const sample_result& r, int n, const annotation_batch& a,
+                                                const metrics::evaluation_options& options) {
+  const std::vector<std::uint8_t> masks = first_samples(r.masks.cview(), n);
+  return metrics::evaluate({masks.data(), a.images, n, a.height, a.width}, a.view(), options);
+}
+
 template <class Device>
 int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
@@ -56,15 +89,10 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   dr.synthetic_size = format.crop_size;
   const sample_inputs in = gather_inputs(format, dr, std::nullopt, cmd.images);
   const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3), plane = h * w;
-  const std::int64_t anns = in.cases[0].annotations();
-  std::vector<std::uint8_t> annotations(static_cast<std::size_t>(b * anns * plane));
-  for (std::int64_t k = 0; k < b; ++k) {
-    const data::case_ref c = in.cases[static_cast<std::size_t>(k)];
-    throw_if<value_error>(c.annotations() != anns, "case '", c.id, "' has ", c.annotations(),
-                          " annotations, the first has ", anns, " (the protocol needs the same m)");
-    std::copy(c.masks.data(), c.masks.data() + anns * plane, annotations.begin() + k * anns * plane);
-  }
-  const metrics::mask_batch_view ann_view{annotations.data(), b, anns, h, w};
+  const annotation_batch gathered = gather_annotations(in.cases);
+  const std::vector<std::uint8_t>& annotations = gathered.bytes;
+  const std::int64_t anns = gathered.m;
+  const metrics::mask_batch_view ann_view = gathered.view();
   metrics::evaluation_options eo;
   eo.pp_ratio = cmd.pp;
   const int n_max = *std::max_element(cmd.n.begin(), cmd.n.end());
@@ -79,7 +107,7 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   auto score = [&](const std::string& method, int n, const std::vector<std::uint8_t>& masks) {
     rows.push_back({method, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
   };
-  for (int n : cmd.n) score("model", n, first_samples(r.masks.cview(), n));
+  for (int n : cmd.n) rows.push_back({"model", score_samples(r, n, gathered, eo)});
 
   if (cmd.baselines && dr.spec == "synthetic") {
     // The test cases are generator images synthetic_test_offset + k (data_source.hpp).

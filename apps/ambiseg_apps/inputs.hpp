@@ -50,6 +50,21 @@ inline tensor<float> read_grey_image(const std::filesystem::path& path) {
   return out;
 }
 
+// in.images [B, C, H, W]: in.cases' images encoded for the model (every image H×W).
+inline void encode_images(const input_format& format, sample_inputs& in) {
+  const int channels = data::encoded_channels(format.encoding);
+  const std::int64_t b = static_cast<std::int64_t>(in.cases.size());
+  const std::int64_t h = in.cases[0].height(), w = in.cases[0].width();
+  in.images.resize(shape{b, channels, h, w});
+  for (std::int64_t i = 0; i < b; ++i) {
+    const data::case_ref c = in.cases[static_cast<std::size_t>(i)];
+    throw_if<shape_error>(c.height() != h || c.width() != w, "image '", c.id, "' is ", c.height(), "x", c.width(),
+                          ", the first is ", h, "x", w);
+    data::encode_image(c.image, format.encoding,
+                       tensor_view<float>(in.images.data() + i * channels * h * w, shape{channels, h, w}));
+  }
+}
+
 // count: how many test cases to take (default: all).
 inline sample_inputs gather_inputs(const input_format& format, const std::optional<data_request>& data,
                                    const std::optional<std::filesystem::path>& image, std::optional<std::int64_t> count) {
@@ -73,17 +88,7 @@ inline sample_inputs gather_inputs(const input_format& format, const std::option
     in.cases.add(std::move(c));
   }
   throw_if<value_error>(in.cases.size() == 0, "the test set of '", data ? data->spec : std::string(), "' is empty");
-  const int channels = data::encoded_channels(format.encoding);
-  const std::int64_t b = static_cast<std::int64_t>(in.cases.size());
-  const std::int64_t h = in.cases[0].height(), w = in.cases[0].width();
-  in.images.resize(shape{b, channels, h, w});
-  for (std::int64_t i = 0; i < b; ++i) {
-    const data::case_ref c = in.cases[static_cast<std::size_t>(i)];
-    throw_if<shape_error>(c.height() != h || c.width() != w, "image '", c.id, "' is ", c.height(), "x", c.width(),
-                          ", the first is ", h, "x", w);
-    data::encode_image(c.image, format.encoding,
-                       tensor_view<float>(in.images.data() + i * channels * h * w, shape{channels, h, w}));
-  }
+  encode_images(format, in);
   return in;
 }
 

@@ -5,9 +5,10 @@
 //   network_preset(name)             nn::unet_config presets + "example"
 //   stored_training_config(ckpt)     the configuration a checkpoint was trained with
 //   checkpoint_step(ckpt)            the step a checkpoint records, checked
-//   run_training<D>(config, cases, plan, observer)
+//   run_training<D>(config, cases, plan, observer, validate)
 //                                    trains (or resumes) to config's total steps, saving
-//                                    checkpoints and snapshots as the plan says
+//                                    checkpoints and snapshots as the plan says, and
+//                                    validating a copy of the model (best.safetensors)
 //   model_kinds() / check_model(spec, channels)
 //                                    the registered models; a --model choice checked early
 //   load_for_sampling<D>(ckpt, ema)  the model of a checkpoint, on device D
@@ -19,6 +20,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ambiseg/core/device.hpp"
+#include "ambiseg/core/device_context.hpp"
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/random.hpp"
 #include "ambiseg/data/all.hpp"
@@ -103,12 +107,29 @@ inline std::int64_t checkpoint_step(const std::filesystem::path& ckpt) {
   return *step;
 }
 
+// The cases a run trains on: the first `count` of a loaded set (the others validate), seen
+// without a copy, since a data set can take a good part of the memory.
+struct training_cases {
+  const data::case_set* all = nullptr;
+  std::size_t count = 0;
+
+  std::size_t size() const { return count; }
+  data::case_ref operator[](std::size_t i) const {
+    throw_if<value_error>(i >= count, "training_cases: index ", i, " out of range for ", count, " cases");
+    return (*all)[i];
+  }
+};
+static_assert(data::dataset<training_cases>);
+
 struct training_plan {
   std::filesystem::path checkpoint;  // written every `checkpoint_every` steps and at the end
   bool resume = false;               // continue from `checkpoint`
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // sorted; kept as snapshot_dir/step-<N>.safetensors
   std::filesystem::path snapshot_dir;
+  std::int64_t validate_every = 0;  // 0: no validation; else every N steps and at the end
+  std::filesystem::path best;       // the checkpoint of the best validation so far
+  std::map<std::string, std::string> metadata;  // added to every file written (checkpoints, best, snapshots)
 };
 
 struct training_start {
@@ -126,12 +147,43 @@ class training_observer {
   virtual void stepped(const step_report& r, bool checkpoint) = 0;
   // Before each checkpoint is written (the log and the pictures catch up first).
   virtual void checkpointing() = 0;
+  // A validation's value (lower is better); true when it is the best so far, which the
+  // trainer then keeps as plan.best with `metadata` added.
+  virtual bool validated(std::int64_t /*step*/, double /*value*/, std::map<std::string, std::string>& /*metadata*/) {
+    return false;
+  }
 };
 
 template <class Device>
-void run_training(const trainer_config& config, const data::case_set& cases, const training_plan& plan,
-                  training_observer& observer) {
-  train::trainer<data::case_set, Device> t(config, cases);
+using sampling_model = train::loaded_model<Device>;
+
+// The criterion of a model (lower is better), e.g. the validation GED².
+template <class Device>
+using validation_function = std::function<double(sampling_model<Device>&)>;
+
+// A model to validate the trainer's with, as `eval` would load it from a checkpoint written
+// now: the EMA weights when the run keeps an EMA, else the weights. It is a separate copy,
+// so that validating neither touches the training state nor draws from its rngs.
+template <class Data, class Device>
+void copy_for_validation(const train::trainer<Data, Device>& t, std::optional<sampling_model<Device>>& m) {
+  if (!m) m = sampling_model<Device>{t.config(), train::build_model<Device>(t.config()), 0, t.ema() != nullptr};
+  auto& dst = m->model->parameters();
+  if (t.ema()) {
+    t.ema()->copy_to(dst);
+  } else {
+    const auto src = t.model().parameters().flat_values();
+    device_memory<Device>::copy(dst.flat_values().data(), src.data(),
+                                sizeof(float) * static_cast<std::size_t>(src.numel()));
+  }
+  m->step = t.steps_done();
+}
+
+// validate: required when plan.validate_every > 0.
+template <class Device>
+void run_training(const trainer_config& config, const training_cases& cases, const training_plan& plan,
+                  training_observer& observer, const validation_function<Device>& validate = {}) {
+  throw_if<value_error>(plan.validate_every > 0 && !validate, "run_training: validation planned without a function");
+  train::trainer<training_cases, Device> t(config, cases);
   if (plan.resume) {
     checkpoint_step(plan.checkpoint);
     t.resume(plan.checkpoint);
@@ -139,22 +191,30 @@ void run_training(const trainer_config& config, const data::case_set& cases, con
   observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
   auto save = [&] {
     observer.checkpointing();
-    t.save(plan.checkpoint);
+    t.save(plan.checkpoint, plan.metadata);
   };
+  std::optional<sampling_model<Device>> copy;
   const std::int64_t first = t.steps_done(), total = config.lr.total_steps;
   while (t.steps_done() < total) {
     const step_report r = t.step();
     if (std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
-      t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"));
+      t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"), plan.metadata);
     const bool checkpoint = r.step % plan.checkpoint_every == 0 || r.step == total;
     observer.stepped(r, checkpoint);
+    if (plan.validate_every > 0 && (r.step % plan.validate_every == 0 || r.step == total)) {
+      double value = 0;
+      {
+        const typename device_context<Device>::scope on_stream(t.context());
+        copy_for_validation(t, copy);
+        value = validate(*copy);
+      }
+      std::map<std::string, std::string> metadata = plan.metadata;
+      if (observer.validated(r.step, value, metadata)) t.save(plan.best, metadata);
+    }
     if (checkpoint) save();
   }
   if (first == total) save();
 }
-
-template <class Device>
-using sampling_model = train::loaded_model<Device>;
 
 // use_ema: nullopt = the EMA weights when the checkpoint has them.
 template <class Device>
@@ -171,9 +231,11 @@ struct input_format {
   data::image_encoding encoding = data::image_encoding::grey;
 };
 
+inline input_format input_format_of(const trainer_config& c) { return {c.crop_size, c.crop, c.seed, c.encoding}; }
+
 template <class Device>
 input_format input_format_of(const sampling_model<Device>& m) {
-  return {m.config.crop_size, m.config.crop, m.config.seed, m.config.encoding};
+  return input_format_of(m.config);
 }
 
 inline std::string sampler_name(sampler_kind s) {

@@ -205,6 +205,15 @@ TEST_CASE("a second model through the CLI: train, sample and eval with --model",
   REQUIRE(results.size() == 2);
   for (const auto& row : results) CHECK(row["raw"]["ged"].get<double>() >= 0.0);
 
+  // Checkpoint selection reaches the model through the sampler alone, so any model has it.
+  const auto selected = cli({"train", "--data", "synthetic", "--synthetic-images", "6", "--crop", "16", "--batch", "2",
+                             "--steps", "4", "--model", "deterministic_unet", "--model-config",
+                             R"({"net": {"model_channels": 8}})", "--select-best-by", "val_ged", "--val-cases", "2",
+                             "--val-every", "2", "--out", (dir / "selected").string()});
+  INFO(selected.out << selected.err);
+  REQUIRE(selected.code == 0);
+  CHECK(train::load_model<cpu>(dir / "selected" / "best.safetensors").model->kind_name() == "deterministic_unet");
+
   // Options of the diffusion model are refused for another model, by name.
   const auto refused = cli({"train", "--data", "synthetic", "--out", run, "--model",
                                                 "deterministic_unet", "--prediction", "v"});

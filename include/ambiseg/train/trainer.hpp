@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -162,12 +163,15 @@ class trainer {
     return nlohmann::json(stored);
   }
 
-  void save(const std::filesystem::path& path) const {
+  // `extra`: the caller's own metadata (a key of the checkpoint's own is refused).
+  void save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) const {
     const typename device_context<Device>::scope on_stream(context_);
     training_state state;
     state.step = step_;
     state.rng_state = noise_rng_.state();
     state.config = config_json();
+    state.extra = extra;
+    throw_if<value_error>(extra.count("batch_rng") != 0, "trainer::save: extra metadata key 'batch_rng' is reserved");
     state.extra["batch_rng"] = checkpoint_detail::rng_to_json(batches_->generator().state()).dump();
     save_training_checkpoint(path, model_->parameters(), state, sections());
   }
