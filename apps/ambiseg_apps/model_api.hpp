@@ -175,6 +175,12 @@ void copy_for_validation(const train::trainer<Data, Device>& t, std::optional<sa
     device_memory<Device>::copy(dst.flat_values().data(), src.data(),
                                 sizeof(float) * static_cast<std::size_t>(src.numel()));
   }
+  // A model's buffers (BatchNorm running statistics) are the trained ones for either weights.
+  if (const auto* buffers = t.model().buffers()) {
+    const auto src = buffers->flat_values();
+    device_memory<Device>::copy(m->model->buffers()->flat_values().data(), src.data(),
+                                sizeof(float) * static_cast<std::size_t>(src.numel()));
+  }
   m->step = t.steps_done();
 }
 

@@ -122,10 +122,16 @@ TEST_CASE("prob_unet_aa through the CLI: train, sample and eval with --model", "
   const std::string run = (dir / "run").string();
   const auto trained = cli({"train", "--data", "synthetic", "--synthetic-images", "6", "--crop", "16", "--batch", "2",
                             "--steps", "4", "--model", "prob_unet_aa", "--model-config",
-                            R"({"num_filters": [4, 8, 8], "latent_dim": 2})", "--out", run});
+                            R"({"num_filters": [4, 8, 8], "latent_dim": 2})", "--select-best-by", "val_ged",
+                            "--val-cases", "2", "--val-every", "2", "--val-samples", "4", "--out", run});
   INFO(trained.out << trained.err);
   REQUIRE(trained.code == 0);
-  const std::string ckpt = (dir / "run" / "checkpoint.safetensors").string();
+  // Checkpoint selection by validation GED works for this model too (its buffers travel with
+  // the weights it validates).
+  REQUIRE(std::filesystem::exists(dir / "run" / "best.safetensors"));
+  const auto best = io::safetensors_file::open(dir / "run" / "best.safetensors");
+  CHECK(best.contains("buffers.unet.contracting_path.0.layers.6.running_var"));
+  const std::string ckpt = (dir / "run" / "best.safetensors").string();
   const auto sampled = cli({"sample", "--ckpt", ckpt, "--data", "synthetic", "--images", "2", "-n", "3", "--out",
                             (dir / "samples").string()});
   INFO(sampled.out << sampled.err);

@@ -46,6 +46,7 @@ class any_model {
   virtual std::int64_t network_passes(const sampling_request& request) const = 0;
   // The model's buffers (model_with_buffers), or nullptr when it has none.
   virtual parameter_store<float, D>* buffers() = 0;
+  const parameter_store<float, D>* buffers() const { return const_cast<any_model*>(this)->buffers(); }
 
   // The model inside, when it is an M (nullptr otherwise): for code that needs more than
   // the concept, e.g. a diffusion model's network.
