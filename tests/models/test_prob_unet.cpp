@@ -135,6 +135,15 @@ TEST_CASE("prob_unet_aa paper configuration: the reference's names, shapes and 6
   std::int64_t count = 0;
   for (const auto& e : layout) count += e.shape.numel();
   CHECK(count == 6847129);  // the paper's Table 1
+  // The smaller presets, counted independently from the reference's layer formulas.
+  auto count_of = [](const char* preset) {
+    std::int64_t n = 0;
+    for (const auto& e : models::prob_unet_aa<cpu>::parameter_layout(models::prob_unet_config::preset(preset), {1, 0}))
+      n += e.shape.numel();
+    return n;
+  };
+  CHECK(count_of("small") == 1715545);
+  CHECK(count_of("example") == 430777);
 
   // gen_prob_unet_aa_paper_keys.txt: "name<TAB>shape<TAB>param|buffer" from the reference.
   std::ifstream keys(fixture("gen_prob_unet_aa_paper_keys.txt"));
