@@ -153,6 +153,28 @@ void diag_gaussian_kl_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> l
                                        tensor_view<T, cuda> dmu_q, out_view<T, cuda> dlog_sigma_q,
                                        out_view<T, cuda> dmu_p, out_view<T, cuda> dlog_sigma_p);
 
+// ---- full-covariance Gaussian latents (latent_fc.cuh; ops/gaussian_fc.hpp) --------------
+// log_sigma, mu, eps, z [B, K, D]; tril_raw, L [B, K, D, D]; the KL's rows are [B, 1, D(, D)]
+// with D ≤ 64. Gradients accumulate (+=) and are optional; only lower triangles of dL move.
+template <cuda_scalar T>
+void fc_scale_tril_forward(in_view<T, cuda> log_sigma, in_view<T, cuda> tril_raw,
+                           tensor_view<T, cuda> L);
+template <cuda_scalar T>
+void fc_scale_tril_backward(in_view<T, cuda> log_sigma, in_view<T, cuda> dL,
+                            tensor_view<T, cuda> dlog_sigma, out_view<T, cuda> dtril_raw);
+template <cuda_scalar T>
+void fc_gaussian_rsample_forward(in_view<T, cuda> mu, in_view<T, cuda> L, in_view<T, cuda> eps,
+                                 tensor_view<T, cuda> z);
+template <cuda_scalar T>
+void fc_gaussian_rsample_backward(in_view<T, cuda> eps, in_view<T, cuda> dz,
+                                  tensor_view<T, cuda> dmu, out_view<T, cuda> dL);
+template <cuda_scalar T>
+void fc_gaussian_kl_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> L_q,
+                                     in_view<T, cuda> mu_p, in_view<T, cuda> L_p, double scale,
+                                     out_view<double, cuda> kl, tensor_view<T, cuda> dmu_q,
+                                     out_view<T, cuda> dL_q, out_view<T, cuda> dmu_p,
+                                     out_view<T, cuda> dL_p);
+
 // ---- cuBLAS products ---------------------------------------------------------------------
 // x [N,In]  w [Out,In]  b [Out] or empty  y [N,Out] = x·wᵀ + b
 template <cuda_scalar T>
