@@ -92,7 +92,21 @@ AMBISEG_INSTANTIATE_OP_KERNELS(double)
   template void fc_gaussian_kl_forward_backward<T>(                                                \
       in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
       out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
-      out_view<T, cuda>);
+      out_view<T, cuda>);                                                                          \
+  template void mixture_log_prob_forward_backward<T>(                                              \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);                                                                          \
+  template void diag_mixture_log_prob_forward_backward<T>(                                         \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);                                                                          \
+  template void straight_through_mixture_sample_forward<T>(                                        \
+      in_view<T, cuda>, in_view<T, cuda>, double, in_view<T, cuda>, tensor_view<T, cuda>,          \
+      out_view<T, cuda>, out_view<std::int32_t, cuda>);                                            \
+  template void straight_through_mixture_sample_backward<T>(                                       \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<std::int32_t, cuda>, double, in_view<T, cuda>,   \
+      tensor_view<T, cuda>, out_view<T, cuda>);
 
 AMBISEG_INSTANTIATE_LATENT_FC(float)
 AMBISEG_INSTANTIATE_LATENT_FC(double)

@@ -1,13 +1,15 @@
-// CUDA op layer, full-covariance Gaussian latents (ops/gaussian_fc.hpp): CPU/GPU parity
+// CUDA op layer, full-covariance and mixture latents (ops/gaussian_fc.hpp): CPU/GPU parity
 // forward and backward, float and double, through the same front ends; accumulated
 // gradients start from non-zero values so that "+=" is checked. The KL runs up to D = 64
-// (more columns than one block has threads). Skips without a GPU, except the
-// shape-validation case, which calls the CUDA functions directly.
+// (more columns than one block has threads), the mixture density up to K = 32, D = 64.
+// Skips without a GPU, except the shape-validation case, which calls the CUDA functions
+// directly.
 #include "cuda_test_util.hpp"
 
 #include <ambiseg/ops/all.hpp>
 #include <ambiseg/ops/cuda/api.hpp>
 
+#include <array>
 #include <cmath>
 
 using namespace ambiseg;
@@ -114,6 +116,89 @@ TEMPLATE_TEST_CASE("CUDA fc Gaussian KL matches the CPU op for D = 1, 5 and 64",
   }
 }
 
+TEMPLATE_TEST_CASE("CUDA mixture log-density (full and diagonal) matches the CPU op",
+                   "[cuda][ops][gaussian_fc]", float, double) {
+  AMBISEG_REQUIRE_GPU();
+  using T = TestType;
+  const auto tl = default_tol<T>();
+  // K = 32 and D = 64 fill the shared scratch; K = 9, D = 2 is FC mix's size.
+  using dims = std::array<std::int64_t, 3>;
+  for (const auto& [b, k, d] : {dims{5, 9, 2}, dims{2, 32, 64}}) {
+    INFO("B " << b << ", K " << k << ", D " << d);
+    const auto seed = static_cast<std::uint32_t>(300 + k);
+    auto z = random_tensor<T>({b, d}, seed), logits = random_tensor<T>({b, k}, seed + 1, -3, 3);
+    auto mu = random_tensor<T>({b, k, d}, seed + 2);
+    auto l = random_factor<T>({b, k, d, d}, seed + 3, 0.1);
+    auto ls = random_tensor<T>({b, k, d}, seed + 4, -0.5, 0.5);
+    auto zd = to_device(z), lgd = to_device(logits), mud = to_device(mu), ld = to_device(l);
+    auto lsd = to_device(ls);
+    auto gz = random_tensor<T>({b, d}, seed + 5), gl = random_tensor<T>({b, k}, seed + 6);
+    auto gm = random_tensor<T>({b, k, d}, seed + 7), gL = random_tensor<T>({b, k, d, d}, seed + 8);
+    auto gs = random_tensor<T>({b, k, d}, seed + 9);
+    auto gzd = to_device(gz), gld = to_device(gl), gmd = to_device(gm), gLd = to_device(gL);
+    auto gsd = to_device(gs);
+    tensor<double> lp({b});
+    tensor<double, cuda> lpd(shape{b});
+    ops::mixture_log_prob_forward_backward(z.cview(), logits.cview(), mu.cview(), l.cview(), 0.3,
+                                           lp.view(), gz.view(), gl.view(), gm.view(), gL.view());
+    ops::mixture_log_prob_forward_backward(zd.cview(), lgd.cview(), mud.cview(), ld.cview(), 0.3,
+                                           lpd.view(), gzd.view(), gld.view(), gmd.view(),
+                                           gLd.view());
+    require_close(lpd, lp, {1e-12, 1e-12}, "log_prob");
+    require_close(gzd, gz, tl, "dz (+=)");
+    require_close(gld, gl, tl, "dlogits (+=)");
+    require_close(gmd, gm, tl, "dmu (+=)");
+    require_close(gLd, gL, tl, "dL (+=)");
+    ops::diag_mixture_log_prob_forward_backward(z.cview(), logits.cview(), mu.cview(), ls.cview(),
+                                                -1.0, lp.view(), gz.view(), {}, gm.view(),
+                                                gs.view());
+    ops::diag_mixture_log_prob_forward_backward(zd.cview(), lgd.cview(), mud.cview(), lsd.cview(),
+                                                -1.0, lpd.view(), gzd.view(), {}, gmd.view(),
+                                                gsd.view());
+    require_close(lpd, lp, {1e-12, 1e-12}, "diag log_prob");
+    require_close(gzd, gz, tl, "diag dz (+=)");
+    require_close(gld, gl, tl, "diag: dlogits untouched");
+    require_close(gmd, gm, tl, "diag dmu (+=)");
+    require_close(gsd, gs, tl, "diag dlog_sigma (+=)");
+  }
+}
+
+TEMPLATE_TEST_CASE("CUDA straight-through mixture sample matches the CPU op",
+                   "[cuda][ops][gaussian_fc]", float, double) {
+  AMBISEG_REQUIRE_GPU();
+  using T = TestType;
+  const auto tl = default_tol<T>();
+  const std::int64_t b = 300, k = 9, d = 2;  // more rows than one block has threads
+  auto logits = random_tensor<T>({b, k}, 401, -2, 2);
+  auto u = random_tensor<double>({b, k}, 402, 1e-6, 1.0);
+  tensor<T> gumbel({b, k});
+  for (std::int64_t i = 0; i < u.numel(); ++i)
+    gumbel[i] = static_cast<T>(-std::log(-std::log(u[i])));
+  auto samples = random_tensor<T>({b, k, d}, 403), dz = random_tensor<T>({b, d}, 404);
+  auto lgd = to_device(logits), gud = to_device(gumbel), sd = to_device(samples);
+  auto dzd = to_device(dz);
+  tensor<T> z({b, d}), relaxed({b, k});
+  tensor<std::int32_t> choice({b});
+  tensor<T, cuda> zd(shape{b, d}), relaxedd(shape{b, k});
+  tensor<std::int32_t, cuda> choiced(shape{b});
+  ops::straight_through_mixture_sample_forward(logits.cview(), gumbel.cview(), 0.1,
+                                               samples.cview(), z.view(), relaxed.view(),
+                                               choice.view());
+  ops::straight_through_mixture_sample_forward(lgd.cview(), gud.cview(), 0.1, sd.cview(),
+                                               zd.view(), relaxedd.view(), choiced.view());
+  require_close(zd, z, {0, 0}, "z (a copy of the chosen sample)");
+  require_close(relaxedd, relaxed, tl, "relaxed");
+  require_close(choiced, choice, {0, 0}, "choice");
+  auto gl = random_tensor<T>({b, k}, 405), gs = random_tensor<T>({b, k, d}, 406);
+  auto gld = to_device(gl), gsd = to_device(gs);
+  ops::straight_through_mixture_sample_backward(samples.cview(), relaxed.cview(), choice.cview(),
+                                                0.1, dz.cview(), gl.view(), gs.view());
+  ops::straight_through_mixture_sample_backward(sd.cview(), relaxedd.cview(), choiced.cview(),
+                                                0.1, dzd.cview(), gld.view(), gsd.view());
+  require_close(gld, gl, {1e-4, 1e-4}, "dlogits (+=; ×1/τ)");
+  require_close(gsd, gs, {0, 0}, "dsamples (+=)");
+}
+
 TEST_CASE("CUDA fc latent ops validate shapes before touching the device", "[cuda][ops]") {
   static float placeholder[1];
   static double placeholder_d[1];
@@ -140,4 +225,23 @@ TEST_CASE("CUDA fc latent ops validate shapes before touching the device", "[cud
                                                         vd({1}), tensor_view<float, cuda>{}, {},
                                                         {}, {}),
                     Catch::Contains("above the supported 64"));
+  CHECK_THROWS_WITH(ck::mixture_log_prob_forward_backward(c({2, 3}), c({2, 4}), c({2, 4, 3}),
+                                                          c({2, 4, 3, 3}), 1.0, vd({2}),
+                                                          v({2, 3}), v({2, 5}), {}, {}),
+                    Catch::Contains("mixture_log_prob_forward_backward: dlogits"));
+  CHECK_THROWS_WITH(ck::diag_mixture_log_prob_forward_backward(c({2, 3}), c({2, 4}), c({2, 4, 3}),
+                                                               c({2, 4, 3, 3}), 1.0, vd({2}),
+                                                               v({2, 3}), {}, {}, {}),
+                    Catch::Contains("diag_mixture_log_prob_forward_backward: log_sigma"));
+  static std::int32_t placeholder_i[1];
+  auto vi = [](shape s) { return tensor_view<std::int32_t, cuda>(placeholder_i, s); };
+  auto ci = [](shape s) { return tensor_view<const std::int32_t, cuda>(placeholder_i, s); };
+  CHECK_THROWS_WITH(ck::straight_through_mixture_sample_forward(c({2, 4}), c({2, 4}), -1.0,
+                                                                c({2, 4, 3}), v({2, 3}),
+                                                                v({2, 4}), vi({2})),
+                    Catch::Contains("straight_through_mixture_sample_forward: tau"));
+  CHECK_THROWS_WITH(ck::straight_through_mixture_sample_backward(c({2, 4, 3}), c({2, 4}),
+                                                                 ci({3}), 0.5, c({2, 3}),
+                                                                 v({2, 4}), {}),
+                    Catch::Contains("straight_through_mixture_sample_backward: choice"));
 }

@@ -248,4 +248,65 @@ void fc_gaussian_kl_check(const char* op, const V& mu_q, const V& l_q, const V& 
   expect_shape_if_present(op, "dL_p", dl_p, m);
 }
 
+// ---- mixtures of Gaussians (ops/gaussian_fc.hpp) --------------------------------------------
+// z [B, D], logits [B, K] (1 ≤ K ≤ 32), mu [B, K, D], `second` L [B, K, D, D] (full) or
+// log_sigma [B, K, D] (diagonal), log_prob [B]; the gradients like their inputs or empty.
+template <class V, class P, class G0, class G1, class G2, class G3>
+void mixture_log_prob_check(const char* op, const V& z, const V& logits, const V& mu,
+                            const char* second_name, const V& second, bool diagonal,
+                            const P& log_prob, const G0& dz, const G1& dlogits, const G2& dmu,
+                            const G3& dsecond, const char* dsecond_name) {
+  expect_rank(op, "z", z, 2);
+  fc_dim_check(op, "z", z.shape());
+  expect_rank(op, "logits", logits, 2);
+  const std::int64_t b = z.size(0), d = z.size(1), k = logits.size(1);
+  expect_shape(op, "logits", logits, shape{b, k});
+  throw_if<shape_error>(k < 1 || k > kernel_math::mixture_max_components, op, ": logits ",
+                        logits.shape(), " must have 1 to ",
+                        kernel_math::mixture_max_components, " components");
+  expect_shape(op, "mu", mu, shape{b, k, d});
+  const shape s2 = diagonal ? shape{b, k, d} : shape{b, k, d, d};
+  expect_shape(op, second_name, second, s2);
+  expect_shape(op, "log_prob", log_prob, shape{b});
+  expect_shape_if_present(op, "dz", dz, z.shape());
+  expect_shape_if_present(op, "dlogits", dlogits, logits.shape());
+  expect_shape_if_present(op, "dmu", dmu, mu.shape());
+  expect_shape_if_present(op, dsecond_name, dsecond, s2);
+}
+
+inline void tau_check(const char* op, double tau) {
+  throw_if<value_error>(!(tau > 0) || !std::isfinite(tau), op,
+                        ": tau must be positive and finite, got ", tau);
+}
+
+// logits, gumbel, relaxed [B, K], samples [B, K, D], z [B, D], choice [B].
+template <class V, class Z, class R, class C>
+void st_mixture_sample_check(const char* op, const V& logits, const V& gumbel, double tau,
+                             const V& samples, const Z& z, const R& relaxed, const C& choice) {
+  tau_check(op, tau);
+  expect_rank(op, "samples", samples, 3);
+  const std::int64_t b = samples.size(0), k = samples.size(1), d = samples.size(2);
+  throw_if<shape_error>(k < 1, op, ": samples ", samples.shape(), " has no components");
+  expect_shape(op, "logits", logits, shape{b, k});
+  expect_shape(op, "gumbel", gumbel, shape{b, k});
+  expect_shape(op, "z", z, shape{b, d});
+  expect_shape(op, "relaxed", relaxed, shape{b, k});
+  expect_shape(op, "choice", choice, shape{b});
+}
+
+// samples [B, K, D], relaxed [B, K], choice [B], dz [B, D]; dlogits, dsamples optional.
+template <class V, class C, class G0, class G1>
+void st_mixture_sample_backward_check(const char* op, const V& samples, const V& relaxed,
+                                      const C& choice, double tau, const V& dz,
+                                      const G0& dlogits, const G1& dsamples) {
+  tau_check(op, tau);
+  expect_rank(op, "samples", samples, 3);
+  const std::int64_t b = samples.size(0), k = samples.size(1), d = samples.size(2);
+  expect_shape(op, "relaxed", relaxed, shape{b, k});
+  expect_shape(op, "choice", choice, shape{b});
+  expect_shape(op, "dz", dz, shape{b, d});
+  expect_shape_if_present(op, "dlogits", dlogits, shape{b, k});
+  expect_shape_if_present(op, "dsamples", dsamples, samples.shape());
+}
+
 }  // namespace ambiseg::ops::detail
