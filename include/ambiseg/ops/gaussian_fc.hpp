@@ -19,7 +19,8 @@
 //     exactly; the backward is the autograd of that expression (the reference's mog.py).
 //
 // The mixture KL of the reference is a Monte-Carlo estimate, (1/S)Σ_s log q(z_s) − log p(z_s)
-// with z_s ~ q drawn by the sample ops: these ops are its pieces.
+// with z_s ~ q drawn by the sample ops: these ops are its pieces (unbiased when so assembled:
+// tests/ops/test_ops_mixture_mc.cpp).
 // The diagonal mixture is its own op rather than an L with a zero off-diagonal: the AA
 // components have σ = exp(log σ) with no 1e-4, no D×D tensors are needed, and log σ enters
 // the density directly.
