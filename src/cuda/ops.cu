@@ -9,6 +9,7 @@
 #include "ambiseg/ops/cuda/conv2d.cuh"
 #include "ambiseg/ops/cuda/elementwise.cuh"
 #include "ambiseg/ops/cuda/group_norm.cuh"
+#include "ambiseg/ops/cuda/latent_fc.cuh"
 #include "ambiseg/ops/cuda/losses.cuh"
 #include "ambiseg/ops/cuda/resample.cuh"
 
@@ -78,6 +79,39 @@ template void affine_forward<double>(in_view<double, cuda>, double, double, tens
 AMBISEG_INSTANTIATE_OP_KERNELS(double)
 
 #undef AMBISEG_INSTANTIATE_OP_KERNELS
+
+#define AMBISEG_INSTANTIATE_LATENT_FC(T)                                                           \
+  template void fc_scale_tril_forward<T>(in_view<T, cuda>, in_view<T, cuda>,                       \
+                                         tensor_view<T, cuda>);                                    \
+  template void fc_scale_tril_backward<T>(in_view<T, cuda>, in_view<T, cuda>,                      \
+                                          tensor_view<T, cuda>, out_view<T, cuda>);                \
+  template void fc_gaussian_rsample_forward<T>(in_view<T, cuda>, in_view<T, cuda>,                 \
+                                               in_view<T, cuda>, tensor_view<T, cuda>);            \
+  template void fc_gaussian_rsample_backward<T>(in_view<T, cuda>, in_view<T, cuda>,                \
+                                                tensor_view<T, cuda>, out_view<T, cuda>);          \
+  template void fc_gaussian_kl_forward_backward<T>(                                                \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);                                                                          \
+  template void mixture_log_prob_forward_backward<T>(                                              \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);                                                                          \
+  template void diag_mixture_log_prob_forward_backward<T>(                                         \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double,              \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);                                                                          \
+  template void straight_through_mixture_sample_forward<T>(                                        \
+      in_view<T, cuda>, in_view<T, cuda>, double, in_view<T, cuda>, tensor_view<T, cuda>,          \
+      out_view<T, cuda>, out_view<std::int32_t, cuda>);                                            \
+  template void straight_through_mixture_sample_backward<T>(                                       \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<std::int32_t, cuda>, double, in_view<T, cuda>,   \
+      tensor_view<T, cuda>, out_view<T, cuda>);
+
+AMBISEG_INSTANTIATE_LATENT_FC(float)
+AMBISEG_INSTANTIATE_LATENT_FC(double)
+
+#undef AMBISEG_INSTANTIATE_LATENT_FC
 
 #define AMBISEG_INSTANTIATE_BATCH_NORM(T)                                                          \
   template void batch_norm_forward_training<T>(                                                    \

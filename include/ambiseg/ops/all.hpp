@@ -7,6 +7,7 @@
 #include "ambiseg/ops/batch_norm.hpp"
 #include "ambiseg/ops/concat.hpp"
 #include "ambiseg/ops/conv2d.hpp"
+#include "ambiseg/ops/gaussian_fc.hpp"
 #include "ambiseg/ops/gaussian_latent.hpp"
 #include "ambiseg/ops/group_norm.hpp"
 #include "ambiseg/ops/linear.hpp"

@@ -9,6 +9,7 @@
 #include "ambiseg/core/error.hpp"
 #include "ambiseg/core/shape.hpp"
 #include "ambiseg/core/tensor.hpp"
+#include "ambiseg/ops/kernel_math_fc.hpp"
 
 namespace ambiseg::ops::detail {
 
@@ -185,6 +186,127 @@ void diag_gaussian_kl_check(const char* op, const V& mu_q, const V& log_sigma_q,
   expect_shape_if_present(op, "dlog_sigma_q", dlog_sigma_q, s);
   expect_shape_if_present(op, "dmu_p", dmu_p, s);
   expect_shape_if_present(op, "dlog_sigma_p", dlog_sigma_p, s);
+}
+
+// ---- full-covariance Gaussian latents (ops/gaussian_fc.hpp) --------------------------------
+// A vector argument [B, K, D] and its Cholesky factors [B, K, D, D].
+inline shape fc_matrix_shape(const shape& v) { return shape{v[0], v[1], v[2], v[2]}; }
+
+// The row kernels keep D-sized (and D²-sized) scratch in fixed arrays.
+inline void fc_dim_check(const char* op, const char* arg, const shape& v) {
+  throw_if<shape_error>(v[v.rank() - 1] > kernel_math::fc_max_dim, op, ": ", arg, " ", v,
+                        " has latent size ", v[v.rank() - 1], ", above the supported ",
+                        kernel_math::fc_max_dim);
+}
+
+// log_sigma [B, K, D], a [B, K, D, D] (tril_raw or dL), b like a or empty when optional.
+template <class V, class A, class B>
+void fc_scale_tril_check(const char* op, const V& log_sigma, const char* a_name, const A& a,
+                         const char* b_name, const B& b, bool b_optional) {
+  expect_rank(op, "log_sigma", log_sigma, 3);
+  const shape m = fc_matrix_shape(log_sigma.shape());
+  expect_shape(op, a_name, a, m);
+  if (!b_optional || present(b)) expect_shape(op, b_name, b, m);
+}
+
+// z = mu + L·eps: mu, eps, z [B, K, D], L [B, K, D, D].
+template <class V, class Z>
+void fc_rsample_forward_check(const char* op, const V& mu, const V& l, const V& eps, const Z& z) {
+  expect_rank(op, "mu", mu, 3);
+  expect_shape(op, "L", l, fc_matrix_shape(mu.shape()));
+  expect_shape(op, "eps", eps, mu.shape());
+  expect_shape(op, "z", z, mu.shape());
+}
+// eps, dz [B, K, D]; dmu like eps, dL [B, K, D, D], each optional.
+template <class V, class G0, class G1>
+void fc_rsample_backward_check(const char* op, const V& eps, const V& dz, const G0& dmu,
+                               const G1& dl) {
+  expect_rank(op, "eps", eps, 3);
+  expect_shape(op, "dz", dz, eps.shape());
+  expect_shape_if_present(op, "dmu", dmu, eps.shape());
+  expect_shape_if_present(op, "dL", dl, fc_matrix_shape(eps.shape()));
+}
+
+// mu_q, mu_p [B, 1, D], L_q, L_p [B, 1, D, D], kl [B], the gradients like their inputs or empty.
+template <class V, class K, class G0, class G1, class G2, class G3>
+void fc_gaussian_kl_check(const char* op, const V& mu_q, const V& l_q, const V& mu_p,
+                          const V& l_p, const K& kl, const G0& dmu_q, const G1& dl_q,
+                          const G2& dmu_p, const G3& dl_p) {
+  expect_rank(op, "mu_q", mu_q, 3);
+  const shape& s = mu_q.shape();
+  throw_if<shape_error>(s[1] != 1, op, ": mu_q ", s,
+                        " must be [B, 1, D] (one Gaussian per row; mixtures have no analytic KL)");
+  fc_dim_check(op, "mu_q", s);
+  const shape m = fc_matrix_shape(s);
+  expect_shape(op, "L_q", l_q, m);
+  expect_shape(op, "mu_p", mu_p, s);
+  expect_shape(op, "L_p", l_p, m);
+  expect_shape(op, "kl", kl, shape{s[0]});
+  expect_shape_if_present(op, "dmu_q", dmu_q, s);
+  expect_shape_if_present(op, "dL_q", dl_q, m);
+  expect_shape_if_present(op, "dmu_p", dmu_p, s);
+  expect_shape_if_present(op, "dL_p", dl_p, m);
+}
+
+// ---- mixtures of Gaussians (ops/gaussian_fc.hpp) --------------------------------------------
+// z [B, D], logits [B, K] (1 ≤ K ≤ 32), mu [B, K, D], `second` L [B, K, D, D] (full) or
+// log_sigma [B, K, D] (diagonal), log_prob [B]; the gradients like their inputs or empty.
+template <class V, class P, class G0, class G1, class G2, class G3>
+void mixture_log_prob_check(const char* op, const V& z, const V& logits, const V& mu,
+                            const char* second_name, const V& second, bool diagonal,
+                            const P& log_prob, const G0& dz, const G1& dlogits, const G2& dmu,
+                            const G3& dsecond, const char* dsecond_name) {
+  expect_rank(op, "z", z, 2);
+  fc_dim_check(op, "z", z.shape());
+  expect_rank(op, "logits", logits, 2);
+  const std::int64_t b = z.size(0), d = z.size(1), k = logits.size(1);
+  expect_shape(op, "logits", logits, shape{b, k});
+  throw_if<shape_error>(k < 1 || k > kernel_math::mixture_max_components, op, ": logits ",
+                        logits.shape(), " must have 1 to ",
+                        kernel_math::mixture_max_components, " components");
+  expect_shape(op, "mu", mu, shape{b, k, d});
+  const shape s2 = diagonal ? shape{b, k, d} : shape{b, k, d, d};
+  expect_shape(op, second_name, second, s2);
+  expect_shape(op, "log_prob", log_prob, shape{b});
+  expect_shape_if_present(op, "dz", dz, z.shape());
+  expect_shape_if_present(op, "dlogits", dlogits, logits.shape());
+  expect_shape_if_present(op, "dmu", dmu, mu.shape());
+  expect_shape_if_present(op, dsecond_name, dsecond, s2);
+}
+
+inline void tau_check(const char* op, double tau) {
+  throw_if<value_error>(!(tau > 0) || !std::isfinite(tau), op,
+                        ": tau must be positive and finite, got ", tau);
+}
+
+// logits, gumbel, relaxed [B, K], samples [B, K, D], z [B, D], choice [B].
+template <class V, class Z, class R, class C>
+void st_mixture_sample_check(const char* op, const V& logits, const V& gumbel, double tau,
+                             const V& samples, const Z& z, const R& relaxed, const C& choice) {
+  tau_check(op, tau);
+  expect_rank(op, "samples", samples, 3);
+  const std::int64_t b = samples.size(0), k = samples.size(1), d = samples.size(2);
+  throw_if<shape_error>(k < 1, op, ": samples ", samples.shape(), " has no components");
+  expect_shape(op, "logits", logits, shape{b, k});
+  expect_shape(op, "gumbel", gumbel, shape{b, k});
+  expect_shape(op, "z", z, shape{b, d});
+  expect_shape(op, "relaxed", relaxed, shape{b, k});
+  expect_shape(op, "choice", choice, shape{b});
+}
+
+// samples [B, K, D], relaxed [B, K], choice [B], dz [B, D]; dlogits, dsamples optional.
+template <class V, class C, class G0, class G1>
+void st_mixture_sample_backward_check(const char* op, const V& samples, const V& relaxed,
+                                      const C& choice, double tau, const V& dz,
+                                      const G0& dlogits, const G1& dsamples) {
+  tau_check(op, tau);
+  expect_rank(op, "samples", samples, 3);
+  const std::int64_t b = samples.size(0), k = samples.size(1), d = samples.size(2);
+  expect_shape(op, "relaxed", relaxed, shape{b, k});
+  expect_shape(op, "choice", choice, shape{b});
+  expect_shape(op, "dz", dz, shape{b, d});
+  expect_shape_if_present(op, "dlogits", dlogits, shape{b, k});
+  expect_shape_if_present(op, "dsamples", dsamples, samples.shape());
 }
 
 }  // namespace ambiseg::ops::detail

@@ -153,6 +153,54 @@ void diag_gaussian_kl_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> l
                                        tensor_view<T, cuda> dmu_q, out_view<T, cuda> dlog_sigma_q,
                                        out_view<T, cuda> dmu_p, out_view<T, cuda> dlog_sigma_p);
 
+// ---- full-covariance and mixture latents (latent_fc.cuh; ops/gaussian_fc.hpp) -----------
+// log_sigma, mu, eps, z [B, K, D]; tril_raw, L [B, K, D, D]; the KL's rows are [B, 1, D(, D)]
+// with D ≤ 64. Gradients accumulate (+=) and are optional; only lower triangles of dL move.
+template <cuda_scalar T>
+void fc_scale_tril_forward(in_view<T, cuda> log_sigma, in_view<T, cuda> tril_raw,
+                           tensor_view<T, cuda> L);
+template <cuda_scalar T>
+void fc_scale_tril_backward(in_view<T, cuda> log_sigma, in_view<T, cuda> dL,
+                            tensor_view<T, cuda> dlog_sigma, out_view<T, cuda> dtril_raw);
+template <cuda_scalar T>
+void fc_gaussian_rsample_forward(in_view<T, cuda> mu, in_view<T, cuda> L, in_view<T, cuda> eps,
+                                 tensor_view<T, cuda> z);
+template <cuda_scalar T>
+void fc_gaussian_rsample_backward(in_view<T, cuda> eps, in_view<T, cuda> dz,
+                                  tensor_view<T, cuda> dmu, out_view<T, cuda> dL);
+template <cuda_scalar T>
+void fc_gaussian_kl_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> L_q,
+                                     in_view<T, cuda> mu_p, in_view<T, cuda> L_p, double scale,
+                                     out_view<double, cuda> kl, tensor_view<T, cuda> dmu_q,
+                                     out_view<T, cuda> dL_q, out_view<T, cuda> dmu_p,
+                                     out_view<T, cuda> dL_p);
+
+// Mixtures: z [B, D], logits [B, K] (K ≤ 32), mu [B, K, D], L [B, K, D, D] or log_sigma
+// [B, K, D], log_prob [B]; the straight-through choice: samples [B, K, D], relaxed [B, K],
+// choice [B].
+template <cuda_scalar T>
+void mixture_log_prob_forward_backward(in_view<T, cuda> z, in_view<T, cuda> logits,
+                                       in_view<T, cuda> mu, in_view<T, cuda> L, double scale,
+                                       out_view<double, cuda> log_prob, tensor_view<T, cuda> dz,
+                                       out_view<T, cuda> dlogits, out_view<T, cuda> dmu,
+                                       out_view<T, cuda> dL);
+template <cuda_scalar T>
+void diag_mixture_log_prob_forward_backward(in_view<T, cuda> z, in_view<T, cuda> logits,
+                                            in_view<T, cuda> mu, in_view<T, cuda> log_sigma,
+                                            double scale, out_view<double, cuda> log_prob,
+                                            tensor_view<T, cuda> dz, out_view<T, cuda> dlogits,
+                                            out_view<T, cuda> dmu, out_view<T, cuda> dlog_sigma);
+template <cuda_scalar T>
+void straight_through_mixture_sample_forward(in_view<T, cuda> logits, in_view<T, cuda> gumbel,
+                                             double tau, in_view<T, cuda> samples,
+                                             tensor_view<T, cuda> z, out_view<T, cuda> relaxed,
+                                             out_view<std::int32_t, cuda> choice);
+template <cuda_scalar T>
+void straight_through_mixture_sample_backward(in_view<T, cuda> samples, in_view<T, cuda> relaxed,
+                                              in_view<std::int32_t, cuda> choice, double tau,
+                                              in_view<T, cuda> dz, tensor_view<T, cuda> dlogits,
+                                              out_view<T, cuda> dsamples);
+
 // ---- cuBLAS products ---------------------------------------------------------------------
 // x [N,In]  w [Out,In]  b [Out] or empty  y [N,Out] = x·wᵀ + b
 template <cuda_scalar T>
