@@ -12,6 +12,7 @@
 #include "ambiseg/ops/cuda/latent_fc.cuh"
 #include "ambiseg/ops/cuda/losses.cuh"
 #include "ambiseg/ops/cuda/resample.cuh"
+#include "ambiseg/ops/cuda/tile.cuh"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -76,6 +77,10 @@ namespace ambiseg::ops::cuda_kernels {
 AMBISEG_INSTANTIATE_OP_KERNELS(float)
 template void affine_forward<float>(in_view<float, cuda>, double, double, tensor_view<float, cuda>);
 template void affine_forward<double>(in_view<double, cuda>, double, double, tensor_view<double, cuda>);
+template void tile_rows_forward<float>(in_view<float, cuda>, tensor_view<float, cuda>);
+template void tile_rows_forward<double>(in_view<double, cuda>, tensor_view<double, cuda>);
+template void tile_rows_backward<float>(in_view<float, cuda>, double, tensor_view<float, cuda>);
+template void tile_rows_backward<double>(in_view<double, cuda>, double, tensor_view<double, cuda>);
 AMBISEG_INSTANTIATE_OP_KERNELS(double)
 
 #undef AMBISEG_INSTANTIATE_OP_KERNELS

@@ -18,6 +18,9 @@ template <class... Devices>
 bool register_builtin_models() {
   register_model<diffusion_segmenter, Devices...>();
   register_model<prob_unet_aa, Devices...>();
+  register_model<prob_unet_aa_mix, Devices...>();
+  register_model<prob_unet_fc, Devices...>();
+  register_model<prob_unet_fc_mix, Devices...>();
   return true;
 }
 

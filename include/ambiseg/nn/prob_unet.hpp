@@ -5,14 +5,16 @@
 //                   level), expanding path: bilinear ×2 (align_corners), cat[up, skip],
 //                   conv_stack (BatchNorm except the last); no output layer: features [N,F0,H,W]
 //   latent_encoder  the prior (image) or posterior (image and mask) net: the same encoder
-//                   (BatchNorm on every level but the last), the spatial mean, a 1×1 conv
-//                   head → μ, log σ of an axis-aligned Gaussian [N,Z] each
+//                   (BatchNorm on every level but the last), the spatial mean, 1×1 conv
+//                   heads → a Gaussian latent (diagonal or full covariance) or a mixture of
+//                   K of them
 //   fcomb           cat[features, z tiled over H×W] → conv1×1 + ReLU, (BN, conv1×1, ReLU) × 2,
 //                   conv1×1 → one logit per pixel
 //
 // Parameter names are the reference's state_dict names (unet.contracting_path.0.layers.0…).
 //
-// Shape legend: N batch, C image channels, F_i filters at level i, H×W pixels, Z latent size.
+// Shape legend: N batch, C image channels, F_i filters at level i, H×W pixels, Z = D latent
+// size, K mixture components.
 #pragma once
 
 #include <cstdint>
@@ -27,16 +29,23 @@
 #include "ambiseg/nn/conv_stack.hpp"
 #include "ambiseg/ops/add.hpp"
 #include "ambiseg/ops/concat.hpp"
+#include "ambiseg/ops/gaussian_fc.hpp"
 #include "ambiseg/ops/linear.hpp"
 #include "ambiseg/ops/spatial_mean.hpp"
 #include "ambiseg/ops/upsample.hpp"
 
 namespace ambiseg::nn {
 
+// The latent's components: axis-aligned (σ per dimension) or full covariance (a Cholesky
+// factor per component).
+enum class latent_covariance { diagonal, full };
+
 struct prob_unet_net_config {
   std::vector<int> num_filters{32, 64, 128, 256};
   int convs_per_block = 3;
   int latent_dim = 6;
+  latent_covariance covariance = latent_covariance::diagonal;
+  int n_components = 1;  // mixture components of the prior and the posterior (1: one Gaussian)
   int fcomb_convs = 4;  // 1×1 convs in fcomb, the last (to the logit) included
   bool batch_norm = true;
   double bn_eps = 1e-5, bn_momentum = 0.1;
@@ -51,7 +60,12 @@ struct prob_unet_net_config {
       throw_if<value_error>(f < 1 || f > 4096, "prob_unet: a level of ", f, " filters (1 to 4096)");
     throw_if<value_error>(convs_per_block < 1 || convs_per_block > 8, "prob_unet: convs_per_block ", convs_per_block,
                           " (1 to 8)");
-    throw_if<value_error>(latent_dim < 1 || latent_dim > 256, "prob_unet: latent_dim ", latent_dim, " (1 to 256)");
+    // The full-covariance and mixture ops hold a row's factor and components on the stack.
+    const int max_latent = covariance == latent_covariance::full || n_components > 1 ? 64 : 256;
+    throw_if<value_error>(latent_dim < 1 || latent_dim > max_latent, "prob_unet: latent_dim ", latent_dim, " (1 to ",
+                          max_latent, ")");
+    throw_if<value_error>(n_components < 1 || n_components > 32, "prob_unet: n_components ", n_components,
+                          " (1 to 32)");
     throw_if<value_error>(fcomb_convs < 2 || fcomb_convs > 16, "prob_unet: fcomb_convs ", fcomb_convs, " (2 to 16)");
     throw_if<value_error>(!(bn_eps > 0) || !(bn_momentum >= 0 && bn_momentum <= 1), "prob_unet: BatchNorm eps ",
                           bn_eps, " and momentum ", bn_momentum, " (eps > 0, momentum in [0, 1])");
@@ -62,6 +76,7 @@ inline void to_json(nlohmann::json& j, const prob_unet_net_config& c) {
   j = {{"num_filters", c.num_filters}, {"convs_per_block", c.convs_per_block}, {"latent_dim", c.latent_dim},
        {"fcomb_convs", c.fcomb_convs}, {"batch_norm", c.batch_norm}, {"bn_eps", c.bn_eps},
        {"bn_momentum", c.bn_momentum}};
+  if (c.n_components > 1) j["n_components"] = c.n_components;
 }
 
 template <class T, class D>
@@ -147,14 +162,19 @@ class unet_features {
   tensor<T, D> dcat_, dup_, dx_;
 };
 
-// The prior or posterior net: encoder, spatial mean, 1×1 head. The head's 2·Z outputs are
-// μ (rows 0..Z−1 of its weight) and log σ (rows Z..2Z−1), computed as two linear maps of
-// the pooled encoding over contiguous halves of the weight.
+// The prior or posterior net: encoder, spatial mean, 1×1 heads on the pooled encoding m:
+//   conv_layer (diagonal) or mean_log_sigma_op (full) [2KD]: per component k, channels
+//     k·2D … k·2D+D−1 are μ_k and the next D are log σ_k          → μ, log σ [N,K,D]
+//   cov_tril_op [K·D·D] (full only): row-major raw factors        → tril_raw [N,K,D,D],
+//     L = strictly-lower(tril_raw) + diag(exp(log σ) + 1e-4)     → L [N,K,D,D]
+//   mixture_weights_conv [K] (K > 1 only): the mixture's logits   → logits [N,K]
+// The split of the [N,2KD] head output into μ and log σ is the channel split of a
+// [N·K, 2D] concat.
 template <class T, class D>
 class latent_encoder {
  public:
   latent_encoder(state_registry<T, D>& r, const std::string& name, int in_channels, const prob_unet_net_config& c)
-      : z_(c.latent_dim) {
+      : z_(c.latent_dim), k_(c.n_components), full_(c.covariance == latent_covariance::full) {
     const int levels = c.levels();
     int index = 0, cin = in_channels;
     for (int i = 0; i < levels; ++i) {
@@ -166,17 +186,19 @@ class latent_encoder {
       cin = c.num_filters[i];
     }
     channels_ = cin;
-    const std::int64_t fan_in = cin;
-    head_.in_channels = cin;
-    head_.out_channels = 2 * z_;
-    head_.kernel = 1;
-    head_.weight = r.params.add(name + ".conv_layer.weight", shape{2 * z_, cin, 1, 1}, param_init::kaiming_normal(fan_in));
-    head_.bias = r.params.add(name + ".conv_layer.bias", shape{2 * z_}, {param_init::normal, 0, 1.0});
+    const conv_init head_init{param_init::kaiming_normal(cin), {param_init::normal, 0, 1.0}};
+    mean_log_sigma_ = make_conv(r, name + (full_ ? ".mean_log_sigma_op" : ".conv_layer"), cin, 2 * k_ * z_, 1, head_init);
+    if (full_) cov_tril_ = make_conv(r, name + ".cov_tril_op", cin, k_ * z_ * z_, 1, head_init);
+    // Never initialised by the reference: PyTorch's default U(±1/√fan_in) for both.
+    const param_init fan_in_uniform{param_init::uniform_fan_in, cin};
+    if (k_ > 1) mixture_ = make_conv(r, name + ".mixture_weights_conv", cin, k_, 1, {fan_in_uniform, fan_in_uniform});
   }
 
   int latent_dim() const { return z_; }
+  int components() const { return k_; }
+  bool full_covariance() const { return full_; }
 
-  // x [N,Ci,H,W] → μ, log σ [N,Z] (views valid until the next forward).
+  // x [N,Ci,H,W] → the heads' outputs (views valid until the next forward).
   void forward(const param_views<T, D>& p, const param_views<T, D>& b, tensor_view<const T, D> x, norm_mode mode,
                workspace<D>& ws) {
     input_ = x;
@@ -189,26 +211,67 @@ class latent_encoder {
     const std::int64_t n = x.size(0);
     pooled_.resize(shape{n, channels_});
     ops::spatial_mean_forward(h, pooled_.view());                            // m [N,F_last]
-    mu_.resize(shape{n, z_});
-    log_sigma_.resize(shape{n, z_});
-    ops::linear_forward(pooled_.cview(), half(p.value(head_.weight), 0), half(p.value(head_.bias), 0),
-                        mu_.view());                                          // μ [N,Z]
-    ops::linear_forward(pooled_.cview(), half(p.value(head_.weight), 1), half(p.value(head_.bias), 1),
-                        log_sigma_.view());                                   // log σ [N,Z]
+    head_out_.resize(shape{n, 2 * k_ * z_});
+    ops::linear_forward(pooled_.cview(), weight_matrix(p.value(mean_log_sigma_.weight)), p.value(mean_log_sigma_.bias),
+                        head_out_.view());                                    // [N,2KD]
+    mu_.resize(shape{n, k_, z_});
+    log_sigma_.resize(shape{n, k_, z_});
+    ops::concat_channels_backward(components_view(head_out_.cview(), 2), components_view(mu_.view(), 1),
+                                  components_view(log_sigma_.view(), 1));     // μ, log σ [N,K,D]
+    if (full_) {
+      tril_raw_.resize(shape{n, k_, z_, z_});
+      ops::linear_forward(pooled_.cview(), weight_matrix(p.value(cov_tril_.weight)), p.value(cov_tril_.bias),
+                          tril_raw_.view().reshaped(shape{n, k_ * z_ * z_}));  // [N,K,D,D]
+      scale_tril_.resize(tril_raw_.shape());
+      ops::fc_scale_tril_forward(log_sigma_.cview(), tril_raw_.cview(), scale_tril_.view());  // L [N,K,D,D]
+    }
+    if (k_ > 1) {
+      logits_.resize(shape{n, k_});
+      ops::linear_forward(pooled_.cview(), weight_matrix(p.value(mixture_.weight)), p.value(mixture_.bias),
+                          logits_.view());                                    // [N,K]
+    }
   }
-  tensor_view<const T, D> mu() const { return mu_.cview(); }
-  tensor_view<const T, D> log_sigma() const { return log_sigma_.cview(); }
+  tensor_view<const T, D> mu() const { return mu_.cview(); }                      // [N,K,D]
+  tensor_view<const T, D> log_sigma() const { return log_sigma_.cview(); }        // [N,K,D]
+  tensor_view<const T, D> scale_tril() const { return scale_tril_.cview(); }      // [N,K,D,D] (full)
+  tensor_view<const T, D> tril_raw() const { return tril_raw_.cview(); }          // [N,K,D,D] (full)
+  tensor_view<const T, D> mixture_logits() const { return logits_.cview(); }      // [N,K] (K > 1)
 
-  // After a batch-statistics forward: dμ, d log σ [N,Z] → parameter gradients (+=).
+  // After a batch-statistics forward: the gradients of the loss with respect to μ, log σ
+  // [N,K,D], L [N,K,D,D] (full; empty otherwise) and the logits [N,K] (K > 1) → parameter
+  // gradients (+=). dlog_sigma is the gradient through log σ directly; the part through L
+  // is added here.
   void backward(const param_views<T, D>& p, tensor_view<const T, D> dmu, tensor_view<const T, D> dlog_sigma,
-                workspace<D>& ws) {
+                tensor_view<const T, D> dscale_tril, tensor_view<const T, D> dlogits, workspace<D>& ws) {
+    const std::int64_t n = pooled_.size(0);
+    expect_shape("latent_encoder::backward", "dmu", dmu, mu_.shape());
+    expect_shape("latent_encoder::backward", "dlog_sigma", dlog_sigma, log_sigma_.shape());
+    dls_.resize(log_sigma_.shape());
+    device_memory<D>::copy(dls_.data(), dlog_sigma.data(), sizeof(T) * static_cast<std::size_t>(dls_.numel()));
     dpooled_.resize(pooled_.shape());
     dpooled2_.resize(pooled_.shape());
-    ops::linear_backward(pooled_.cview(), half(p.value(head_.weight), 0), dmu, dpooled_.view(),
-                         half(p.grad(head_.weight), 0), half(p.grad(head_.bias), 0));
-    ops::linear_backward(pooled_.cview(), half(p.value(head_.weight), 1), dlog_sigma, dpooled2_.view(),
-                         half(p.grad(head_.weight), 1), half(p.grad(head_.bias), 1));
-    ops::add_forward(dpooled_.cview(), dpooled2_.cview(), dpooled_.view());   // dm [N,F_last]
+    if (full_) {
+      expect_shape("latent_encoder::backward", "dscale_tril", dscale_tril, scale_tril_.shape());
+      dtril_raw_.resize(tril_raw_.shape());
+      dtril_raw_.zero();
+      ops::fc_scale_tril_backward(log_sigma_.cview(), dscale_tril, dls_.view(), dtril_raw_.view());
+      ops::linear_backward(pooled_.cview(), weight_matrix(p.value(cov_tril_.weight)),
+                           dtril_raw_.cview().reshaped(shape{n, k_ * z_ * z_}), dpooled2_.view(),
+                           weight_matrix(p.grad(cov_tril_.weight)), p.grad(cov_tril_.bias));
+    }
+    dhead_.resize(head_out_.shape());
+    ops::concat_channels_forward(components_view(dmu, 1), components_view(dls_.cview(), 1),
+                                 components_view(dhead_.view(), 2));          // d head [N,2KD]
+    ops::linear_backward(pooled_.cview(), weight_matrix(p.value(mean_log_sigma_.weight)), dhead_.cview(),
+                         dpooled_.view(), weight_matrix(p.grad(mean_log_sigma_.weight)),
+                         p.grad(mean_log_sigma_.bias));
+    if (full_) ops::add_forward(dpooled_.cview(), dpooled2_.cview(), dpooled_.view());
+    if (k_ > 1) {
+      expect_shape("latent_encoder::backward", "dlogits", dlogits, logits_.shape());
+      ops::linear_backward(pooled_.cview(), weight_matrix(p.value(mixture_.weight)), dlogits, dpooled2_.view(),
+                           weight_matrix(p.grad(mixture_.weight)), p.grad(mixture_.bias));
+      ops::add_forward(dpooled_.cview(), dpooled2_.cview(), dpooled_.view());  // dm [N,F_last]
+    }
     const tensor_view<const T, D> last = outs_.back();
     dh_.resize(last.shape());
     ops::spatial_mean_backward(dpooled_.cview(), dh_.view());                 // [N,F_last,h,w]
@@ -225,20 +288,26 @@ class latent_encoder {
   }
 
  private:
-  // Rows [k·Z, (k+1)·Z) of the head's weight [2Z,C,1,1] as [Z,C], or of its bias as [Z].
+  // A 1×1 conv weight [O,C,1,1] as the matrix [O,C].
   template <class U>
-  tensor_view<U, D> half(tensor_view<U, D> v, int k) const {
-    if (v.rank() == 1) return tensor_view<U, D>(v.data() + k * z_, shape{z_});
-    return tensor_view<U, D>(v.data() + static_cast<std::int64_t>(k) * z_ * channels_, shape{z_, channels_});
+  static tensor_view<U, D> weight_matrix(tensor_view<U, D> w) {
+    return w.reshaped(shape{w.size(0), w.size(1)});
+  }
+  // [N,K,parts·D] (or [N, parts·K·D]) as [N·K, parts·D, 1, 1], the layout concat splits.
+  template <class U>
+  tensor_view<U, D> components_view(tensor_view<U, D> v, int parts) const {
+    return v.reshaped(shape{v.numel() / (parts * z_), parts * z_, 1, 1});
   }
 
-  int z_;
+  int z_, k_;
+  bool full_;
   int channels_ = 0;
   std::vector<conv_stack<T, D>> blocks_;
-  conv_layer head_;
+  conv_layer mean_log_sigma_, cov_tril_, mixture_;
   tensor_view<const T, D> input_;
   std::vector<tensor_view<const T, D>> outs_;
-  tensor<T, D> pooled_, mu_, log_sigma_, dpooled_, dpooled2_, dh_, dx_;
+  tensor<T, D> pooled_, head_out_, mu_, log_sigma_, tril_raw_, scale_tril_, logits_;
+  tensor<T, D> dls_, dtril_raw_, dhead_, dpooled_, dpooled2_, dh_, dx_;
 };
 
 // fcomb: features [N,F0,H,W] and z [N,Z] → logits [N,1,H,W].

@@ -16,5 +16,6 @@
 #include "ambiseg/ops/silu.hpp"
 #include "ambiseg/ops/spatial_mean.hpp"
 #include "ambiseg/ops/tanh.hpp"
+#include "ambiseg/ops/tile.hpp"
 #include "ambiseg/ops/timestep_embedding.hpp"
 #include "ambiseg/ops/upsample.hpp"

@@ -309,4 +309,18 @@ void st_mixture_sample_backward_check(const char* op, const V& samples, const V&
   expect_shape_if_present(op, "dsamples", dsamples, samples.shape());
 }
 
+// tile_rows_*: y's (or dy's) first axis a positive multiple of x's, the other axes equal;
+// returns the number of copies.
+template <class X, class Y>
+std::int64_t tile_copies(const char* op, const char* x_name, const X& x, const char* y_name, const Y& y) {
+  throw_if<shape_error>(x.rank() < 1 || y.rank() != x.rank(), op, ": ", x_name, " ", x.shape().to_string(),
+                        " and ", y_name, " ", y.shape().to_string(), " must have the same rank (at least 1)");
+  for (int i = 1; i < x.rank(); ++i)
+    throw_if<shape_error>(x.size(i) != y.size(i), op, ": ", y_name, " ", y.shape().to_string(),
+                          " is not copies of ", x_name, " ", x.shape().to_string());
+  throw_if<shape_error>(x.size(0) < 1 || y.size(0) % x.size(0) != 0, op, ": ", y_name, " ",
+                        y.shape().to_string(), " is not copies of ", x_name, " ", x.shape().to_string());
+  return y.size(0) / x.size(0);
+}
+
 }  // namespace ambiseg::ops::detail

@@ -229,4 +229,10 @@ void affine_forward(in_view<T, cuda> x, double a, double b, tensor_view<T, cuda>
 void combine_case_losses(in_view<double, cuda> first, in_view<double, cuda> second, double weight,
                          tensor_view<double, cuda> report);
 
+// ---- copies of a batch and the sum back (ops/tile.hpp) -----------------------------------
+template <cuda_scalar T>
+void tile_rows_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
+template <cuda_scalar T>
+void tile_rows_backward(in_view<T, cuda> dy, double scale, tensor_view<T, cuda> dx);
+
 }  // namespace ambiseg::ops::cuda_kernels
