@@ -35,9 +35,48 @@ void BM_sample16_diffusion_paper(benchmark::State& state) {
 void BM_sample16_prob_unet_aa_paper(benchmark::State& state) {
   sample16(state, {"prob_unet_aa", {{"preset", "paper"}}});
 }
+void BM_sample16_prob_unet_aa_mix_paper(benchmark::State& state) {
+  sample16(state, {"prob_unet_aa_mix", {{"preset", "paper"}}});
+}
+void BM_sample16_prob_unet_fc_paper(benchmark::State& state) {
+  sample16(state, {"prob_unet_fc", {{"preset", "paper"}}});
+}
+void BM_sample16_prob_unet_fc_mix_paper(benchmark::State& state) {
+  sample16(state, {"prob_unet_fc_mix", {{"preset", "paper"}}});
+}
+
+// One training step (forward, loss, backward; no optimiser) on 6 cases of 64×64 at the
+// paper configuration: what the mixtures' 1000-sample Monte-Carlo KL adds to a step.
+void train_step(benchmark::State& state, const models::model_spec& spec) {
+  auto model = models::model_registry<cpu>::instance().at(spec.kind).build(spec.config, {1, 0});
+  const auto cases = data::synthetic_lesions({.size = 64, .seed = 0}).make_cases(0, 6);
+  tensor<float> images(shape{6, 1, 64, 64}), masks(shape{6, 1, 64, 64});
+  for (int i = 0; i < 6; ++i) {
+    std::copy(cases[i].image.data(), cases[i].image.data() + 64 * 64, images.data() + i * 64 * 64);
+    for (int p = 0; p < 64 * 64; ++p) masks[i * 64 * 64 + p] = cases[i].masks.data()[p] ? 1.0f : -1.0f;  // annotator 0
+  }
+  tensor<double> report(shape{7});
+  rng g(0);
+  for (auto _ : state) {
+    model->parameters().zero_grad();
+    model->loss_and_gradient({images.cview(), masks.cview()}, g, report.view());
+  }
+  state.counters["threads"] = num_threads();
+}
+void BM_train_step_prob_unet_aa_paper(benchmark::State& state) {
+  train_step(state, {"prob_unet_aa", {{"preset", "paper"}}});
+}
+void BM_train_step_prob_unet_fc_mix_paper(benchmark::State& state) {
+  train_step(state, {"prob_unet_fc_mix", {{"preset", "paper"}}});
+}
 
 }  // namespace
 
 BENCHMARK(BM_sample16_diffusion_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sample16_prob_unet_aa_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sample16_prob_unet_aa_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sample16_prob_unet_fc_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sample16_prob_unet_fc_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_train_step_prob_unet_aa_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_train_step_prob_unet_fc_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();
