@@ -8,8 +8,9 @@ tfwrapper/{layers,normalisation,utils}.py.
 
 Shape legend: B batch, H x W image, C_in image channels, K n_classes (2), D zdim0 (2),
 L latent levels (5), R resolution levels (7), dl = R - L (2), n0 base width (20),
-c[i] = [n0, 2n0, 4n0, 6n0, 6n0, 6n0, 6n0][i] (paper: 20, 40, 80, 120, 120, 120, 120; for R > 7
-the list continues with 6n0), zu = D * n0 (the width of the z-upsampling convs; paper 40).
+c[i] = [n0, 2n0, 4n0, 6n0, 6n0, 6n0, 6n0][i] (paper: 20, 40, 80, 120, 120, 120, 120; TF's list
+ends at R = 7, channels() continues it with 6n0), zu = D * n0 (the width of the z-upsampling
+convs; paper 40).
 Level l in 0..L-1 (0 = finest). Latent level l lives at resolution level l + dl:
 h_l x w_l = H / 2^(l+dl) x W / 2^(l+dl). H and W must be divisible by 2^(R-1).
 All tensors are NCHW; conv weights are stored PyTorch-style OIHW [out, in, kh, kw] (TF stores
@@ -81,7 +82,8 @@ Likelihood p(y | z) (likelihoods.py:162-223): a decoder of z only (it never sees
       H/2^l x W/2^l.
   post_c[L-1] = post_z[L-1]; for l = L-2..0:
       ub = ups_c[l](up2(post_c[l+1]))             one convBN: ch(post_c[l+1]) -> c[l]
-      post_c[l] = post_c_stack[l](cat([post_z[l], ub]))   stack of 2 convBN 2c[l] -> c[l+dl] -> c[l+dl]
+      post_c[l] = post_c_stack[l](cat([post_z[l], ub]))
+                                      stack of 2 convBN 2c[l] -> c[l+dl] -> c[l+dl]
   ch(post_c[l]) = c[l+dl] for l < L-1, c[L-1] for l = L-1 (paper: 80, 120, 120, 120, 120).
   s_l = nn_up(2^l)(Conv1x1(post_c[l] -> K, bias)): level l's logits at H x W.
   logits = sum_l s_l, accumulated top-down as S_l below (logits = S_0); the prediction is
@@ -105,11 +107,12 @@ generation-mode branches, which are built with the same `training` placeholder
 those samples): every prior and likelihood BatchNorm gets a SECOND update per step from the batch
 statistics of the generation pass (the prior conditioned on its own samples, drawn with fresh
 noise gen_eps_l, and the likelihood of those samples, both with training-mode BN). Their outputs
-do not enter the loss. TF does not order the two updates of one variable (both assign_sub ops
-read the variable through the same snapshot); here they are applied one after the other,
-training pass first, generation pass second (they differ from a simultaneous application by a
-term of order 0.01^2). Config bn_update_generation_pass (default True) reproduces this. The
-posterior is built once, so it gets one update.
+do not enter the loss. TF gives the two update ops of one variable no order (they are independent
+ops under one control dependency, on a non-resource variable); here they are applied one after
+the other, training pass first, generation pass second (any other order or a simultaneous
+application differs by a term of order 0.01^2 times the difference of the two statistics).
+Config bn_update_generation_pass (default True) reproduces this. The posterior is built once,
+so it gets one update.
 Evaluation / sampling (model.eval()): the prior in generation mode (each level conditioned on the
 prior's own sample of the level above, from given eps_l) with running-statistics BN, then the
 likelihood of those samples; logits = sum_l s_l.
