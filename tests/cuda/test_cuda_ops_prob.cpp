@@ -69,20 +69,21 @@ TEMPLATE_TEST_CASE("CUDA bilinear 2x matches the CPU op for both align_corners",
   AMBISEG_REQUIRE_GPU();
   using T = TestType;
   const auto tl = default_tol<T>();
-  for (const bool ac : {false, true})
+  for (const auto mode : {ops::bilinear_mode::half_pixel, ops::bilinear_mode::align_corners,
+                            ops::bilinear_mode::asymmetric})
     for (const shape s : {shape{2, 3, 5, 4}, shape{1, 2, 1, 3}, shape{1, 1, 8, 8}}) {
-      INFO("align_corners " << ac << ", x " << s.to_string());
+      INFO("mode " << static_cast<int>(mode) << ", x " << s.to_string());
       const shape ys{s[0], s[1], 2 * s[2], 2 * s[3]};
       auto x = random_tensor<T>(s, 110);
       auto dy = random_tensor<T>(ys, 111);
       auto xd = to_device(x), dyd = to_device(dy);
       tensor<T> y(ys), dx(s);
       tensor<T, cuda> yd(ys), dxd(s);
-      ops::upsample_bilinear2x_forward(x.cview(), y.view(), ac);
-      ops::upsample_bilinear2x_forward(xd.cview(), yd.view(), ac);
+      ops::upsample_bilinear2x_forward(x.cview(), y.view(), mode);
+      ops::upsample_bilinear2x_forward(xd.cview(), yd.view(), mode);
       require_close(yd, y, tl, "bilinear forward");  // same taps; a GPU may contract to FMA
-      ops::upsample_bilinear2x_backward(dy.cview(), dx.view(), ac);
-      ops::upsample_bilinear2x_backward(dyd.cview(), dxd.view(), ac);
+      ops::upsample_bilinear2x_backward(dy.cview(), dx.view(), mode);
+      ops::upsample_bilinear2x_backward(dyd.cview(), dxd.view(), mode);
       require_close(dxd, dx, tl, "bilinear backward");
     }
 }
@@ -190,9 +191,9 @@ TEST_CASE("CUDA Probabilistic U-Net ops validate shapes before touching the devi
   CHECK_THROWS_WITH(ck::avg_pool2x2_forward(c({1, 2, 5, 4}), v({1, 2, 2, 2})),
                     Catch::Contains("avg_pool2x2_forward: x") && Catch::Contains("even"));
   CHECK_THROWS_AS(ck::avg_pool2x2_backward(c({1, 2, 2, 3}), v({1, 2, 4, 4})), shape_error);
-  CHECK_THROWS_AS(ck::upsample_bilinear2x_forward(c({1, 2, 3, 4}), v({1, 2, 6, 7}), true),
+  CHECK_THROWS_AS(ck::upsample_bilinear2x_forward(c({1, 2, 3, 4}), v({1, 2, 6, 7}), ops::bilinear_mode::align_corners),
                   shape_error);
-  CHECK_THROWS_AS(ck::upsample_bilinear2x_backward(c({1, 2, 6, 8}), v({1, 2, 3, 3}), false),
+  CHECK_THROWS_AS(ck::upsample_bilinear2x_backward(c({1, 2, 6, 8}), v({1, 2, 3, 3}), ops::bilinear_mode::half_pixel),
                   shape_error);
   CHECK_THROWS_WITH(ck::spatial_mean_forward(c({2, 3, 0, 4}), v({2, 3})),
                     Catch::Contains("no pixels"));

@@ -180,6 +180,24 @@ TEST_CASE("bilinear 2x: PyTorch's documented values for both align_corners", "[o
   for (int i = 0; i < 16; ++i) CHECK(y[i] == Approx(corners[i]).epsilon(1e-6));
 }
 
+TEST_CASE("bilinear 2x, asymmetric: TensorFlow 1's legacy resize_bilinear by hand", "[ops][upsample]") {
+  // Per axis out[2k] = in[k], out[2k+1] = ½(in[k] + in[k+1]), the last output = in[n−1];
+  // rows first, then columns: [[1, 2], [3, 4]] → the 4×4 below (PHiSeg's up-sampling).
+  auto x = tensor<double>::from({1, 1, 2, 2}, {1, 2, 3, 4});
+  tensor<double> y({1, 1, 4, 4});
+  ops::upsample_bilinear2x_forward(x, y.view(), ops::bilinear_mode::asymmetric);
+  const double tf[] = {1.0, 1.5, 2.0, 2.0, 2.0, 2.5, 3.0, 3.0, 3.0, 3.5, 4.0, 4.0, 3.0, 3.5, 4.0, 4.0};
+  for (int i = 0; i < 16; ++i) CHECK(y[i] == tf[i]);
+  // The backward of a one at every output: each input's total weight (1 + ½ + ½ per axis
+  // inside, 1 + ½ + ½ + … at the end: the last input collects 2 per axis).
+  tensor<double> ones({1, 1, 4, 4}), dx({1, 1, 2, 2});
+  ones.fill(1.0);
+  ops::upsample_bilinear2x_backward(ones, dx.view(), ops::bilinear_mode::asymmetric);
+  CHECK(dx[0] == 1.5 * 1.5);
+  CHECK(dx[1] == 1.5 * 2.5);
+  CHECK(dx[3] == 2.5 * 2.5);
+}
+
 TEST_CASE("bilinear 2x reproduces an affine image at the source positions", "[ops][upsample]") {
   // x[h, w] = h + 10·w is linear in each axis, so y = s_h + 10·s_w with the source positions
   // s = max((i + ½)/2 − ½, 0) clamped to in − 1 (half-pixel) or i·(in − 1)/(2·in − 1).

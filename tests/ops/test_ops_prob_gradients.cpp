@@ -59,21 +59,22 @@ TEST_CASE("relu, avg_pool and spatial mean gradients",
   }
 }
 
-TEST_CASE("bilinear 2x gradients, both align_corners, down to one row or column",
+TEST_CASE("bilinear 2x gradients, every mode, down to one row or column",
           "[ops][upsample][grad]") {
   rng r(912);
-  for (const bool ac : {false, true})
+  for (const auto mode : {ops::bilinear_mode::half_pixel, ops::bilinear_mode::align_corners,
+                            ops::bilinear_mode::asymmetric})
     for (const shape s :
          {shape{2, 2, 3, 4}, shape{1, 2, 1, 3}, shape{1, 1, 5, 1}, shape{1, 1, 2, 2}}) {
-      INFO("align_corners " << ac << ", x " << s);
+      INFO("mode " << static_cast<int>(mode) << ", x " << s);
       auto x = randn(s, r);
       auto dy = randn({s[0], s[1], 2 * s[2], 2 * s[3]}, r);
       tensor<double> y(dy.shape()), dx(s);
       auto loss = [&] {
-        ops::upsample_bilinear2x_forward(x, y.view(), ac);
+        ops::upsample_bilinear2x_forward(x, y.view(), mode);
         return dot(dy, y);
       };
-      ops::upsample_bilinear2x_backward(dy, dx.view(), ac);
+      ops::upsample_bilinear2x_backward(dy, dx.view(), mode);
       check_gradient("bilinear x", x, dx, loss);
     }
 }

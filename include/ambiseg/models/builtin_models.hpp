@@ -9,6 +9,7 @@
 #pragma once
 
 #include "ambiseg/models/diffusion_segmenter.hpp"
+#include "ambiseg/models/phiseg.hpp"
 #include "ambiseg/models/prob_unet.hpp"
 #include "ambiseg/models/registry.hpp"
 
@@ -21,6 +22,7 @@ bool register_builtin_models() {
   register_model<prob_unet_aa_mix, Devices...>();
   register_model<prob_unet_fc, Devices...>();
   register_model<prob_unet_fc_mix, Devices...>();
+  register_model<phiseg, Devices...>();
   return true;
 }
 

@@ -11,9 +11,20 @@
 
 #include "ambiseg/core/config.hpp"
 
+namespace ambiseg::ops {
+
+// Where output pixel dst of a ×2 bilinear up-sampling reads the input, per axis:
+//   half_pixel     (dst + ½)/2 − ½ clamped at 0   (PyTorch align_corners = false)
+//   align_corners  dst·(in − 1)/(2·in − 1)         (PyTorch align_corners = true)
+//   asymmetric     dst/2                           (TensorFlow 1's legacy resize_bilinear,
+//                  align_corners = half_pixel_centers = false: PHiSeg's reference)
+enum class bilinear_mode : int { half_pixel, align_corners, asymmetric };
+
+}  // namespace ambiseg::ops
+
 namespace ambiseg::ops::kernel_math {
 
-// ---- bilinear ×2 up-sampling (PyTorch's upsample_bilinear2d with scale_factor = 2) -------
+// ---- bilinear ×2 up-sampling (scale_factor = 2, any bilinear_mode) ------------------------
 
 // Output index dst reads input i0 with weight l0 and i1 with weight l1 (i1 = i0 at the last
 // input, so both weights land on one pixel there).
@@ -22,14 +33,15 @@ struct bilinear_tap {
   double l0, l1;
 };
 
-// align_corners = false: the half-pixel source (dst + ½)/2 − ½ clamped at 0 (exact in
-// binary). align_corners = true: dst·(in − 1)/(2·in − 1), formed as one integer product and
-// one division so that every source that is an integer (the corners above all) is exact;
-// PyTorch multiplies by a rounded scale instead, which differs by at most an ulp.
-AMBISEG_HD bilinear_tap bilinear2x_tap(std::int64_t dst, std::int64_t in, bool align_corners) {
+// half_pixel and asymmetric sources are exact in binary. align_corners: one integer product
+// and one division, so that every source that is an integer (the corners above all) is
+// exact; PyTorch multiplies by a rounded scale instead, which differs by at most an ulp.
+AMBISEG_HD bilinear_tap bilinear2x_tap(std::int64_t dst, std::int64_t in, bilinear_mode mode) {
   double src;
-  if (align_corners) {
+  if (mode == bilinear_mode::align_corners) {
     src = static_cast<double>(dst * (in - 1)) / static_cast<double>(2 * in - 1);
+  } else if (mode == bilinear_mode::asymmetric) {
+    src = 0.5 * static_cast<double>(dst);
   } else {
     src = 0.5 * (static_cast<double>(dst) + 0.5) - 0.5;
     if (src < 0.0) src = 0.0;
@@ -53,9 +65,9 @@ AMBISEG_HD T bilinear2x_sample(const T* x, std::int64_t w, const bilinear_tap& t
 }
 
 // The backward as a gather: the outputs along one axis that read input index src and the
-// weight each gives it. In both modes the source position of output dst lies in
-// [dst/2 − ½, dst/2] (align_corners: the scale is below ½ by 1/(2(2·in − 1)); otherwise
-// dst/2 − ¼, clamped at 0), and dst reads src only if that position is in [src − 1, src + 1),
+// weight each gives it. In every mode the source position of output dst lies in
+// [dst/2 − ½, dst/2] (align_corners: the scale is below ½ by 1/(2(2·in − 1)); half_pixel:
+// dst/2 − ¼, clamped at 0; asymmetric: dst/2), and dst reads src only if that position is in [src − 1, src + 1),
 // so only dst ∈ [2·src − 2, 2·src + 2] can: five candidates, at most four of which touch.
 // `touches` marks those (a zero weight on a touched pixel still counts, as in PyTorch's
 // scatter, so a NaN in dy spreads the same way).
@@ -67,13 +79,13 @@ struct bilinear_gather {
 };
 
 AMBISEG_HD bilinear_gather bilinear2x_gather(std::int64_t src, std::int64_t in,
-                                             bool align_corners) {
+                                             bilinear_mode mode) {
   bilinear_gather g{};
   g.first = 2 * src - 2 < 0 ? 0 : 2 * src - 2;
   const std::int64_t last = 2 * src + 2 < 2 * in - 1 ? 2 * src + 2 : 2 * in - 1;
   g.count = static_cast<int>(last - g.first + 1);
   for (int k = 0; k < g.count; ++k) {
-    const bilinear_tap t = bilinear2x_tap(g.first + k, in, align_corners);
+    const bilinear_tap t = bilinear2x_tap(g.first + k, in, mode);
     double wk = 0.0;
     if (t.i0 == src) wk += t.l0;
     if (t.i1 == src) wk += t.l1;

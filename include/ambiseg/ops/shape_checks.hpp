@@ -323,4 +323,23 @@ std::int64_t tile_copies(const char* op, const char* x_name, const X& x, const c
   return y.size(0) / x.size(0);
 }
 
+// gaussian_kl_sigma_forward_backward: four inputs of one shape [B, ...], kl [B], the
+// gradients that shape or empty, a floor ≥ 0.
+template <class V, class K, class G0, class G1, class G2, class G3>
+void gaussian_kl_sigma_check(const char* op, const V& mu_q, const V& sigma_q, const V& mu_p, const V& sigma_p,
+                             double floor, const K& kl, const G0& dmu_q, const G1& dsigma_q, const G2& dmu_p,
+                             const G3& dsigma_p) {
+  throw_if<shape_error>(mu_q.rank() < 1, op, ": mu_q needs a batch axis, got ", mu_q.shape().to_string());
+  const shape& s = mu_q.shape();
+  expect_shape(op, "sigma_q", sigma_q, s);
+  expect_shape(op, "mu_p", mu_p, s);
+  expect_shape(op, "sigma_p", sigma_p, s);
+  expect_shape(op, "kl", kl, shape{s[0]});
+  expect_shape_if_present(op, "dmu_q", dmu_q, s);
+  expect_shape_if_present(op, "dsigma_q", dsigma_q, s);
+  expect_shape_if_present(op, "dmu_p", dmu_p, s);
+  expect_shape_if_present(op, "dsigma_p", dsigma_p, s);
+  throw_if<value_error>(!(floor >= 0.0), op, ": the variance floor must be ≥ 0, got ", floor);
+}
+
 }  // namespace ambiseg::ops::detail

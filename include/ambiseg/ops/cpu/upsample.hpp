@@ -46,16 +46,16 @@ void upsample_nearest2x_backward(const T* dy, T* dx, std::int64_t nc, std::int64
 // scratch, since ops never allocate).
 template <class T>
 void upsample_bilinear2x_forward(const T* x, T* y, std::int64_t nc, std::int64_t h,
-                                 std::int64_t w, bool align_corners) {
+                                 std::int64_t w, bilinear_mode mode) {
   const std::int64_t h2 = 2 * h, w2 = 2 * w;
 #pragma omp parallel for schedule(static) collapse(2)
   for (std::int64_t p = 0; p < nc; ++p)
     for (std::int64_t i = 0; i < h2; ++i) {
-      const kernel_math::bilinear_tap th = kernel_math::bilinear2x_tap(i, h, align_corners);
+      const kernel_math::bilinear_tap th = kernel_math::bilinear2x_tap(i, h, mode);
       const T* plane = x + p * h * w;
       T* d = y + (p * h2 + i) * w2;
       for (std::int64_t j = 0; j < w2; ++j) {
-        const kernel_math::bilinear_tap tw = kernel_math::bilinear2x_tap(j, w, align_corners);
+        const kernel_math::bilinear_tap tw = kernel_math::bilinear2x_tap(j, w, mode);
         d[j] = kernel_math::bilinear2x_sample(plane, w, th, tw);
       }
     }
@@ -65,15 +65,15 @@ void upsample_bilinear2x_forward(const T* x, T* y, std::int64_t nc, std::int64_t
 // result does not depend on the thread count and equals the CUDA kernel's order.
 template <class T>
 void upsample_bilinear2x_backward(const T* dy, T* dx, std::int64_t nc, std::int64_t h,
-                                  std::int64_t w, bool align_corners) {
+                                  std::int64_t w, bilinear_mode mode) {
 #pragma omp parallel for schedule(static) collapse(2)
   for (std::int64_t p = 0; p < nc; ++p)
     for (std::int64_t r = 0; r < h; ++r) {
-      const kernel_math::bilinear_gather gr = kernel_math::bilinear2x_gather(r, h, align_corners);
+      const kernel_math::bilinear_gather gr = kernel_math::bilinear2x_gather(r, h, mode);
       const T* plane = dy + p * 4 * h * w;
       T* d = dx + (p * h + r) * w;
       for (std::int64_t c = 0; c < w; ++c) {
-        const kernel_math::bilinear_gather gc = kernel_math::bilinear2x_gather(c, w, align_corners);
+        const kernel_math::bilinear_gather gc = kernel_math::bilinear2x_gather(c, w, mode);
         d[c] = kernel_math::bilinear2x_gather_value(plane, w, gr, gc);
       }
     }

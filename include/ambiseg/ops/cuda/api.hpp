@@ -19,6 +19,7 @@
 #include "ambiseg/core/cuda_context.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/core/workspace.hpp"
+#include "ambiseg/ops/kernel_math.hpp"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -123,12 +124,12 @@ template <cuda_scalar T>
 void avg_pool2x2_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
 template <cuda_scalar T>
 void avg_pool2x2_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx);
-// PyTorch's bilinear ×2 (ops/upsample.hpp); the backward gathers (no atomics).
+// bilinear ×2 in any bilinear_mode (ops/upsample.hpp); the backward gathers (no atomics).
 template <cuda_scalar T>
-void upsample_bilinear2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y, bool align_corners);
+void upsample_bilinear2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y, bilinear_mode mode);
 template <cuda_scalar T>
 void upsample_bilinear2x_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx,
-                                  bool align_corners);
+                                  bilinear_mode mode);
 
 // ---- Probabilistic U-Net losses (losses.cuh); per-case results in double -----------------
 // logits, targets [N, ...]  per_case [N]  dlogits [N, ...] (assigned, optional); one block
@@ -234,5 +235,23 @@ template <cuda_scalar T>
 void tile_rows_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
 template <cuda_scalar T>
 void tile_rows_backward(in_view<T, cuda> dy, double scale, tensor_view<T, cuda> dx);
+
+// ---- softplus and the σ-parametrised Gaussian latents (ops/softplus.hpp, ops/gaussian_sigma.hpp)
+template <cuda_scalar T>
+void softplus_forward(in_view<T, cuda> x, tensor_view<T, cuda> y);
+template <cuda_scalar T>
+void sigma_gaussian_rsample_forward(in_view<T, cuda> mu, in_view<T, cuda> sigma, in_view<T, cuda> eps,
+                                    tensor_view<T, cuda> z);
+template <cuda_scalar T>
+void sigma_gaussian_rsample_backward(in_view<T, cuda> eps, in_view<T, cuda> dz, tensor_view<T, cuda> dmu,
+                                     out_view<T, cuda> dsigma);
+template <cuda_scalar T>
+void softplus_backward(in_view<T, cuda> x, in_view<T, cuda> dy, tensor_view<T, cuda> dx);
+template <cuda_scalar T>
+void gaussian_kl_sigma_forward_backward(in_view<T, cuda> mu_q, in_view<T, cuda> sigma_q, in_view<T, cuda> mu_p,
+                                        in_view<T, cuda> sigma_p, double floor, double scale,
+                                        out_view<double, cuda> kl, tensor_view<T, cuda> dmu_q,
+                                        out_view<T, cuda> dsigma_q, out_view<T, cuda> dmu_p,
+                                        out_view<T, cuda> dsigma_p);
 
 }  // namespace ambiseg::ops::cuda_kernels

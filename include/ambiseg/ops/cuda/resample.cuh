@@ -41,24 +41,24 @@ __global__ void avg_pool2x2_backward_kernel(const T* dy, T* dx, std::int64_t nc,
 template <class T>
 __global__ void upsample_bilinear2x_forward_kernel(const T* x, T* y, std::int64_t nc,
                                                    std::int64_t h, std::int64_t w,
-                                                   bool align_corners) {
+                                                   bilinear_mode mode) {
   const std::int64_t h2 = 2 * h, w2 = 2 * w, n = nc * h2 * w2;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
     const std::int64_t col = i % w2, row = (i / w2) % h2, p = i / (w2 * h2);
-    const kernel_math::bilinear_tap th = kernel_math::bilinear2x_tap(row, h, align_corners);
-    const kernel_math::bilinear_tap tw = kernel_math::bilinear2x_tap(col, w, align_corners);
+    const kernel_math::bilinear_tap th = kernel_math::bilinear2x_tap(row, h, mode);
+    const kernel_math::bilinear_tap tw = kernel_math::bilinear2x_tap(col, w, mode);
     y[i] = kernel_math::bilinear2x_sample(x + p * h * w, w, th, tw);
   }
 }
 template <class T>
 __global__ void upsample_bilinear2x_backward_kernel(const T* dy, T* dx, std::int64_t nc,
                                                     std::int64_t h, std::int64_t w,
-                                                    bool align_corners) {
+                                                    bilinear_mode mode) {
   const std::int64_t n = nc * h * w;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
     const std::int64_t col = i % w, row = (i / w) % h, p = i / (w * h);
-    const kernel_math::bilinear_gather gr = kernel_math::bilinear2x_gather(row, h, align_corners);
-    const kernel_math::bilinear_gather gc = kernel_math::bilinear2x_gather(col, w, align_corners);
+    const kernel_math::bilinear_gather gr = kernel_math::bilinear2x_gather(row, h, mode);
+    const kernel_math::bilinear_gather gc = kernel_math::bilinear2x_gather(col, w, mode);
     dx[i] = kernel_math::bilinear2x_gather_value(dy + p * 4 * h * w, w, gr, gc);
   }
 }
@@ -90,27 +90,27 @@ void avg_pool2x2_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx) {
 }
 
 template <cuda_scalar T>
-void upsample_bilinear2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y, bool align_corners) {
+void upsample_bilinear2x_forward(in_view<T, cuda> x, tensor_view<T, cuda> y, bilinear_mode mode) {
   const char* op = "upsample_bilinear2x_forward";
   expect_rank(op, "x", x, 4);
   expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
   if (y.numel() == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(y.numel()), detail::block_threads, 0,
                  current_cuda_context().stream(), detail::upsample_bilinear2x_forward_kernel<T>)(
-      x.data(), y.data(), x.size(0) * x.size(1), x.size(2), x.size(3), align_corners);
+      x.data(), y.data(), x.size(0) * x.size(1), x.size(2), x.size(3), mode);
   detail::check_launch("upsample_bilinear2x_forward_kernel");
 }
 
 template <cuda_scalar T>
 void upsample_bilinear2x_backward(in_view<T, cuda> dy, tensor_view<T, cuda> dx,
-                                  bool align_corners) {
+                                  bilinear_mode mode) {
   const char* op = "upsample_bilinear2x_backward";
   expect_rank(op, "dx", dx, 4);
   expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
   if (dx.numel() == 0) return;
   AMBISEG_LAUNCH(detail::grid_for(dx.numel()), detail::block_threads, 0,
                  current_cuda_context().stream(), detail::upsample_bilinear2x_backward_kernel<T>)(
-      dy.data(), dx.data(), dx.size(0) * dx.size(1), dx.size(2), dx.size(3), align_corners);
+      dy.data(), dx.data(), dx.size(0) * dx.size(1), dx.size(2), dx.size(3), mode);
   detail::check_launch("upsample_bilinear2x_backward_kernel");
 }
 
