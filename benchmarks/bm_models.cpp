@@ -1,7 +1,8 @@
 // What 16 masks of one 128×128 image cost each model at its paper configuration, on the
 // CPU: the whole sample_masks call from a freshly initialised model (weights do not change
 // the work). Counters: network passes per draw as the model reports them (a diffusion
-// model's steps; one for the Probabilistic U-Net, whose draws then run only fcomb), and
+// model's steps; one for the Probabilistic U-Nets, whose draws then run only fcomb, and for
+// PHiSeg, whose draws run the prior's latent levels and the likelihood), and
 // the model's parameters. docs/models.md reports the figures.
 #include <benchmark/benchmark.h>
 
@@ -44,6 +45,7 @@ void BM_sample16_prob_unet_fc_paper(benchmark::State& state) {
 void BM_sample16_prob_unet_fc_mix_paper(benchmark::State& state) {
   sample16(state, {"prob_unet_fc_mix", {{"preset", "paper"}}});
 }
+void BM_sample16_phiseg_paper(benchmark::State& state) { sample16(state, {"phiseg", {{"preset", "paper"}}}); }
 
 // One training step (forward, loss, backward; no optimiser) on 6 cases of 64×64 at the
 // paper configuration: what the mixtures' 1000-sample Monte-Carlo KL adds to a step.
@@ -69,6 +71,7 @@ void BM_train_step_prob_unet_aa_paper(benchmark::State& state) {
 void BM_train_step_prob_unet_fc_mix_paper(benchmark::State& state) {
   train_step(state, {"prob_unet_fc_mix", {{"preset", "paper"}}});
 }
+void BM_train_step_phiseg_paper(benchmark::State& state) { train_step(state, {"phiseg", {{"preset", "paper"}}}); }
 
 }  // namespace
 
@@ -77,6 +80,8 @@ BENCHMARK(BM_sample16_prob_unet_aa_paper)->Unit(benchmark::kMillisecond)->UseRea
 BENCHMARK(BM_sample16_prob_unet_aa_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sample16_prob_unet_fc_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sample16_prob_unet_fc_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sample16_phiseg_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_train_step_prob_unet_aa_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_train_step_prob_unet_fc_mix_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_train_step_phiseg_paper)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();
