@@ -32,15 +32,16 @@ std::string dict(const std::vector<std::pair<std::string, std::string>>& items) 
   for (const auto& [k, v] : items) s += str(k) + v;
   return s + "u";
 }
-// numpy's reduce protocol for an h × w uint8 array of zeros: _reconstruct(ndarray, (0,),
-// b'b') then BUILD (1, (h, w), dtype('u1'), False, bytes).
-std::string u8_array(int h, int w) {
+// numpy's reduce protocol for an h × w uint8 array (zeros, or the given h·w bytes):
+// _reconstruct(ndarray, (0,), b'b') then BUILD (1, (h, w), dtype('u1'), False, bytes).
+std::string u8_array(int h, int w, const std::string& payload = {}) {
   std::string s = str("numpy.core.multiarray") + str("_reconstruct") + "\x93";
   s += str("numpy") + str("ndarray") + "\x93" + "K\x00\x85"s + "C\x01" "b" "\x87R"s;
   s += "(K\x01"s + "K" + static_cast<char>(h) + "K" + static_cast<char>(w) + "\x86";
   s += str("numpy") + str("dtype") + "\x93" + str("u1") + "\x89\x88\x87R";
   s += "(K\x03"s + str("|") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"s;
-  s += "\x89"s + "C" + static_cast<char>(h * w) + std::string(static_cast<std::size_t>(h * w), '\0');
+  s += "\x89"s + "C" + static_cast<char>(h * w) +
+       (payload.empty() ? std::string(static_cast<std::size_t>(h * w), '\0') : payload);
   return s + "tb";
 }
 fs::path write_pickle(const scratch_dir& dir, const std::string& name, const std::string& body) {
@@ -149,4 +150,41 @@ TEST_CASE("image: a truncated PNG names the file and says it is truncated", "[da
   std::fill(damaged.begin() + 41, damaged.begin() + 60, std::uint8_t{0});
   CHECK_THROWS_WITH(io::decode_image(damaged),
                     Contains("decode_image: truncated or corrupt PNG (") && !Contains("()"));
+}
+
+TEST_CASE("a mask with more than two labels is refused, naming the file, the case and the mask",
+          "[data][errors]") {
+  using Catch::Contains;
+  const scratch_dir dir("loader-errors");
+  auto lidc_case = [](const std::string& image, const std::string& masks) {
+    return dict({{"image", image}, {"masks", masks}});
+  };
+  // A label map 0/1/2 as the second annotation; 0/255 is binary and loads.
+  const std::string labels = "\x00\x01\x02\x00"s, binary = "\x00\xff\xff\x00"s;
+  const auto three = write_pickle(
+      dir, "three.pkl", dict({{"c_slice0", lidc_case(u8_array(2, 2), list({u8_array(2, 2, binary), u8_array(2, 2, labels)}))}}));
+  CHECK_THROWS_WITH(data::load_lidc_pickle(three), Contains(three.string()) && Contains("case 'c_slice0'") &&
+                                                       Contains("mask 1 holds the values 0, 1, 2") &&
+                                                       Contains("more than two labels"));
+  const auto two = write_pickle(dir, "two.pkl", dict({{"c_slice0", lidc_case(u8_array(2, 2), list({u8_array(2, 2, binary)}))}}));
+  const auto cases = data::load_lidc_pickle(two);
+  REQUIRE(cases.size() == 1);
+  CHECK(cases[0].masks[1] == 1);
+  CHECK(cases[0].masks[0] == 0);
+
+  // The same in a folder of PNG masks (lossless: a third grey level is a label).
+  const fs::path root = dir.path / "crops";
+  fs::create_directories(root / "images" / "LIDC-IDRI-0001");
+  fs::create_directories(root / "gt" / "LIDC-IDRI-0001");
+  tensor<std::uint8_t> pixels = tensor<std::uint8_t>::zeros(shape{4, 4}), mask = tensor<std::uint8_t>::zeros(shape{4, 4});
+  io::write_png(root / "images" / "LIDC-IDRI-0001" / "z-1_c0.png", pixels.cview());
+  mask[1] = 1;
+  mask[2] = 2;
+  const fs::path bad = root / "gt" / "LIDC-IDRI-0001" / "z-1_c0_l0.png";
+  io::write_png(bad, mask.cview());
+  CHECK_THROWS_WITH(data::load_lidc_crops_png(root), Contains(bad.string()) && Contains("3 grey levels") &&
+                                                         Contains("more than two labels"));
+  mask[2] = 1;
+  io::write_png(bad, mask.cview());
+  CHECK(data::load_lidc_crops_png(root).size() == 1);
 }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -61,7 +62,9 @@ inline tensor<float> grey_to_float(const tensor<std::uint8_t>& pixels) {
   return out;
 }
 
-// Reads the mask files in order into [m, H, W], checking each against the image size.
+// Reads the mask files in order into [m, H, W], checking each against the image size. A
+// lossless mask (PNG) with a third grey level is a label map, not a binary annotation:
+// refused rather than merged by the threshold (JPEG masks are lossy and only thresholded).
 inline tensor<std::uint8_t> read_masks(const std::vector<fs::path>& files, std::int64_t h,
                                        std::int64_t w, int threshold, const std::string& id) {
   tensor<std::uint8_t> masks(shape{static_cast<std::int64_t>(files.size()), h, w});
@@ -70,6 +73,17 @@ inline tensor<std::uint8_t> read_masks(const std::vector<fs::path>& files, std::
     throw_if<shape_error>(m.size(0) != h || m.size(1) != w, "data folder: case '", id,
                           "' mask '", files[k].filename().string(), "' is ", m.size(0), "x",
                           m.size(1), ", image is ", h, "x", w);
+    std::string ext = files[k].extension().string();
+    for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (ext == ".png") {
+      bool present[256] = {};
+      int distinct = 0;
+      for (std::int64_t i = 0; i < h * w; ++i)
+        if (!present[m[i]]) distinct += (present[m[i]] = true);
+      throw_if<value_error>(distinct > 2, "data folder: case '", id, "' mask '", files[k].string(), "' holds ",
+                            distinct, " grey levels: a label map with more than two labels, but ambiseg's models "
+                            "segment one foreground; give one binary mask per annotator");
+    }
     std::uint8_t* out = masks.data() + static_cast<std::int64_t>(k) * h * w;
     for (std::int64_t i = 0; i < h * w; ++i) out[i] = m[i] > threshold;
   }

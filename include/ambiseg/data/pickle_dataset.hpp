@@ -10,6 +10,7 @@
 // training otherwise. The project ships the paper's lists in data/lidc-split/.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -90,12 +91,21 @@ inline std::pair<std::int64_t, std::int64_t> plane_extents(const pk::array& a, c
   return {s[0], s[1]};
 }
 
-inline void binarise_into(const pk::array& a, std::uint8_t* out) {
+// An integer mask is binary when it holds at most two values (0/1, 0/255, …); a third one
+// makes it a label map, which "nonzero" would silently merge into one foreground: refused.
+inline void binarise_into(const pk::array& a, std::uint8_t* out, const schema_context& ctx, const std::string& item) {
   if (io::is_floating(a.dtype)) {
     const auto v = a.to_vector<double>();
     for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] > 0.5;
   } else {
     const auto v = a.to_vector<std::int64_t>();
+    std::int64_t seen[3];
+    int distinct = 0;
+    for (std::size_t i = 0; i < v.size() && distinct < 3; ++i)
+      if (std::find(seen, seen + distinct, v[i]) == seen + distinct) seen[distinct++] = v[i];
+    ctx.check<value_error>(distinct <= 2, item, " holds the values ", seen[0], ", ", seen[1], ", ", seen[2],
+                           ", ...: a label map with more than two labels, but ambiseg's models segment one "
+                           "foreground; give one binary mask per annotator (e.g. label == k)");
     for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] != 0;
   }
 }
@@ -150,7 +160,7 @@ inline case_data convert_case(const schema_context& ctx, const pk::value& entry)
                                  " has shape ", extents_text(m.shape), ", expected [m, ", h, ", ", w, "]");
     mask_count = m.shape[0];
     c.masks = tensor<std::uint8_t>(shape{mask_count, h, w});
-    binarise_into(m, c.masks.data());
+    binarise_into(m, c.masks.data(), masks_ctx, "");
   } else {
     masks_ctx.check(masks_value->is(pk::kind::list) || masks_value->is(pk::kind::tuple), " is a ",
                     masks_value->type_name(), ", expected a list of H x W arrays or one [m, H, W] array");
@@ -164,7 +174,7 @@ inline case_data convert_case(const schema_context& ctx, const pk::value& entry)
       const auto [mh, mw] = plane_extents(*masks[k], masks_ctx, item);
       masks_ctx.check<shape_error>(mh == h && mw == w, item, " is ", mh, "x", mw, ", image is ", h,
                                    "x", w);
-      binarise_into(*masks[k], c.masks.data() + static_cast<std::int64_t>(k) * h * w);
+      binarise_into(*masks[k], c.masks.data() + static_cast<std::int64_t>(k) * h * w, masks_ctx, item);
     }
   }
   masks_ctx.check(mask_count >= 1, " holds no mask");
