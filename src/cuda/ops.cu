@@ -12,6 +12,7 @@
 #include "ambiseg/ops/cuda/latent_fc.cuh"
 #include "ambiseg/ops/cuda/losses.cuh"
 #include "ambiseg/ops/cuda/resample.cuh"
+#include "ambiseg/ops/cuda/sigma_latent.cuh"
 #include "ambiseg/ops/cuda/tile.cuh"
 
 namespace ambiseg::ops::cuda_kernels {
@@ -60,8 +61,8 @@ namespace ambiseg::ops::cuda_kernels {
   template void spatial_mean_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                  \
   template void avg_pool2x2_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                    \
   template void avg_pool2x2_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                   \
-  template void upsample_bilinear2x_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bool);      \
-  template void upsample_bilinear2x_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bool);     \
+  template void upsample_bilinear2x_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bilinear_mode);\
+  template void upsample_bilinear2x_backward<T>(in_view<T, cuda>, tensor_view<T, cuda>, bilinear_mode);\
   template void sigmoid_cross_entropy_forward_backward<T>(                                         \
       in_view<T, cuda>, in_view<T, cuda>, double, out_view<double, cuda>, tensor_view<T, cuda>);   \
   template void diag_gaussian_rsample_forward<T>(in_view<T, cuda>, in_view<T, cuda>,               \
@@ -133,5 +134,20 @@ AMBISEG_INSTANTIATE_BATCH_NORM(float)
 AMBISEG_INSTANTIATE_BATCH_NORM(double)
 
 #undef AMBISEG_INSTANTIATE_BATCH_NORM
+
+#define AMBISEG_INSTANTIATE_SIGMA_LATENT(T)                                                        \
+  template void softplus_forward<T>(in_view<T, cuda>, tensor_view<T, cuda>);                        \
+  template void softplus_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>);     \
+  template void sigma_gaussian_rsample_forward<T>(in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, \
+                                                  tensor_view<T, cuda>);                           \
+  template void sigma_gaussian_rsample_backward<T>(in_view<T, cuda>, in_view<T, cuda>, tensor_view<T, cuda>, \
+                                                   out_view<T, cuda>);                             \
+  template void gaussian_kl_sigma_forward_backward<T>(                                             \
+      in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, in_view<T, cuda>, double, double,      \
+      out_view<double, cuda>, tensor_view<T, cuda>, out_view<T, cuda>, out_view<T, cuda>,          \
+      out_view<T, cuda>);
+AMBISEG_INSTANTIATE_SIGMA_LATENT(float)
+AMBISEG_INSTANTIATE_SIGMA_LATENT(double)
+#undef AMBISEG_INSTANTIATE_SIGMA_LATENT
 
 }  // namespace ambiseg::ops::cuda_kernels

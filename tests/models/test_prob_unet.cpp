@@ -13,6 +13,7 @@
 #include <string>
 
 #include "ambiseg/io/checkpoint.hpp"
+#include "fixture_check.hpp"
 #include "ambiseg/io/safetensors.hpp"
 #include "ambiseg/models/prob_unet.hpp"
 
@@ -20,21 +21,8 @@ using namespace ambiseg;
 
 namespace {
 
-std::filesystem::path fixture(const std::string& name) {
-  return std::filesystem::path(AMBISEG_FIXTURE_DIR) / "prob_unet" / name;
-}
-
-// max |a − b| ≤ tol · max |b| (the tensor's own scale).
-template <class A, class B>
-void check_close(const std::string& what, const A& a, const B& b, double tol) {
-  REQUIRE(a.numel() == b.numel());
-  double scale = 0, worst = 0;
-  for (std::int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, std::abs(double(b.data()[i])));
-  for (std::int64_t i = 0; i < b.numel(); ++i)
-    worst = std::max(worst, std::abs(double(a.data()[i]) - double(b.data()[i])));
-  INFO(what << ": largest difference " << worst << " against a peak of " << scale);
-  CHECK(worst <= tol * scale + 1e-300);
-}
+std::filesystem::path fixture(const std::string& name) { return models_test::fixture("prob_unet", name); }
+using models_test::check_close;
 
 struct fixture_case {
   const models::prob_unet_variant* variant;

@@ -12,6 +12,7 @@
 //   scores   [B·n, 1, H, W] row b·n + j is draw j for image b; the mask is scores > 0
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -60,6 +61,16 @@ struct build_context {
   int image_channels = 1;   // from the data's encoding
   std::uint64_t seed = 0;   // initial weights
 };
+
+// A model that makes its n draws per image one at a time: draw j of every image, [B,1,H,W],
+// into its rows i·n + j of scores [B·n,1,H,W].
+template <class D>
+void place_draw(tensor_view<float, D> scores, tensor_view<const float, D> draw, std::int64_t n, std::int64_t j) {
+  const std::int64_t b = draw.size(0), plane = draw.numel() / std::max<std::int64_t>(b, 1);
+  for (std::int64_t i = 0; i < b; ++i)
+    device_memory<D>::copy(scores.data() + (i * n + j) * plane, draw.data() + i * plane,
+                           sizeof(float) * static_cast<std::size_t>(plane));
+}
 
 template <class M, class D = typename M::device_type>
 concept segmentation_model =

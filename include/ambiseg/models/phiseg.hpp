@@ -121,18 +121,7 @@ struct phiseg_networks {
         prior(registry, "prior", image_channels, c),
         likelihood(registry, c) {}
 
-  void allocate(std::uint64_t seed) {
-    params.allocate();
-    buffers.allocate();
-    nn::initialise_parameters(params, inits, seed);
-    std::vector<T> host(static_cast<std::size_t>(buffers.flat_values().numel()), T(0));
-    for (const auto& [index, value] : buffer_inits) {
-      const auto v = buffers.value(index);
-      const auto first = v.data() - buffers.flat_values().data();
-      std::fill(host.begin() + first, host.begin() + first + v.numel(), value);
-    }
-    device_memory<D>::copy_from_host(buffers.flat_values().data(), host.data(), host.size() * sizeof(T));
-  }
+  void allocate(std::uint64_t seed) { nn::allocate_state(params, buffers, inits, buffer_inits, seed); }
 };
 
 // Per-level noise [B,Z,h_l,w_l], index l = latent level.
@@ -325,13 +314,8 @@ class phiseg {
     const std::int64_t b = images.size(0), h = images.size(2), w = images.size(3);
     expect_shape("phiseg::sample", "scores", scores, shape{b * request.n, 1, h, w});
     step_.encode(nets_, images);
-    const std::int64_t plane = h * w;
-    for (int j = 0; j < request.n; ++j) {
-      const auto score = step_.draw(nets_, draw_levels(0, images, g));         // [B,1,H,W]
-      for (std::int64_t i = 0; i < b; ++i)
-        device_memory<D>::copy(scores.data() + (i * request.n + j) * plane, score.data() + i * plane,
-                               sizeof(float) * static_cast<std::size_t>(plane));
-    }
+    for (int j = 0; j < request.n; ++j)
+      place_draw(scores, step_.draw(nets_, draw_levels(0, images, g)), request.n, j);  // [B,1,H,W]
   }
 
  private:

@@ -231,14 +231,10 @@ class prob_unet_model {
     const std::int64_t k = config_.net.n_components, z = config_.net.latent_dim;
     expect_shape((who + "::sample").c_str(), "scores", scores, shape{b * request.n, 1, h, w});
     step_.encode(nets_, images);
-    const std::int64_t plane = h * w;
     for (int j = 0; j < request.n; ++j) {
       const auto gumbel_noise = k > 1 ? draw(0, shape{b, k}, g, gumbel) : tensor_view<const float, D>{};  // [B,K]
       const auto eps = draw(1, shape{b, k, z}, g, normal);                      // ε [B,K,Z]
-      const auto logits = step_.draw(nets_, eps, gumbel_noise);                 // [B,1,H,W]
-      for (std::int64_t i = 0; i < b; ++i)
-        device_memory<D>::copy(scores.data() + (i * request.n + j) * plane, logits.data() + i * plane,
-                               sizeof(float) * static_cast<std::size_t>(plane));
+      place_draw(scores, step_.draw(nets_, eps, gumbel_noise), request.n, j);   // [B,1,H,W]
     }
   }
 

@@ -51,18 +51,7 @@ struct prob_unet_networks {
         head(registry, c) {}
 
   // Allocates both stores, draws the parameters (seeded) and sets the buffers.
-  void allocate(std::uint64_t seed) {
-    params.allocate();
-    buffers.allocate();
-    nn::initialise_parameters(params, inits, seed);
-    std::vector<T> host(static_cast<std::size_t>(buffers.flat_values().numel()), T(0));
-    for (const auto& [index, value] : buffer_inits) {
-      const auto v = buffers.value(index);
-      std::fill(host.begin() + (v.data() - buffers.flat_values().data()),
-                host.begin() + (v.data() - buffers.flat_values().data()) + v.numel(), value);
-    }
-    device_memory<D>::copy_from_host(buffers.flat_values().data(), host.data(), host.size() * sizeof(T));
-  }
+  void allocate(std::uint64_t seed) { nn::allocate_state(params, buffers, inits, buffer_inits, seed); }
 };
 
 // One latent distribution's head outputs (views): μ, log σ [R,K,Z]; L [R,K,Z,Z] (full

@@ -11,8 +11,10 @@
 // Shape legend: N batch, Ci/Co channels in/out, H×W input spatial (H'×W' after pooling).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ambiseg/core/parameters.hpp"
@@ -39,6 +41,23 @@ struct state_registry {
     return index;
   }
 };
+
+// Allocates a network's parameter and buffer stores, draws the parameters (seeded) and sets
+// every buffer to its initial value.
+template <class T, class D>
+void allocate_state(parameter_store<T, D>& params, parameter_store<T, D>& buffers, const std::vector<param_init>& inits,
+                    const std::vector<std::pair<std::size_t, T>>& buffer_inits, std::uint64_t seed) {
+  params.allocate();
+  buffers.allocate();
+  initialise_parameters(params, inits, seed);
+  std::vector<T> host(static_cast<std::size_t>(buffers.flat_values().numel()), T(0));
+  for (const auto& [index, value] : buffer_inits) {
+    const auto v = buffers.value(index);
+    const auto first = v.data() - buffers.flat_values().data();
+    std::fill(host.begin() + first, host.begin() + first + v.numel(), value);
+  }
+  device_memory<D>::copy_from_host(buffers.flat_values().data(), host.data(), host.size() * sizeof(T));
+}
 
 // BatchNorm2d: γ, β trained; running mean and variance as buffers.
 struct batch_norm_layer {
