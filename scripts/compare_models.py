@@ -14,7 +14,7 @@ seeds, +- their sample standard deviation, of each seed's figure pooled over the
 i.e. the mean over every case, each scored by the model that did not train on it).
 
   python3 scripts/compare_models.py --name qubiq --data ../shared/data/qubiq-brain-growth/brain_growth_alpha.pkl \\
-      --folds 5 --seeds 0,1 --cpu-budget 1800 --select-best --jobs 2
+      --folds 5 --seeds 0,1 --cpu-budget 600 --select-best --val-cases 3 --jobs 2
 
 Python 3 standard library only.
 """
@@ -36,6 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODELS = ["diffusion", "prob_unet_aa", "prob_unet_aa_mix", "prob_unet_fc", "prob_unet_fc_mix", "phiseg"]
+# The settings that change what a run is (checked against an earlier invocation's).
+RUN_SETTINGS = ["data", "folds", "synthetic_images", "preset", "crop", "cpu_budget", "steps", "lr", "train_arg",
+                "select_best", "val_cases", "val_every", "sample_steps", "eval_images"]
 PROBE_STEPS = 1_000_000  # a probe stops at its budget, never at its steps
 _print_lock = threading.Lock()
 
@@ -193,7 +196,8 @@ METRICS = [  # column, n, raw|pp, key
 ]
 CSV_FIELDS = ["model", "seed", "fold", "status", "checkpoint", "best_step", "planned_steps", "steps_done",
               "stopped_by", "train_cpu_seconds", "cpu_budget", "parameters", "images",
-              "ged4", "ged4_pp", "dice4", "dice4_pp", "hm_iou4", "hm_iou4_pp", "ged16", "ged16_pp", "dice16", "dice16_pp",
+              "ged4", "ged4_pp", "dice4", "dice4_pp", "hm_iou4", "hm_iou4_pp",
+              "ged16", "ged16_pp", "dice16", "dice16_pp",
               "hm_iou16", "hm_iou16_pp", "passes_per_16_masks", "cpu_seconds_per_16_masks",
               "wall_seconds_per_16_masks"]
 
@@ -294,15 +298,16 @@ def write_outputs(c: Comparison, models: list[str], results: dict, failures: dic
         f"Models at preset `{a.preset}`, crop {a.crop}; steps: {a.steps} "
         "(auto: from a probe run's CPU seconds per step, so that the learning-rate schedule ends near the budget; "
         "the budget stops a run first if it is reached).",
-        f"Checkpoint: {'the best by validation GED² (--select-best-by val_ged, --val-cases ' + str(a.val_cases) + ')' if a.select_best else 'the last'}.",
+        "Checkpoint: " + (f"the best by validation GED² (--select-best-by val_ged, --val-cases {a.val_cases})."
+                          if a.select_best else "the last."),
         f"Evaluation: ambiseg eval, {a.sample_steps} sampling steps (diffusion), pp = relative-area post-processing "
         f"at 0.5{', first ' + str(a.eval_images) + ' test images' if a.eval_images else ''}. CPU s / 16 masks: "
         "ambiseg sample of one image x 16 masks, process CPU time of the sampling, mean over runs.",
         f"Written {datetime.datetime.now().isoformat(timespec='seconds')}; every run: runs.csv.", "",
     ]
     if failures:
-        notes += ["Failed runs (runs.csv has the reasons): " +
-                  ", ".join(f"{m} seed {s}" + ("" if f is None else f" fold {f}") for m, s, f in sorted(failures, key=str)), ""]
+        failed = [f"{m} seed {s}" + ("" if f is None else f" fold {f}") for m, s, f in sorted(failures, key=str)]
+        notes += ["Failed runs (runs.csv has the reasons): " + ", ".join(failed), ""]
     (root / "table.md").write_text("\n".join(notes + lines) + "\n")
 
 
@@ -365,7 +370,16 @@ def main(argv: list[str]) -> int:
     if a.fresh and c.root.exists():
         shutil.rmtree(c.root)
     c.root.mkdir(parents=True, exist_ok=True)
-    (c.root / "settings.json").write_text(json.dumps(vars(a), indent=1) + "\n")
+    settings = c.root / "settings.json"
+    if settings.exists():
+        # Finished runs are reused, so they must have been made the same way; more models or
+        # seeds, another binary path or --jobs are fine.
+        earlier = read_json(settings)
+        changed = [k for k in RUN_SETTINGS if earlier.get(k) != vars(a).get(k)]
+        if changed:
+            sys.exit(f"compare_models: {c.root} holds runs made with other " + ", ".join("--" + k.replace("_", "-")
+                     for k in changed) + " (give --fresh to start again, or another --name)")
+    settings.write_text(json.dumps(vars(a), indent=1) + "\n")
 
     failures: dict = {}
     steps: dict = {}
