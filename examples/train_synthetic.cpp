@@ -51,7 +51,7 @@ int main(int argc, char** argv) try {
   const auto scores = metrics::evaluate({r.masks.data(), 8, 8, 64, 64}, {annotations.data(), 8, 4, 64, 64});
   std::printf("GED² %.4f  dice %.4f  HM-IoU %.4f (8 images, n = 8)\n", scores.raw.ged, scores.raw.dice, scores.raw.hm_iou);
 
-  apps::sample_inputs shown{images.clone(), test_cases.subset({0, 1, 2, 3, 4, 5, 6, 7}), true};
+  apps::sample_inputs shown{images.clone(), test_cases.subset({0, 1, 2, 3, 4, 5, 6, 7}), true, {}};
   apps::overview_grid(shown, r).write(out / "samples.png");
   std::cout << "wrote " << (out / "samples.png").string() << "\n";
   return 0;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -51,6 +52,7 @@ struct train_command {
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
   std::optional<selection_options> select;  // --select-best-by: validation and DIR/best.safetensors
+  std::optional<double> cpu_budget;  // --cpu-budget: CPU seconds of training steps, then stop
 };
 
 struct sample_command {
@@ -112,7 +114,7 @@ inline std::string cli_usage() {
          "                [--weighting snr|trunc_snr|snr_plus_one|uniform|sigmoid] [--sigmoid-bias B]\n"
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
          "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
-         "                [--synthetic-images N] [--device cpu|cuda] [--resume]\n"
+         "                [--synthetic-images N] [--device cpu|cuda] [--resume] [--cpu-budget SECONDS]\n"
          "                [--model KIND [--model-config FILE|JSON]]  (default: diffusion, configured by\n"
          "                --config and the policy options above)\n"
          "                [--select-best-by val_ged --val-cases K [--val-every N] [--val-samples n]]\n"
@@ -129,6 +131,10 @@ inline std::string cli_usage() {
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "\n"
          "PATH: a LIDC .pkl, a lidc-cimd-samples folder, or the DeepMind PNG layout (images/, gt/).\n"
+         "Every command that reads --data takes --folds K --fold I: K-fold cross-validation over all\n"
+         "the cases (sorted by id, fold = position mod K); train uses the other folds, sample/eval fold I.\n"
+         "--cpu-budget stops training once its steps have used that much process CPU time.\n"
+         "ambiseg help models lists the model kinds.\n"
          "See docs/training.md.\n";
 }
 
@@ -141,6 +147,8 @@ inline bool data_option(arg_reader& r, data_request& d) {
   else if (r.is("--synthetic-images")) d.synthetic_train = r.integer(1, 1'000'000);
   else if (r.is("--synthetic-test")) d.synthetic_test = r.integer(1, 100'000);
   else if (r.is("--synthetic-seed")) d.synthetic_seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+  else if (r.is("--folds")) d.folds = r.integer(2, 1'000'000);
+  else if (r.is("--fold")) d.fold = r.integer(0, 1'000'000);
   else return false;
   return true;
 }
@@ -166,6 +174,20 @@ inline nlohmann::json model_config_option(arg_reader& r) {
   }
   throw_if<value_error>(!j.is_object(), "--model-config '", v, "': expected a JSON object");
   return j;
+}
+
+// The training cases of the synthetic set: --synthetic-images, less the test fold's.
+inline std::int64_t synthetic_training_cases(const data_request& d) {
+  if (!d.folds) return d.synthetic_train;
+  return d.synthetic_train - (d.synthetic_train - *d.fold + *d.folds - 1) / *d.folds;
+}
+
+// --cpu-budget SECONDS: a positive, finite number (a year at most: more is a typing mistake).
+inline double cpu_budget_option(arg_reader& r) {
+  const double seconds = r.real(-std::numeric_limits<double>::max(), 365.0 * 24 * 3600);
+  throw_if<value_error>(seconds <= 0.0, "option --cpu-budget: ", args_detail::number_text(seconds),
+                        " is not a budget (give more than 0 CPU seconds)");
+  return seconds;
 }
 
 inline void ema_option(arg_reader& r, std::optional<bool>& use_ema) {
@@ -229,19 +251,23 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--val-every")) select.every = validation_only(r).integer(1, largest_count);
     else if (r.is("--val-cases")) select.cases = validation_only(r).integer(1, largest_count);
     else if (r.is("--val-samples")) select.samples = validation_only(r).integer(1, 4096);
+    else if (r.is("--cpu-budget")) c.cpu_budget = cpu_budget_option(r);
     else r.unknown();
   }
   throw_if<value_error>(!has_out, "--out DIR is required");
   throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
+  check_fold_request(c.data);
   throw_if<value_error>(!has_select && !selection_flag.empty(), selection_flag,
                         " configures the validation of --select-best-by val_ged, which is not given");
   if (has_select) {
     throw_if<value_error>(select.cases == 0, "--select-best-by ", select.by,
                           " needs --val-cases K (the last K training cases are held out for validation)");
     // The synthetic set's size is known now; a data set's is checked once it is loaded.
-    throw_if<value_error>(c.data.spec == "synthetic" && select.cases >= c.data.synthetic_train, "--val-cases ",
-                          select.cases, " holds out every training case (--synthetic-images ",
-                          c.data.synthetic_train, "); at least one must remain for training");
+    const std::int64_t synthetic_cases = synthetic_training_cases(c.data);
+    throw_if<value_error>(c.data.spec == "synthetic" && select.cases >= synthetic_cases, "--val-cases ",
+                          select.cases, " holds out every training case (", synthetic_cases, " training cases",
+                          c.data.folds ? " outside the test fold" : ", --synthetic-images",
+                          "); at least one must remain for training");
     if (select.every == 0) select.every = c.checkpoint_every;
     c.select = select;
   }
@@ -296,7 +322,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
   throw_if<value_error>(!has_out, "--out DIR is required");
   throw_if<value_error>(has_data == c.image.has_value(), "give exactly one of --data and --image");
-  if (has_data) c.data = d;
+  if (has_data) check_fold_request(d), c.data = d;
   if (c.image) {
     const auto ext = c.image->extension();
     throw_if<value_error>(ext != ".npy" && ext != ".png" && ext != ".jpg" && ext != ".jpeg", "--image '",
@@ -330,6 +356,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
   }
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
   throw_if<value_error>(!has_data, "--data SPEC is required");
+  check_fold_request(c.data);
   return c;
 }
 
@@ -348,6 +375,7 @@ inline export_command parse_export(std::span<const std::string> args) {
   }
   throw_if<value_error>(!has_out, "--out DIR is required");
   throw_if<value_error>(!has_data, "--data synthetic|PATH is required");
+  check_fold_request(c.data);
   c.data.synthetic_size = c.crop_size;
   return c;
 }

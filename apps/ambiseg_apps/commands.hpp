@@ -3,12 +3,14 @@
 //
 //   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
 //           end), DIR/snapshots/step-<N>.safetensors (--snapshots), DIR/log.csv
-//           (training_log.hpp), DIR/loss.png, DIR/config.json; with --select-best-by
-//           DIR/val.csv and DIR/best.safetensors (selection.hpp)
+//           (training_log.hpp), DIR/loss.png, DIR/config.json, DIR/summary.json (how the
+//           run ended: steps, CPU seconds of its steps, --cpu-budget); with
+//           --select-best-by DIR/val.csv and DIR/best.safetensors (selection.hpp)
 //   export  DIR/{train,test}_images.npy [N,C,H,W] float32, {train,test}_masks.npy
 //           [N,A,H,W] uint8, {train,test}_ids.txt
 //   sample  DIR/masks.npy [B,n,H,W] uint8, DIR/mean.npy, DIR/variance.npy [B,H,W] float,
-//           DIR/sample_<k>.png per image, DIR/samples.png (all images, one row each)
+//           DIR/sample_<k>.png per image, DIR/samples.png (all images, one row each),
+//           DIR/sample.json (the model, its parameters, network passes per mask, seconds)
 //   eval    JSON on stdout (and DIR/eval.json), a markdown table (DIR/eval.md): results.hpp
 //
 // Every command checks its inputs and prepares its output folder before any work.
@@ -27,6 +29,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -101,6 +104,7 @@ class train_reporter final : public training_observer {
     csv_out_.open(csv(), std::ios::app);
     throw_if<io_error>(!csv_out_, "cannot append to '", csv().string(), "'");
     first_ = s.first_step;
+    parameters_ = s.parameters;
     start_ = std::chrono::steady_clock::now();
     cpu_start_ = std::clock();
   }
@@ -132,6 +136,11 @@ class train_reporter final : public training_observer {
     return validation_->record(step, value, metadata, err_);
   }
 
+  std::int64_t parameters() const { return parameters_; }
+  double wall_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
  private:
   std::filesystem::path csv() const { return cmd_.out / "log.csv"; }
 
@@ -144,11 +153,32 @@ class train_reporter final : public training_observer {
   const run_options& ro_;
   training_log log_;
   std::ofstream csv_out_;
-  std::int64_t first_ = 0;
+  std::int64_t first_ = 0, parameters_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::clock_t cpu_start_ = 0;
   double last_print_ = -1;
 };
+
+// DIR/summary.json: what a comparison of runs needs without parsing the log.
+inline nlohmann::ordered_json training_summary(const train_command& cmd, const trainer_config& config,
+                                               const training_outcome& o, std::int64_t parameters,
+                                               std::size_t training_cases, double wall_seconds) {
+  nlohmann::ordered_json j{{"model", config.model.kind},
+                           {"parameters", parameters},
+                           {"seed", config.seed},
+                           {"data", cmd.data.spec},
+                           {"folds", cmd.data.folds ? nlohmann::ordered_json(*cmd.data.folds) : nullptr},
+                           {"fold", cmd.data.fold ? nlohmann::ordered_json(*cmd.data.fold) : nullptr},
+                           {"training_cases", training_cases},
+                           {"planned_steps", o.planned_steps},
+                           {"first_step", o.first_step},
+                           {"steps_done", o.steps_done},
+                           {"train_cpu_seconds", o.train_cpu_seconds},
+                           {"cpu_budget", cmd.cpu_budget ? nlohmann::ordered_json(*cmd.cpu_budget) : nullptr},
+                           {"stopped_by", o.budget_reached ? "cpu_budget" : "steps"},
+                           {"wall_seconds", wall_seconds}};
+  return j;
+}
 
 }  // namespace command_detail
 
@@ -166,6 +196,11 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
     if (nlohmann::json(config) != nlohmann::json(cmd.config))
       err << "note: --resume continues with the configuration stored in " << ckpt.string() << "\n";
     select = resumed_selection(ckpt, cmd.select, err);
+    const auto stored_folds = checkpoint_metadata(ckpt, folds_key);
+    throw_if<value_error>(stored_folds && *stored_folds != folds_text(cmd.data), "--resume: the run of '",
+                          ckpt.string(), "' trained on the folds ", stored_folds.value_or(""),
+                          " (fold/folds), the command line gives ", folds_text(cmd.data),
+                          ": resuming would change its training data");
   } else {
     prepare_output_folder(cmd.out, "--out folder");
     remove_earlier_selection(cmd.out, err);
@@ -177,9 +212,14 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
                      .snapshot_dir = cmd.out / "snapshots",
                      .validate_every = select ? select->every : 0,
                      .best = cmd.out / "best.safetensors",
-                     .metadata = {}};
+                     .metadata = {},
+                     .cpu_budget = cmd.cpu_budget};
   if (!cmd.snapshots.empty()) create_folder(plan.snapshot_dir, "snapshot folder");
   if (select) plan.metadata[selection_key] = nlohmann::json(*select).dump();
+  plan.metadata[folds_key] = folds_text(cmd.data);
+  // summary.json says a run has ended: an earlier one's must not describe this run.
+  std::error_code no_summary;
+  std::filesystem::remove(cmd.out / "summary.json", no_summary);
   data_request dr = cmd.data;
   dr.synthetic_size = config.crop_size;
   const loaded_data data = load_data(dr);
@@ -187,15 +227,28 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   std::optional<val_ged_scorer> scorer;
   if (select) scorer.emplace(split.validation, config, select->samples);
   command_detail::train_reporter reporter(cmd, config, data, split, select.has_value(), out, err, ro);
-  on_device(cmd.device, [&]<class D>() {
+  const training_outcome outcome = on_device(cmd.device, [&]<class D>() {
     validation_function<D> validate;
     if (scorer) validate = [&](sampling_model<D>& m) { return (*scorer)(m); };
-    run_training<D>(config, split.train, plan, reporter, validate);
+    return run_training<D>(config, split.train, plan, reporter, validate);
   });
   if (ro.interactive) err << "\n";
-  out << "wrote " << ckpt.string() << ", " << (cmd.out / "log.csv").string() << ", "
-      << (cmd.out / "loss.png").string() << (select ? ", " + plan.best.string() + ", val.csv" : std::string())
+  io::write_file_atomically(cmd.out / "summary.json",
+                            command_detail::training_summary(cmd, config, outcome, reporter.parameters(),
+                                                             split.train.size(), reporter.wall_seconds())
+                                    .dump(2) +
+                                "\n");
+  char cpu[32];
+  std::snprintf(cpu, sizeof cpu, "%.1f", outcome.train_cpu_seconds);
+  out << "ambiseg train: " << outcome.steps_done << " of " << outcome.planned_steps << " steps, " << cpu
+      << " CPU s in training steps"
+      << (outcome.budget_reached
+              ? " (stopped: --cpu-budget " + args_detail::number_text(*cmd.cpu_budget) + " s reached)"
+              : std::string())
       << "\n";
+  out << "wrote " << ckpt.string() << ", " << (cmd.out / "log.csv").string() << ", "
+      << (cmd.out / "loss.png").string() << ", summary.json"
+      << (select ? ", " + plan.best.string() + ", val.csv" : std::string()) << "\n";
   return 0;
 }
 
@@ -217,10 +270,12 @@ int run_sample_on(const sample_command& cmd, std::ostream& out) {
     std::copy(a.data.begin(), a.data.end(), init.data());
   }
   rng g(cmd.seed);
-  const auto t0 = std::chrono::steady_clock::now();
-  const sample_result r = draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0}, g,
-                                     cmd.init_noise ? init.cview() : tensor_view<const float>{});
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const sampling_cost cost = timed([&] {
+    return draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0}, g,
+                      cmd.init_noise ? init.cview() : tensor_view<const float>{});
+  });
+  const sample_result& r = cost.result;
+  const double seconds = cost.seconds;
   const std::vector<std::int64_t> mask_shape{b, cmd.n, h, w}, map_shape{b, h, w};
   auto span_of = [](const auto& t) { return std::span(t.data(), static_cast<std::size_t>(t.numel())); };
   io::write_npy<std::uint8_t>(cmd.out / "masks.npy", span_of(r.masks), mask_shape);
@@ -229,9 +284,24 @@ int run_sample_on(const sample_command& cmd, std::ostream& out) {
   if (cmd.save_x0) io::write_npy<float>(*cmd.save_x0, span_of(r.x0_hat), mask_shape);
   for (std::int64_t k = 0; k < b; ++k) image_grid(in, r, k).write(cmd.out / ("sample_" + std::to_string(k) + ".png"));
   overview_grid(in, r).write(cmd.out / "samples.png");
+  // What one draw costs, for tables of models (CPU seconds: fair when runs share a machine).
+  const nlohmann::ordered_json info{{"checkpoint", cmd.ckpt.string()},
+                                    {"step", m.step},
+                                    {"model", std::string(m.model->kind_name())},
+                                    {"parameters", m.model->parameters().count()},
+                                    {"images", b},
+                                    {"n", cmd.n},
+                                    {"height", h},
+                                    {"width", w},
+                                    {"sampler", sampler_name(cmd.sampler)},
+                                    {"steps", cmd.steps},
+                                    {"network_passes_per_mask", passes_per_mask(m, cmd.steps, cmd.sampler)},
+                                    {"seconds", seconds},
+                                    {"cpu_seconds", cost.cpu_seconds}};
+  io::write_file_atomically(cmd.out / "sample.json", info.dump(2) + "\n");
   out << "ambiseg sample: " << b << " image(s) x " << cmd.n << " samples, " << cmd.steps << " steps, " << seconds
-      << " s (step " << m.step << (m.ema_weights ? ", EMA weights" : "") << ")\n"
-      << "wrote " << (cmd.out / "masks.npy").string() << ", mean.npy, variance.npy, sample_<k>.png and "
+      << " s, " << cost.cpu_seconds << " CPU s (step " << m.step << (m.ema_weights ? ", EMA weights" : "") << ")\n"
+      << "wrote " << (cmd.out / "masks.npy").string() << ", mean.npy, variance.npy, sample.json, sample_<k>.png and "
       << (cmd.out / "samples.png").string() << "\n";
   return 0;
 }
@@ -292,6 +362,11 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);
   if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
+  // `ambiseg help models`: the registered kinds, one a line (for scripts that pick models).
+  if (const auto* h = std::get_if<help_command>(&c); h && h->topic == "models") {
+    for (const std::string& kind : model_kinds()) out << kind << "\n";
+    return 0;
+  }
   out << cli_usage();
   return 0;
 }

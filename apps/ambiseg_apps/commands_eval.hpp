@@ -98,9 +98,10 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   const int n_max = *std::max_element(cmd.n.begin(), cmd.n.end());
 
   rng g(cmd.seed);
-  const auto t0 = std::chrono::steady_clock::now();
-  const sample_result r = draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0}, g);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const sampling_cost cost =
+      timed([&] { return draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0}, g); });
+  const sample_result& r = cost.result;
+  const double seconds = cost.seconds;
   err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s\n";
 
   std::vector<eval_row> rows;
@@ -110,13 +111,13 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   for (int n : cmd.n) rows.push_back({"model", score_samples(r, n, gathered, eo)});
 
   if (cmd.baselines && dr.spec == "synthetic") {
-    // The test cases are generator images synthetic_test_offset + k (data_source.hpp).
+    // The test cases are the generator's images in.generator_indices (data_source.hpp).
     const data::synthetic_lesions gen(data::synthetic_config{.size = format.crop_size, .seed = dr.synthetic_seed});
     rng oracle_rng = rng::derive(cmd.seed, 7);
     for (int n : cmd.n) {
       std::vector<std::uint8_t> oracle(static_cast<std::size_t>(b * n * plane)), majority(oracle.size());
       for (std::int64_t k = 0; k < b; ++k) {
-        const std::uint64_t index = synthetic_test_offset + static_cast<std::uint64_t>(k);
+        const std::uint64_t index = in.generator_indices.at(static_cast<std::size_t>(k));
         const auto fresh = gen.annotations(index, n, oracle_rng);
         std::copy(fresh.data(), fresh.data() + n * plane, oracle.begin() + k * n * plane);
         const auto many = gen.annotations(index, 64, oracle_rng);
@@ -151,10 +152,18 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
     }
   }
 
-  const nlohmann::ordered_json info{{"checkpoint", cmd.ckpt.string()}, {"step", m.step},
-                                    {"data", cmd.data.spec},        {"sampler", sampler_name(cmd.sampler)},
-                                    {"steps", cmd.steps},           {"ema_weights", m.ema_weights},
-                                    {"sampling_seconds", seconds}};
+  const nlohmann::ordered_json info{{"checkpoint", cmd.ckpt.string()},
+                                    {"step", m.step},
+                                    {"data", cmd.data.spec},
+                                    {"folds", folds_text(cmd.data)},
+                                    {"sampler", sampler_name(cmd.sampler)},
+                                    {"steps", cmd.steps},
+                                    {"ema_weights", m.ema_weights},
+                                    {"model", std::string(m.model->kind_name())},
+                                    {"parameters", m.model->parameters().count()},
+                                    {"network_passes_per_mask", passes_per_mask(m, cmd.steps, cmd.sampler)},
+                                    {"sampling_seconds", seconds},
+                                    {"sampling_cpu_seconds", cost.cpu_seconds}};
   const written_results results = format_results(rows, info);
   out << results.json << "\n" << results.markdown;
   if (cmd.out) {
@@ -164,8 +173,20 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
+// A note when the evaluated cases may include ones the checkpoint trained on: its run used
+// other folds than the command line (or folds where the command line has none, or none
+// where it has some). Checkpoints from before the folds were recorded say nothing.
+inline void warn_about_folds(const eval_command& cmd, std::ostream& err) {
+  const auto trained = checkpoint_metadata(cmd.ckpt, folds_key);
+  if (!trained || *trained == folds_text(cmd.data)) return;
+  err << "warning: " << cmd.ckpt.string() << " was trained with --folds/--fold " << *trained
+      << ", this evaluation uses " << folds_text(cmd.data)
+      << " (fold/folds): its test cases may include cases the model trained on\n";
+}
+
 inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
   check_input_file(cmd.ckpt, "--ckpt");
+  warn_about_folds(cmd, err);
   if (cmd.out) prepare_output_folder(*cmd.out, "--out folder");
   return on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err); });
 }

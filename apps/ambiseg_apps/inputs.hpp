@@ -25,6 +25,7 @@ struct sample_inputs {
   tensor<float> images;
   data::case_set cases;  // annotations known when loaded from a data set
   bool has_annotations = false;
+  std::vector<std::uint64_t> generator_indices;  // synthetic only: the generator's index of each case
 };
 
 inline tensor<float> read_grey_image(const std::filesystem::path& path) {
@@ -80,6 +81,7 @@ inline sample_inputs gather_inputs(const input_format& format, const std::option
     std::iota(idx.begin(), idx.end(), std::size_t{0});
     in.cases = test.subset(idx);
     in.has_annotations = true;
+    if (!d.test_indices.empty()) in.generator_indices.assign(d.test_indices.begin(), d.test_indices.begin() + k);
   } else {
     tensor<float> grey = read_grey_image(*image);
     data::case_data c{image->filename().string(), std::move(grey), tensor<std::uint8_t>::zeros(shape{1, 1, 1})};

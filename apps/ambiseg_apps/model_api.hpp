@@ -6,9 +6,11 @@
 //   stored_training_config(ckpt)     the configuration a checkpoint was trained with
 //   checkpoint_step(ckpt)            the step a checkpoint records, checked
 //   run_training<D>(config, cases, plan, observer, validate)
-//                                    trains (or resumes) to config's total steps, saving
-//                                    checkpoints and snapshots as the plan says, and
-//                                    validating a copy of the model (best.safetensors)
+//                                    trains (or resumes) to config's total steps or the
+//                                    plan's CPU budget, saving checkpoints and snapshots as
+//                                    the plan says, and validating a copy of the model
+//                                    (best.safetensors)
+//   training_cpu_seconds(ckpt)       the CPU time of training steps a checkpoint records
 //   model_kinds() / check_model(spec, channels)
 //                                    the registered models; a --model choice checked early
 //   load_for_sampling<D>(ckpt, ema)  the model of a checkpoint, on device D
@@ -18,12 +20,17 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -130,7 +137,41 @@ struct training_plan {
   std::int64_t validate_every = 0;  // 0: no validation; else every N steps and at the end
   std::filesystem::path best;       // the checkpoint of the best validation so far
   std::map<std::string, std::string> metadata;  // added to every file written (checkpoints, best, snapshots)
+  std::optional<double> cpu_budget;  // stop once the steps have used this many CPU seconds
 };
+
+// Every file a run writes records the CPU seconds its training steps have used so far, so
+// that a resumed run counts its budget from there.
+inline constexpr const char* train_cpu_key = "train_cpu_seconds";
+
+// How a run ended: at the last step, or at the CPU budget.
+struct training_outcome {
+  std::int64_t first_step = 0, steps_done = 0, planned_steps = 0;
+  double train_cpu_seconds = 0;  // of all steps, earlier runs of a resumed one included
+  bool budget_reached = false;
+};
+
+// A checkpoint's metadata value, if it has the key.
+inline std::optional<std::string> checkpoint_metadata(const std::filesystem::path& ckpt, const std::string& key) {
+  const auto file = io::safetensors_file::open(ckpt);
+  const auto it = file.metadata().find(key);
+  if (it == file.metadata().end()) return std::nullopt;
+  return it->second;
+}
+
+// The CPU seconds of training steps a checkpoint records (0 for a file written before this
+// was recorded; a damaged value is refused by name).
+inline double training_cpu_seconds(const std::filesystem::path& ckpt) {
+  const auto stored = checkpoint_metadata(ckpt, train_cpu_key);
+  if (!stored) return 0;
+  const std::string& text = *stored;
+  double v = -1;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  throw_if<format_error>(ec != std::errc() || ptr != text.data() + text.size() || !(v >= 0) || !std::isfinite(v),
+                         "checkpoint '", ckpt.string(), "' records ", train_cpu_key, "='", text,
+                         "', not a number of seconds: the file is damaged");
+  return v;
+}
 
 struct training_start {
   std::int64_t first_step = 0;  // steps already done (a resumed run)
@@ -185,41 +226,63 @@ void copy_for_validation(const train::trainer<Data, Device>& t, std::optional<sa
 }
 
 // validate: required when plan.validate_every > 0.
+//
+// The CPU budget counts the process CPU time (std::clock: every thread, user and system;
+// the clock of log.csv's cpu_seconds) spent inside trainer steps only: data loading,
+// validation, checkpoints and logging are outside it. It is checked after each step, so
+// the run stops after the step that reaches it; that step is then the last (validated,
+// checkpointed) as the planned last step would be.
 template <class Device>
-void run_training(const trainer_config& config, const training_cases& cases, const training_plan& plan,
-                  training_observer& observer, const validation_function<Device>& validate = {}) {
+training_outcome run_training(const trainer_config& config, const training_cases& cases, const training_plan& plan,
+                              training_observer& observer, const validation_function<Device>& validate = {}) {
   throw_if<value_error>(plan.validate_every > 0 && !validate, "run_training: validation planned without a function");
   train::trainer<training_cases, Device> t(config, cases);
+  training_outcome outcome;
   if (plan.resume) {
     checkpoint_step(plan.checkpoint);
+    outcome.train_cpu_seconds = training_cpu_seconds(plan.checkpoint);
     t.resume(plan.checkpoint);
   }
   observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
+  auto metadata_now = [&](std::map<std::string, std::string> metadata) {
+    metadata[train_cpu_key] = args_detail::number_text(outcome.train_cpu_seconds);
+    return metadata;
+  };
   auto save = [&] {
     observer.checkpointing();
-    t.save(plan.checkpoint, plan.metadata);
+    t.save(plan.checkpoint, metadata_now(plan.metadata));
   };
+  auto over_budget = [&] { return plan.cpu_budget && outcome.train_cpu_seconds >= *plan.cpu_budget; };
   std::optional<sampling_model<Device>> copy;
   const std::int64_t first = t.steps_done(), total = config.lr.total_steps;
-  while (t.steps_done() < total) {
+  outcome.first_step = first;
+  outcome.planned_steps = total;
+  outcome.budget_reached = first < total && over_budget();
+  while (t.steps_done() < total && !outcome.budget_reached) {
+    const std::clock_t before = std::clock();
     const step_report r = t.step();
+    outcome.train_cpu_seconds += static_cast<double>(std::clock() - before) / CLOCKS_PER_SEC;
+    outcome.budget_reached = r.step < total && over_budget();
+    const bool last = r.step == total || outcome.budget_reached;
     if (std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
-      t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"), plan.metadata);
-    const bool checkpoint = r.step % plan.checkpoint_every == 0 || r.step == total;
+      t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"), metadata_now(plan.metadata));
+    const bool checkpoint = r.step % plan.checkpoint_every == 0 || last;
     observer.stepped(r, checkpoint);
-    if (plan.validate_every > 0 && (r.step % plan.validate_every == 0 || r.step == total)) {
+    if (plan.validate_every > 0 && (r.step % plan.validate_every == 0 || last)) {
       double value = 0;
       {
         const typename device_context<Device>::scope on_stream(t.context());
         copy_for_validation(t, copy);
         value = validate(*copy);
       }
-      std::map<std::string, std::string> metadata = plan.metadata;
+      std::map<std::string, std::string> metadata = metadata_now(plan.metadata);
       if (observer.validated(r.step, value, metadata)) t.save(plan.best, metadata);
     }
     if (checkpoint) save();
   }
-  if (first == total) save();
+  if (t.steps_done() == first) save();
+  outcome.steps_done = t.steps_done();
+  return outcome;
 }
 
 // use_ema: nullopt = the EMA weights when the checkpoint has them.
@@ -261,6 +324,27 @@ sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> ima
                          tensor_view<const float> init_noise = {}) {
   const train::sample_options so{o.n, o.steps, sampler_name(o.sampler), o.clip_x0, std::max(64, o.n)};
   return train::sample_masks(*m.model, images, so, g, init_noise);
+}
+
+// Network evaluations per drawn mask under these sampler settings, as the model reports them.
+template <class Device>
+std::int64_t passes_per_mask(const sampling_model<Device>& m, int steps, sampler_kind sampler) {
+  return m.model->network_passes({.n = 16, .steps = steps, .sampler = sampler_name(sampler)});
+}
+
+// A sampling call with its wall and process CPU seconds (std::clock: every thread).
+struct sampling_cost {
+  sample_result result;
+  double seconds = 0, cpu_seconds = 0;
+};
+template <class F>
+sampling_cost timed(F&& draw) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
+  sampling_cost cost{draw()};
+  cost.cpu_seconds = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+  cost.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return cost;
 }
 
 // Runs f.template operator()<D>() with D the device that --device names (cuda exists in
