@@ -244,13 +244,13 @@ class phiseg_step {
   tensor_view<const double, D> kl() const { return kl_.cview(); }
 
  private:
-  void foreground_logits(const std::vector<tensor<T, D>>& s, int levels) {
+  void foreground_logits(const std::vector<tensor_view<const T, D>>& s, int levels) {
     e_.resize(levels);
     for (int l = 0; l < levels; ++l) {
       const shape one{s[l].size(0), 1, s[l].size(2), s[l].size(3)};
       background_.resize(one);
       e_[l].resize(one);
-      ops::concat_channels_backward(s[l].cview(), background_.view(), e_[l].view());
+      ops::concat_channels_backward(s[l], background_.view(), e_[l].view());
       ops::affine_forward(background_.cview(), -1.0, 0.0, background_.view());
       ops::add_forward(e_[l].cview(), background_.cview(), e_[l].view());       // e_l [B,1,H,W]
     }

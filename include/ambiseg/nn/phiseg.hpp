@@ -164,18 +164,18 @@ class conv_bn_stack {
                                da_.cview(), dpre_.view(), p.grad(bn.weight), p.grad(bn.bias));
       const tensor_view<const T, D> in = upsample_ ? ups_[k].cview() : (k > 0 ? acts_[k - 1].cview() : x);
       const bool need_input_grad = k > 0 || dx.data() != nullptr;
+      const bool into_dx = k == 0 && !upsample_;  // the first conv's input is x itself
       din_.resize(in.shape());
-      ops::conv2d_backward(in, p.conv_weight(c), dpre_.cview(), need_input_grad ? din_.view() : tensor_view<T, D>{},
+      ops::conv2d_backward(in, p.conv_weight(c), dpre_.cview(),
+                           !need_input_grad ? tensor_view<T, D>{} : (into_dx ? dx : din_.view()),
                            p.conv_weight_grad(c), tensor_view<T, D>{}, {}, ws);
-      if (!need_input_grad) break;
+      if (!need_input_grad || into_dx) break;
       const shape below = k > 0 ? acts_[k - 1].shape() : x.shape();
       if (upsample_) {
         tensor_view<T, D> target = k > 0 ? (da_.resize(below), da_.view()) : dx;
         ops::upsample_bilinear2x_backward(din_.cview(), target, ops::bilinear_mode::asymmetric);
-      } else if (k > 0) {
-        std::swap(da_, din_);
       } else {
-        device_memory<D>::copy(dx.data(), din_.data(), sizeof(T) * static_cast<std::size_t>(din_.numel()));
+        std::swap(da_, din_);
       }
     }
   }
@@ -236,6 +236,7 @@ class latent_net {
     dz_.resize(levels_);
     dmu_.resize(levels_);
     dsigma_.resize(levels_);
+    g_.resize(levels_);
   }
 
   int levels() const { return levels_; }
@@ -280,7 +281,6 @@ class latent_net {
         ops::concat_channels_forward(pre, u, cat_[l].view());                  // [N,c_{l+Δ}+zu,h_l,w_l]
         g = z_input_[l]->forward(p, b, cat_[l].cview(), mode, ws);            // [N,c_l,h_l,w_l]
       }
-      g_.resize(levels_);
       g_[l] = g;
       head_forward(p, mu_[l], g, mu_out_[l], ws);                             // μ_l [N,Z,h_l,w_l]
       head_forward(p, sigma_[l], g, raw_[l], ws);
@@ -427,7 +427,7 @@ class likelihood_net {
   }
 
   // z_l [N,Z,h_l,w_l] → the level logits s_l [N,2,H,W] (views valid until the next forward).
-  const std::vector<tensor<T, D>>& forward(const param_views<T, D>& p, const param_views<T, D>& b,
+  const std::vector<tensor_view<const T, D>>& forward(const param_views<T, D>& p, const param_views<T, D>& b,
                                            const std::vector<tensor_view<const T, D>>& z, norm_mode mode,
                                            workspace<D>& ws) {
     z_in_ = z;
@@ -455,13 +455,12 @@ class likelihood_net {
         ops::upsample_nearest2x_forward(s, t.view());
         s = t.cview();
       }
-      full_[l].resize(s.shape());
-      device_memory<D>::copy(full_[l].data(), s.data(), sizeof(T) * static_cast<std::size_t>(s.numel()));  // s_l
+      full_[l] = s;                                                           // s_l [N,2,H,W]
     }
     return full_;
   }
 
-  const std::vector<tensor<T, D>>& level_logits() const { return full_; }  // the last forward's s_l
+  const std::vector<tensor_view<const T, D>>& level_logits() const { return full_; }  // the last forward's s_l
 
   // After a batch-statistics forward: ds_l [N,2,H,W] → dz_l (=) and parameter gradients (+=).
   void backward(const param_views<T, D>& p, const std::vector<tensor_view<const T, D>>& ds,
@@ -509,8 +508,8 @@ class likelihood_net {
   std::vector<int> post_c_channels_;
   std::vector<std::unique_ptr<conv_bn_stack<T, D>>> post_z_, preups_, ups_c_, post_c_;
   std::vector<conv_layer> s_;
-  std::vector<tensor_view<const T, D>> z_in_, z_post_, pz_, pc_;
-  std::vector<tensor<T, D>> a_, cat_, small_, full_, dpc_, dpz_;
+  std::vector<tensor_view<const T, D>> z_in_, z_post_, pz_, pc_, full_;
+  std::vector<tensor<T, D>> a_, cat_, small_, dpc_, dpz_;
   std::vector<std::vector<tensor<T, D>>> up_chains_;
   tensor<T, D> down_[2], dcat_, dub_, da_, dabove_, dpost_;
 };
