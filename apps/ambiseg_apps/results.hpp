@@ -4,7 +4,7 @@
 //
 //   {"info": {what was scored: the tool's inputs},
 //    "results": [{"method", "n", "m", "images", "height", "width", "ged_estimator",
-//                 "pp_ratio", "raw": {"ged", "dice", "iou", "hm_iou"}, "pp": {...}}]}
+//                 "pp_ratio", "raw": {"ged", "dice", "iou", "hm_iou", "diversity"}, "pp": {...}}]}
 //
 // "pp" is present when post-processing was asked for (pp_ratio is then a number, else null).
 #pragma once
@@ -30,7 +30,8 @@ struct eval_row {
 };
 
 inline nlohmann::ordered_json set_metrics_json(const metrics::set_metrics& m) {
-  return nlohmann::ordered_json{{"ged", m.ged}, {"dice", m.dice}, {"iou", m.iou}, {"hm_iou", m.hm_iou}};
+  return nlohmann::ordered_json{
+      {"ged", m.ged}, {"dice", m.dice}, {"iou", m.iou}, {"hm_iou", m.hm_iou}, {"diversity", m.diversity}};
 }
 
 inline nlohmann::ordered_json result_json(const eval_row& row) {
@@ -60,11 +61,13 @@ inline nlohmann::ordered_json results_json(const std::vector<eval_row>& rows, co
 inline std::string results_markdown(const std::vector<eval_row>& rows) {
   std::ostringstream md;
   const bool pp = !rows.empty() && rows[0].result.pp.has_value();
-  md << "| method | n | GED² | dice | IoU | HM-IoU |" << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp |" : "") << "\n"
-     << "|---|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|" : "") << "\n";
+  md << "| method | n | GED² | dice | IoU | HM-IoU | diversity |"
+     << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp | diversity pp |" : "") << "\n"
+     << "|---|---:|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|---:|" : "") << "\n";
   auto cells = [&](const metrics::set_metrics& m) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice, m.iou, m.hm_iou);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice, m.iou, m.hm_iou,
+                  m.diversity);
     return std::string(buf);
   };
   for (const auto& r : rows) {

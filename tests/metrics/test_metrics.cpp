@@ -333,7 +333,14 @@ TEST_CASE("metrics: evaluate averages over images and checks shapes", "[metrics]
   CHECK(r.per_image[1].raw.ged == Approx(0.0).margin(1e-15));
   CHECK(r.raw.ged == Approx((7.0 / 12.0 + 0.0) / 2));
   CHECK(r.raw.dice == Approx((11.0 / 30.0 + 5.0 / 6.0) / 2));
+  // diversity: image 0's samples {0,1} and {} share nothing (d = 1); image 1's {0} and
+  // {0,1} have IoU 1/2 (d = 1/2).
+  CHECK(r.per_image[0].raw.diversity == Approx(1.0));
+  CHECK(r.per_image[1].raw.diversity == Approx(0.5));
+  CHECK(r.raw.diversity == Approx(0.75));
   CHECK_FALSE(r.pp);
+  // one sample per image has no spread
+  CHECK(evaluate(mask_batch_view{s.data(), 1, 1, 1, 4}, mask_batch_view{y.data(), 1, 2, 1, 4}).raw.diversity == 0.0);
   const mask_batch_view one_image{s.data(), 1, 2, 1, 4};
   CHECK_THROWS_AS(evaluate(one_image, yv), shape_error);
   const mask_batch_view other_size{y.data(), 2, 2, 2, 2};

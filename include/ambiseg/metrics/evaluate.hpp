@@ -25,6 +25,10 @@ struct set_metrics {
   double dice = 0.0;    // mean over the n·m (sample, annotation) pairs
   double iou = 0.0;     // idem
   double hm_iou = 0.0;  // Hungarian-matched IoU over lcm(n, m) repeats
+  // The samples' own spread, the sample–sample term of GED: mean d(s, s') = 1 − IoU over
+  // the n(n − 1) ordered pairs of distinct samples (0 for n = 1). A sampler that collapses
+  // to one mask shows here first.
+  double diversity = 0.0;
 };
 
 struct evaluation_options {
@@ -61,6 +65,14 @@ inline set_metrics metrics_from_overlaps(const image_overlaps& o, const evaluati
   r.dice = dice_sum / pairs;
   r.iou = iou_sum / pairs;
   r.hm_iou = hm_iou(o.sy, options.hm_iou_max_items);
+  const std::int64_t n = o.ss.rows();
+  if (n >= 2) {
+    double spread = 0.0;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        if (i != j) spread += o.ss.distance(i, j);
+    r.diversity = spread / static_cast<double>(n * (n - 1));
+  }
   return r;
 }
 
@@ -153,12 +165,14 @@ inline evaluation_result evaluate(const mask_batch_view& samples, const mask_bat
     sum.dice += x.dice;
     sum.iou += x.iou;
     sum.hm_iou += x.hm_iou;
+    sum.diversity += x.diversity;
   };
   auto scale = [](set_metrics& s, double f) {
     s.ged *= f;
     s.dice *= f;
     s.iou *= f;
     s.hm_iou *= f;
+    s.diversity *= f;
   };
   if (options.pp_ratio) result.pp = set_metrics{};
   for (const image_result& r : result.per_image) {
