@@ -64,6 +64,7 @@ struct sample_command {
   int steps = 10;
   sampler_kind sampler = sampler_kind::ddpm_large;
   bool clip_x0 = false;
+  diffusion::time_spacing spacing = diffusion::time_spacing::uniform_t;
   std::optional<std::filesystem::path> init_noise, save_x0;
   std::filesystem::path out;
   std::uint64_t seed = 0;
@@ -80,6 +81,7 @@ struct eval_command {
   int steps = 10;
   sampler_kind sampler = sampler_kind::ddpm_large;
   bool clip_x0 = false;
+  diffusion::time_spacing spacing = diffusion::time_spacing::uniform_t;
   bool baselines = false;  // reference rows: oracle + majority (synthetic), raters + majority (real data)
   std::optional<std::filesystem::path> out;
   std::uint64_t seed = 0;
@@ -122,11 +124,12 @@ inline std::string cli_usage() {
          "                --checkpoint-every, and at the end their GED2 with n samples per image, as\n"
          "                eval computes it, goes to DIR/val.csv; the best is DIR/best.safetensors)\n"
          "  ambiseg sample --ckpt FILE (--data SPEC [--images K] | --image FILE.npy|.png) --out DIR\n"
-         "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large] [--clip-x0]\n"
+         "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large|dpmpp_2m|\n"
+         "                dpmpp_3m|sde_dpmpp_2m|unipc|unipc3] [--spacing uniform_t|uniform_lambda] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda]\n"
          "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|none] [--images K] [--steps S]\n"
-         "                [--sampler ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
+         "                [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "\n"
@@ -311,6 +314,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
     else if (r.is("--sampler")) c.sampler = models::parse_sampler(r.choice(models::sampler_names()));
     else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
+    else if (r.is("--spacing")) c.spacing = diffusion::parse_spacing(r.choice(models::spacing_names()));
     else if (r.is("--init-noise")) c.init_noise = r.text();
     else if (r.is("--save-x0")) c.save_x0 = r.text();
     else if (r.is("--out")) c.out = r.text(), has_out = true;
@@ -347,6 +351,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
     else if (r.is("--sampler")) c.sampler = models::parse_sampler(r.choice(models::sampler_names()));
     else if (r.is("--clip-x0")) r.flag(), c.clip_x0 = true;
+    else if (r.is("--spacing")) c.spacing = diffusion::parse_spacing(r.choice(models::spacing_names()));
     else if (r.is("--baselines")) r.flag(), c.baselines = true;
     else if (r.is("--out")) c.out = r.text();
     else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));

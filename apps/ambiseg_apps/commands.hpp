@@ -271,7 +271,7 @@ int run_sample_on(const sample_command& cmd, std::ostream& out) {
   }
   rng g(cmd.seed);
   const sampling_cost cost = timed([&] {
-    return draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0}, g,
+    return draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing}, g,
                       cmd.init_noise ? init.cview() : tensor_view<const float>{});
   });
   const sample_result& r = cost.result;
@@ -294,6 +294,7 @@ int run_sample_on(const sample_command& cmd, std::ostream& out) {
                                     {"height", h},
                                     {"width", w},
                                     {"sampler", sampler_name(cmd.sampler)},
+                                    {"spacing", diffusion::spacing_name(cmd.spacing)},
                                     {"steps", cmd.steps},
                                     {"network_passes_per_mask", passes_per_mask(m, cmd.steps, cmd.sampler)},
                                     {"seconds", seconds},

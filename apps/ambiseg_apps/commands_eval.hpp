@@ -99,7 +99,7 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
 
   rng g(cmd.seed);
   const sampling_cost cost =
-      timed([&] { return draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0}, g); });
+      timed([&] { return draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing}, g); });
   const sample_result& r = cost.result;
   const double seconds = cost.seconds;
   err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s\n";
@@ -157,6 +157,7 @@ int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
                                     {"data", cmd.data.spec},
                                     {"folds", folds_text(cmd.data)},
                                     {"sampler", sampler_name(cmd.sampler)},
+                                    {"spacing", diffusion::spacing_name(cmd.spacing)},
                                     {"steps", cmd.steps},
                                     {"ema_weights", m.ema_weights},
                                     {"model", std::string(m.model->kind_name())},

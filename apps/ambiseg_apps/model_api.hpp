@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -225,6 +226,24 @@ void copy_for_validation(const train::trainer<Data, Device>& t, std::optional<sa
   m->step = t.steps_done();
 }
 
+// One trainer step; a non-finite loss or gradient (the trainer changed no weight) is
+// reported as a diverged run: which step, at which rate, and which checkpoint is left.
+template <class Trainer>
+step_report diverging_step_named(Trainer& t, std::int64_t last_saved, const training_plan& plan) {
+  try {
+    return t.step();
+  } catch (const value_error& e) {
+    const std::int64_t step = t.steps_done() + 1;
+    std::ostringstream where;
+    where << (last_saved > 0 ? "the checkpoint of step " + std::to_string(last_saved) + " in " +
+                                   plan.checkpoint.string() + " is from before it; "
+                             : std::string("no checkpoint was written yet; "))
+          << "train again with a lower --lr (--resume would keep the stored rate)";
+    throw value_error("train: step " + std::to_string(step) + " diverged at learning rate " +
+                      args_detail::number_text(t.config().lr.lr(step - 1)) + ": " + e.what() + "; " + where.str());
+  }
+}
+
 // validate: required when plan.validate_every > 0.
 //
 // The CPU budget counts the process CPU time (std::clock: every thread, user and system;
@@ -258,9 +277,10 @@ training_outcome run_training(const trainer_config& config, const training_cases
   outcome.first_step = first;
   outcome.planned_steps = total;
   outcome.budget_reached = first < total && over_budget();
+  std::int64_t last_saved = first;
   while (t.steps_done() < total && !outcome.budget_reached) {
     const std::clock_t before = std::clock();
-    const step_report r = t.step();
+    const step_report r = diverging_step_named(t, last_saved, plan);
     outcome.train_cpu_seconds += static_cast<double>(std::clock() - before) / CLOCKS_PER_SEC;
     outcome.budget_reached = r.step < total && over_budget();
     const bool last = r.step == total || outcome.budget_reached;
@@ -278,7 +298,7 @@ training_outcome run_training(const trainer_config& config, const training_cases
       std::map<std::string, std::string> metadata = metadata_now(plan.metadata);
       if (observer.validated(r.step, value, metadata)) t.save(plan.best, metadata);
     }
-    if (checkpoint) save();
+    if (checkpoint) save(), last_saved = r.step;
   }
   if (t.steps_done() == first) save();
   outcome.steps_done = t.steps_done();
@@ -307,22 +327,22 @@ input_format input_format_of(const sampling_model<Device>& m) {
   return input_format_of(m.config);
 }
 
-inline std::string sampler_name(sampler_kind s) {
-  return s == sampler_kind::ddim ? "ddim" : s == sampler_kind::ddpm_small ? "ddpm_small" : "ddpm_large";
-}
+using models::sampler_name;
 
 struct draw_options {
   int n = 8;
   int steps = 10;
   sampler_kind sampler = sampler_kind::ddpm_large;
   bool clip_x0 = false;
+  diffusion::time_spacing spacing = diffusion::time_spacing::uniform_t;
 };
 
 // masks [B, n, H, W] of images [B, C, H, W]; init_noise empty or [B, n, H, W].
 template <class Device>
 sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> images, const draw_options& o, rng& g,
                          tensor_view<const float> init_noise = {}) {
-  const train::sample_options so{o.n, o.steps, sampler_name(o.sampler), o.clip_x0, std::max(64, o.n)};
+  const train::sample_options so{o.n,       o.steps,           sampler_name(o.sampler),
+                                 o.clip_x0, std::max(64, o.n), diffusion::spacing_name(o.spacing)};
   return train::sample_masks(*m.model, images, so, g, init_noise);
 }
 

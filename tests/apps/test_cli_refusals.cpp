@@ -303,3 +303,35 @@ TEST_CASE("hostile arguments get a message that names the option and the problem
                           (Catch::Contains("non-finite") || Catch::Contains("is empty")));
   }
 }
+
+namespace {
+// A trainer whose step `fail_at` meets a non-finite loss, as train::trainer reports it.
+struct diverging_trainer {
+  train::trainer_config cfg;
+  std::int64_t done = 0, fail_at = 0;
+  const train::trainer_config& config() const { return cfg; }
+  std::int64_t steps_done() const { return done; }
+  train::step_report step() {
+    if (done + 1 == fail_at) throw value_error("loss: the loss is nan (a non-finite value in the batch or the model's output)");
+    return {++done, 1.0, cfg.lr.lr(done), 1.0};
+  }
+};
+}  // namespace
+
+TEST_CASE("a diverged step names the step, the rate and the checkpoint left", "[apps][cli]") {
+  diverging_trainer t;
+  t.cfg.lr.base_lr = 1e-3;
+  t.cfg.lr.warmup_steps = 1;
+  t.cfg.lr.total_steps = 1000;
+  t.cfg.lr.decay_steps = 100;
+  t.fail_at = 251;
+  training_plan plan;
+  plan.checkpoint = "runs/mix/last.safetensors";
+  for (int i = 0; i < 250; ++i) diverging_step_named(t, 0, plan);
+  CHECK_THROWS_WITH(diverging_step_named(t, 200, plan),
+                    Catch::Contains("train: step 251 diverged at learning rate 0.001: loss: the loss is nan") &&
+                        Catch::Contains("the checkpoint of step 200 in runs/mix/last.safetensors is from before "
+                                        "it; train again with a lower --lr (--resume would keep the stored rate)"));
+  CHECK_THROWS_WITH(diverging_step_named(t, 0, plan),
+                    Catch::Contains("no checkpoint was written yet; train again with a lower --lr"));
+}

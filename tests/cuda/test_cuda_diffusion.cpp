@@ -26,6 +26,7 @@
 
 #include "diffusion/reference_diffusion.hpp"
 
+#include <string>
 #include <vector>
 
 using namespace ambiseg;
@@ -158,6 +159,46 @@ TEMPLATE_TEST_CASE("diffusion_runner: sampling with an analytic network matches 
       CHECK(differ <= 1);  // only an x̂0 within rounding of 0 may flip
     }
   }
+}
+
+// The multistep solvers apply their combinations with the one-step kernel, term by term:
+// the same draws and results as the double host runner (itself checked against a plain
+// recursion in tests/diffusion/test_multistep.cpp). Float: 1e-4 after 8 steps, the
+// higher-order combinations weigh differences of x̂0 by up to ~10.
+TEMPLATE_TEST_CASE("diffusion_runner: multistep solvers match the double host runner",
+                   "[cuda][diffusion][multistep]", f_cpu, d_cpu, f_cuda, d_cuda) {
+  using T = typename TestType::value;
+  using D = typename TestType::device;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
+  using Diff = diffusion::reference_config_diffusion;
+  const Diff policies(diffusion::make_reference_schedule(0.1));
+  diffusion::diffusion_runner<Diff, double, cpu> host(policies);
+  diffusion::diffusion_runner<Diff, T, D> dev(policies);
+  const auto images = random_tensor<double>(shape{3, 1, 6, 5}, 12);
+  tensor<T> images_t(images.shape());
+  for (std::int64_t i = 0; i < images.numel(); ++i) images_t[i] = static_cast<T>(images[i]);
+  const auto imagesd = to_dev<D>(images_t);
+  const tol<T> tl = std::is_same_v<T, float> ? tol<T>{1e-4, 1e-4} : tol<T>{1e-12, 1e-12};
+  using diffusion::any_multistep_sampler;
+  for (const any_multistep_sampler& smp :
+       {any_multistep_sampler(diffusion::dpmpp_3m{}), any_multistep_sampler(diffusion::sde_dpmpp_2m{}),
+        any_multistep_sampler(diffusion::unipc<3>{})})
+    for (bool clip : {false, true}) {
+      diffusion::sampling_options opts;
+      opts.steps = 8;
+      opts.clip_x0 = clip;
+      opts.spacing = diffusion::time_spacing::uniform_lambda;
+      tanh_net<double, cpu> host_net;
+      tanh_net<T, D> dev_net;
+      rng g1(5), g2(5);
+      const auto a = host.sample(host_net, smp, images, 4, g1, opts);
+      const auto b = dev.sample(dev_net, smp, imagesd.cview(), 4, g2, opts);
+      tensor<T> a_t(a.shape());
+      for (std::int64_t i = 0; i < a.numel(); ++i) a_t[i] = static_cast<T>(a[i]);
+      const std::string what = smp.sampler_name() + (clip ? ", clipped" : "");
+      require_close(host_copy(b), a_t, tl, what.c_str());
+      CHECK(g1() == g2());
+    }
 }
 
 TEMPLATE_TEST_CASE("diffusion_runner: UNet sampling from the same initial noise matches the CPU "

@@ -1,5 +1,5 @@
 // ambiseg/diffusion/all.hpp — the diffusion layer: schedules, predictions, weightings,
-// timestep samplers, samplers, the gaussian_diffusion policies and diffusion_runner.
+// timestep samplers, samplers (one-step and multistep), sampling grids, the gaussian_diffusion policies and diffusion_runner.
 #pragma once
 
 #include "ambiseg/diffusion/concepts.hpp"
@@ -8,5 +8,9 @@
 #include "ambiseg/diffusion/weightings.hpp"
 #include "ambiseg/diffusion/timesteps.hpp"
 #include "ambiseg/diffusion/samplers.hpp"
+#include "ambiseg/diffusion/sampling_grid.hpp"
+#include "ambiseg/diffusion/multistep.hpp"
+#include "ambiseg/diffusion/dpm_solver.hpp"
+#include "ambiseg/diffusion/unipc.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
 #include "ambiseg/diffusion/runner.hpp"

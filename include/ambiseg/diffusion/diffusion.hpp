@@ -15,6 +15,7 @@
 #include "ambiseg/diffusion/concepts.hpp"
 #include "ambiseg/diffusion/predictions.hpp"
 #include "ambiseg/diffusion/samplers.hpp"
+#include "ambiseg/diffusion/sampling_grid.hpp"
 #include "ambiseg/diffusion/schedules.hpp"
 #include "ambiseg/diffusion/timesteps.hpp"
 #include "ambiseg/diffusion/weightings.hpp"
@@ -22,7 +23,8 @@
 namespace ambiseg::diffusion {
 
 struct sampling_options {
-  int steps = 10;         // N: the grid t_i = i/N from 1 down to 0, N network evaluations
+  int steps = 10;         // N: N + 1 grid points from t = 1 down to 0, N network evaluations
+  time_spacing spacing = time_spacing::uniform_t;  // where the grid points lie (sampling_grid.hpp)
   bool clip_x0 = false;   // clip x̂0 to [−1, 1] at every step and in the result
   int mask_channels = 1;  // channels of the diffused mask (diffusion_runner::sample only)
 };

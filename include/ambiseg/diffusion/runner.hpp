@@ -28,6 +28,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -40,6 +41,7 @@
 #include "ambiseg/core/device_context.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
 #include "ambiseg/diffusion/kernels.hpp"
+#include "ambiseg/diffusion/multistep.hpp"
 #if defined(AMBISEG_WITH_CUDA)
 #include "ambiseg/core/cuda_memory.hpp"
 #endif
@@ -238,6 +240,19 @@ class diffusion_runner {
   template <class Net, class Smp>
   void sample_chains(Net&& net, const Smp& smp, tensor_view<T, D> x,
                      tensor_view<const T, D> cond, rng& g, const sampling_options& opts = {}) {
+    if constexpr (multistep_sampler<Smp>) {
+      sample_multistep(std::forward<Net>(net), smp, x, cond, g, opts);
+      return;
+    } else {
+      sample_one_step(std::forward<Net>(net), smp, x, cond, g, opts);
+    }
+  }
+
+ private:
+  // One-step samplers (samplers.hpp): at the last grid point the result is x̂0 itself.
+  template <class Net, class Smp>
+  void sample_one_step(Net&& net, const Smp& smp, tensor_view<T, D> x,
+                       tensor_view<const T, D> cond, rng& g, const sampling_options& opts) {
     static_assert(check_sampler<Smp>());
     static_assert(denoiser<Net, T, D>,
                   "diffusion_runner::sample_chains: the network must be callable as "
@@ -255,9 +270,10 @@ class diffusion_runner {
       z_host_.resize(x.shape());
     }
     std::vector<double> t_batch(static_cast<std::size_t>(chains));
-    const double steps = static_cast<double>(opts.steps);
+    const std::vector<double> grid = sampling_times(host_.schedule(), opts.steps, opts.spacing);
     for (int i = opts.steps; i >= 1; --i) {
-      const double t = static_cast<double>(i) / steps, s = static_cast<double>(i - 1) / steps;
+      const std::size_t point = static_cast<std::size_t>(opts.steps - i);
+      const double t = grid[point], s = grid[point + 1];
       std::fill(t_batch.begin(), t_batch.end(), t);
       std::invoke(net, tensor_view<const T, D>(x), std::span<const double>(t_batch), cond,
                   f_.view());
@@ -297,6 +313,117 @@ class diffusion_runner {
     }
   }
 
+  // Multistep samplers (multistep.hpp): the network at points 0 … N−1, the result is the
+  // state at t = 0. The combination x_{i+1} = c_x·x_i + c_prev·x_{i−1} + Σ_j c_j·m_{i−j} +
+  // c_noise·z is applied term by term with the one-step kernel (x ← 1·x + c·term), so a
+  // new sampler needs no kernel of its own; terms with a zero coefficient are skipped.
+  template <class Net, class Smp>
+  void sample_multistep(Net&& net, const Smp& smp, tensor_view<T, D> x, tensor_view<const T, D> cond, rng& g,
+                        const sampling_options& opts) {
+    static_assert(check_multistep_sampler<Smp>());
+    static_assert(denoiser<Net, T, D>,
+                  "diffusion_runner::sample_chains: the network must be callable as "
+                  "void(tensor_view<const T, D> x_t, std::span<const double> t, "
+                  "tensor_view<const T, D> cond, tensor_view<T, D> f_out)");
+    throw_if<value_error>(opts.steps < 1, "sample: steps = ", opts.steps, " must be >= 1");
+    throw_if<shape_error>(x.rank() < 1 || x.size(0) < 1, "sample: x has shape ", x.shape().to_string(),
+                          ", expected [B, ...] with B >= 1");
+    const std::int64_t chains = x.size(0);
+    check_cond("sample", cond, chains);
+    const bool stochastic = smp.is_stochastic(), corrects = sampler_corrects(smp);
+    std::vector<tensor<T, D>*> buffers{&f_};
+    for (auto& m : history_) buffers.push_back(&m);
+    if (corrects) buffers.push_back(&prev_);
+    if (stochastic) buffers.push_back(&z_dev_);
+    for (tensor<T, D>* buf : buffers)
+      if (!(buf->shape() == x.shape())) *buf = tensor<T, D>(x.shape());
+    if (stochastic) z_host_.resize(x.shape());
+
+    const std::vector<double> grid = sampling_times(host_.schedule(), opts.steps, opts.spacing);
+    const std::vector<double> lambdas = log_snrs_at(host_.schedule(), grid);
+    const std::span<const double> lam(lambdas);
+    std::vector<double> t_batch(static_cast<std::size_t>(chains));
+    auto m_at = [&](int point) -> tensor<T, D>& {
+      return history_[static_cast<std::size_t>(point % multistep_history)];
+    };
+    // x ← c_x·x + c_prev·prev + Σ_j c_j·m_{i−j} (+ c_noise·z), coefficient rows from `first`.
+    auto apply = [&](const linear_step& c, int i, const coeff_block<T>& k, int first, tensor_view<const T, D> z) {
+      // x ← c_x·x + c_0·m_i + c_noise·z, then x ← 1·x + c·term for the other terms.
+      kernels::template reverse_step<T>(x, m_at(i).cview(), z, k.row(first), k.row(first + 1), k.row(first + 2), x);
+      int row = first + 3;
+      if (c.c_prev != 0.0)
+        kernels::template reverse_step<T>(x, prev_.cview(), {}, k.row(0), k.row(row), k.row(1), x);
+      ++row;
+      for (int j = 1; j < multistep_history; ++j, ++row)
+        if (c.c_x0[static_cast<std::size_t>(j)] != 0.0) {
+          throw_if<value_error>(i - j < 0, "sample: ", smp.sampler_name(), " uses x̂0 of point ", i - j,
+                                " before the first");
+          kernels::template reverse_step<T>(x, m_at(i - j).cview(), {}, k.row(0), k.row(row), k.row(1), x);
+        }
+    };
+    auto check_finite = [&](const linear_step& c, int i, const char* what) {
+      bool ok = std::isfinite(c.c_x) && std::isfinite(c.c_prev) && std::isfinite(c.c_noise);
+      for (double v : c.c_x0) ok = ok && std::isfinite(v);
+      throw_if<value_error>(!ok, "sample: ", smp.sampler_name(), " ", what, " at grid point ", i, " (t = ",
+                            grid[static_cast<std::size_t>(i)], ") has non-finite coefficients");
+    };
+    // Rows: 1, 0, then (predictor) c_x, c_0, c_noise, c_prev, c_1 … c_3, then the same for
+    // the corrector; and x̂0 = c_xt·x + c_f·f.
+    constexpr int per_step = 3 + multistep_history;
+    for (int i = 0; i < opts.steps; ++i) {
+      const double t = grid[static_cast<std::size_t>(i)];
+      std::fill(t_batch.begin(), t_batch.end(), t);
+      std::invoke(net, tensor_view<const T, D>(x), std::span<const double>(t_batch), cond, f_.view());
+      const affine c = host_.x0_coeffs(host_.level(t));
+      const linear_step pred = smp.predict(lam, i);
+      check_finite(pred, i, "step");
+      throw_if<value_error>(i == 0 && pred.c_prev != 0.0, "sample: ", smp.sampler_name(),
+                            " uses the state before the first grid point");
+      linear_step corr;
+      const bool correct_now = corrects && i >= 1;
+      if constexpr (correcting_sampler<Smp>) {
+        if (correct_now) {
+          corr = smp.correct(lam, i);
+          check_finite(corr, i, "correction");
+        }
+      }
+      auto pack = [](const linear_step& s, T* row) {
+        row[0] = static_cast<T>(s.c_x);
+        row[1] = static_cast<T>(s.c_x0[0]);
+        row[2] = static_cast<T>(s.c_noise);
+        row[3] = static_cast<T>(s.c_prev);
+        for (int j = 1; j < multistep_history; ++j) row[3 + j] = static_cast<T>(s.c_x0[static_cast<std::size_t>(j)]);
+      };
+      auto k = upload<T>(chains, 4 + 2 * per_step, [&](std::int64_t, T* row) {
+        row[0] = T(1);
+        row[1] = T(0);
+        row[2] = static_cast<T>(c.c_xt);
+        row[3] = static_cast<T>(c.c_f);
+        pack(pred, row + 4);
+        pack(correct_now ? corr : linear_step{}, row + 4 + per_step);
+      });
+      kernels::template predicted_x0<T>(x, f_.cview(), k.row(2), k.row(3), opts.clip_x0, m_at(i).view());
+      if (correct_now) apply(corr, i, k, 4 + per_step, {});
+      if (corrects)  // prev ← x (1·x + 0·x): the state this step starts from
+        kernels::template reverse_step<T>(x, x, {}, k.row(0), k.row(1), k.row(1), prev_.view());
+      tensor_view<const T, D> z;
+      if (stochastic) {
+        for (T& v : z_host_) v = static_cast<T>(g.normal());
+        detail::upload_to<T, D>(z_host_.cview(), z_dev_.view());
+        z = z_dev_.cview();
+      }
+      apply(pred, i, k, 4, z);
+    }
+    if (opts.clip_x0) {
+      auto k = upload<T>(chains, 2, [&](std::int64_t, T* row) {
+        row[0] = T(1);
+        row[1] = T(0);
+      });
+      kernels::template predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), true, x);
+    }
+  }
+
+ public:
   // n masks per image: images [B, Cc, H, W] → x [B·n, mask_channels, H, W] (x̂0 on return),
   // row b·n + j = chain j of image b. x_1 is drawn on the host from g unless init_noise
   // ([B·n, mask_channels, H, W]) is given; the images are repeated per chain on D. All B·n
@@ -428,7 +555,8 @@ class diffusion_runner {
   tensor<double, D> sums_dev_;
   tensor<double, D> report_dev_;    // [B + 1] of the waiting loss / training_loss
   std::vector<double> report_host_;  // its host copy
-  tensor<T, D> f_, x0_hat_, z_dev_, cond_;
+  tensor<T, D> f_, x0_hat_, z_dev_, cond_, prev_;
+  std::array<tensor<T, D>, multistep_history> history_;  // m_i … m_{i−3}, by point mod 4
   tensor<T> z_host_, x_host_;
 };
 

@@ -21,7 +21,9 @@ namespace ambiseg::models {
 
 inline constexpr std::string_view diffusion_kind = "diffusion";
 
-enum class sampler_kind { ddim, ddpm_small, ddpm_large };
+// One-step samplers (diffusion/samplers.hpp) and multistep solvers (dpm_solver.hpp,
+// unipc.hpp); the solvers are meant for few steps (5–20).
+enum class sampler_kind { ddim, ddpm_small, ddpm_large, dpmpp_2m, dpmpp_3m, sde_dpmpp_2m, unipc, unipc3 };
 
 inline const std::vector<std::string>& schedule_names() {
   static const std::vector<std::string> v{"cosine", "linear", "linear_simple", "parabola"};
@@ -36,7 +38,8 @@ inline const std::vector<std::string>& weighting_names() {
   return v;
 }
 inline const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> v{"ddim", "ddpm", "ddpm_small", "ddpm_large"};
+  static const std::vector<std::string> v{"ddim",     "ddpm",         "ddpm_small", "ddpm_large", "dpmpp_2m",
+                                          "dpmpp_3m", "sde_dpmpp_2m", "unipc",      "unipc3"};
   return v;
 }
 
@@ -58,7 +61,31 @@ inline sampler_kind parse_sampler(const std::string& name) {
   policy_detail::check_name("sampler", name, sampler_names());
   if (name == "ddim") return sampler_kind::ddim;
   if (name == "ddpm_small") return sampler_kind::ddpm_small;
+  if (name == "dpmpp_2m") return sampler_kind::dpmpp_2m;
+  if (name == "dpmpp_3m") return sampler_kind::dpmpp_3m;
+  if (name == "sde_dpmpp_2m") return sampler_kind::sde_dpmpp_2m;
+  if (name == "unipc") return sampler_kind::unipc;
+  if (name == "unipc3") return sampler_kind::unipc3;
   return sampler_kind::ddpm_large;
+}
+
+inline std::string sampler_name(sampler_kind s) {
+  switch (s) {
+    case sampler_kind::ddim: return "ddim";
+    case sampler_kind::ddpm_small: return "ddpm_small";
+    case sampler_kind::ddpm_large: return "ddpm_large";
+    case sampler_kind::dpmpp_2m: return "dpmpp_2m";
+    case sampler_kind::dpmpp_3m: return "dpmpp_3m";
+    case sampler_kind::sde_dpmpp_2m: return "sde_dpmpp_2m";
+    case sampler_kind::unipc: return "unipc";
+    case sampler_kind::unipc3: return "unipc3";
+  }
+  return "ddpm_large";
+}
+
+inline const std::vector<std::string>& spacing_names() {
+  static const std::vector<std::string> v{"uniform_t", "uniform_lambda"};
+  return v;
 }
 
 struct policy_choice {

@@ -70,6 +70,20 @@ class diffusion_model {
                              const diffusion::sampling_options& opts) = 0;
 };
 
+// The multistep solvers share one sampling loop per policy class: their coefficients are
+// host maths behind diffusion::any_multistep_sampler.
+inline diffusion::any_multistep_sampler multistep_sampler_of(sampler_kind s) {
+  switch (s) {
+    case sampler_kind::dpmpp_2m: return diffusion::any_multistep_sampler(diffusion::dpmpp_2m{});
+    case sampler_kind::dpmpp_3m: return diffusion::any_multistep_sampler(diffusion::dpmpp_3m{});
+    case sampler_kind::sde_dpmpp_2m: return diffusion::any_multistep_sampler(diffusion::sde_dpmpp_2m{});
+    case sampler_kind::unipc: return diffusion::any_multistep_sampler(diffusion::unipc<2>{});
+    case sampler_kind::unipc3: return diffusion::any_multistep_sampler(diffusion::unipc<3>{});
+    default: break;
+  }
+  throw value_error("multistep_sampler_of: " + sampler_name(s) + " is a one-step sampler");
+}
+
 template <class Diffusion, class D>
 class diffusion_model_impl final : public diffusion_model<D> {
  public:
@@ -107,6 +121,7 @@ class diffusion_model_impl final : public diffusion_model<D> {
       case sampler_kind::ddim: d_.sample(net, diffusion::ddim_sampler{}, images, n, g, opts, x, init_noise); break;
       case sampler_kind::ddpm_small: d_.sample(net, diffusion::ddpm_small{}, images, n, g, opts, x, init_noise); break;
       case sampler_kind::ddpm_large: d_.sample(net, diffusion::ddpm_large{}, images, n, g, opts, x, init_noise); break;
+      default: d_.sample(net, multistep_sampler_of(sampler), images, n, g, opts, x, init_noise); break;
     }
   }
   void sample_chains(const denoiser_fn<D>& net, sampler_kind sampler, tensor_view<float, D> x,
@@ -116,6 +131,7 @@ class diffusion_model_impl final : public diffusion_model<D> {
       case sampler_kind::ddim: d_.sample_chains(net, diffusion::ddim_sampler{}, x, cond, g, opts); break;
       case sampler_kind::ddpm_small: d_.sample_chains(net, diffusion::ddpm_small{}, x, cond, g, opts); break;
       case sampler_kind::ddpm_large: d_.sample_chains(net, diffusion::ddpm_large{}, x, cond, g, opts); break;
+      default: d_.sample_chains(net, multistep_sampler_of(sampler), x, cond, g, opts); break;
     }
   }
 

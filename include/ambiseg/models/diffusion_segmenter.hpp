@@ -109,7 +109,8 @@ class diffusion_segmenter {
 
   void sample(tensor_view<const float, D> images, const sampling_request& request, rng& g,
               tensor_view<float, D> scores, tensor_view<const float, D> init_noise = {}) {
-    const diffusion::sampling_options options{request.steps, request.clip_x0, 1};
+    const diffusion::sampling_options options{request.steps, diffusion::parse_spacing(request.spacing),
+                                              request.clip_x0, 1};
     diffusion_->sample(std::ref(sample_denoiser_), parse_sampler(request.sampler), images, request.n, g, options,
                        scores, init_noise);
   }

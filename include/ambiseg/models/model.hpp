@@ -46,8 +46,10 @@ struct training_inputs {
 struct sampling_request {
   int n = 16;                    // masks per image
   int steps = 10;                // network evaluations per chain of an iterative sampler
-  std::string sampler = "ddpm";  // ddim | ddpm | ddpm_small | ddpm_large
+  std::string sampler = "ddpm";  // ddim | ddpm | ddpm_small | ddpm_large | dpmpp_2m | dpmpp_3m |
+                                 // sde_dpmpp_2m | unipc | unipc3
   bool clip_x0 = false;          // clip intermediate predictions to [−1, 1]
+  std::string spacing = "uniform_t";  // the sampling grid: uniform_t | uniform_lambda
 };
 
 // What a model accepts as input: the sampler and the data pipeline check against it.

@@ -39,11 +39,12 @@ namespace ambiseg::train {
 struct sample_options {
   int n = 16;
   int steps = 10;
-  std::string sampler = "ddpm";  // ddim | ddpm | ddpm_small | ddpm_large (diffusion models)
+  std::string sampler = "ddpm";  // diffusion models: models::sampler_names()
   bool clip_x0 = false;
   std::int64_t max_chains = 64;  // rows per network batch (memory bound); ≥ n
+  std::string spacing = "uniform_t";  // uniform_t | uniform_lambda (diffusion models)
 
-  models::sampling_request request() const { return {n, steps, sampler, clip_x0}; }
+  models::sampling_request request() const { return {n, steps, sampler, clip_x0, spacing}; }
 };
 
 struct sample_result {

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Scores one trained diffusion checkpoint under every sampler and number of network passes
+per mask, and other models' checkpoints as single points: GED², diversity (the samples'
+mean pairwise distance, GED's sample-sample term), HM-IoU and dice at n masks per image,
+with the sampling CPU seconds. The figures of docs/results.md, "Few-step sampling".
+
+For every (sampler, spacing, passes): `ambiseg eval --ckpt CKPT --data ... -n N --pp none
+--steps passes --sampler S --spacing G` (eval seed 0: every sampler starts from the same
+x_1), one process per run on one thread, `--jobs` at once; a run whose eval.json exists is
+not run again. Writes OUT/NAME/sweep.csv, OUT/NAME/sweep.md and OUT/NAME/sweep.svg (GED²
+and diversity against passes per mask, log axis; the raters' or the oracle's diversity as
+a dashed line, the --point models as markers).
+
+  python3 scripts/sampler_sweep.py --ambiseg build/apps/ambiseg --name synthetic_sweep \\
+      --ckpt runs/teacher/last.safetensors --data synthetic --images 32 --jobs 2 \\
+      --point prob_unet_fc=runs/fc/last.safetensors
+
+Python 3 standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_SAMPLERS = ["ddpm_large:uniform_t", "ddim:uniform_t", "ddpm_large:uniform_lambda",
+                    "dpmpp_2m:uniform_lambda", "dpmpp_3m:uniform_lambda", "sde_dpmpp_2m:uniform_lambda",
+                    "unipc:uniform_lambda"]
+COLOURS = ["#444444", "#999999", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def one_thread_env() -> dict:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    return env
+
+
+def run_eval(a: argparse.Namespace, out: Path, ckpt: str, extra: list[str]) -> dict:
+    result = out / "eval.json"
+    if not result.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [a.ambiseg, "eval", "--ckpt", ckpt, "--data", a.data, "-n", str(a.n), "--pp", "none",
+               "--seed", "0", "--out", str(out), *a.data_arg, *extra]
+        if a.images:
+            cmd += ["--images", str(a.images)]
+        with open(out / "eval.log", "w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=one_thread_env())
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: see {out / 'eval.log'}")
+    return json.loads(result.read_text())
+
+
+def row_of(doc: dict, label: str, sampler: str, spacing: str, passes: int | str) -> dict:
+    model = next(r for r in doc["results"] if r["method"] == "model")
+    raw, info = model["raw"], doc["info"]
+    return {"label": label, "sampler": sampler, "spacing": spacing, "passes_per_mask": passes,
+            "images": model["images"], "n": model["n"], "ged": raw["ged"], "diversity": raw["diversity"],
+            "hm_iou": raw["hm_iou"], "dice": raw["dice"], "sampling_cpu_seconds": info["sampling_cpu_seconds"],
+            "model": info["model"], "step": info["step"]}
+
+
+def reference_diversity(doc: dict) -> tuple[str, float] | None:
+    for method in ("raters", "oracle"):
+        for r in doc["results"]:
+            if r["method"] == method:
+                return method, r["raw"]["diversity"]
+    return None
+
+
+def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] | None, path: Path) -> None:
+    """Two panels, GED² and diversity against passes per mask (log2 axis)."""
+    width, height, margin = 460, 300, 55
+    series: dict[str, list[dict]] = {}
+    for r in rows:
+        series.setdefault(f"{r['sampler']} ({r['spacing']})", []).append(r)
+    passes = sorted({int(r["passes_per_mask"]) for r in rows} | {1})
+    x_lo, x_hi = math.log2(min(passes)), math.log2(max(passes))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 220}" height="{height + 20}" '
+             'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
+    for panel, (key, title) in enumerate((("ged", "GED² (lower is better)"), ("diversity", "diversity"))):
+        ox = panel * width
+        values = [r[key] for r in rows] + [p[key] for p in points]
+        if key == "diversity" and reference:
+            values.append(reference[1])
+        y_lo, y_hi = min(values), max(values)
+        pad = 0.05 * (y_hi - y_lo or 1.0)
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+
+        def px(p: float) -> float:
+            return ox + margin + (math.log2(p) - x_lo) / ((x_hi - x_lo) or 1.0) * (width - 1.5 * margin)
+
+        def py(v: float) -> float:
+            return height - margin + 10 - (v - y_lo) / (y_hi - y_lo) * (height - 1.5 * margin)
+
+        parts.append(f'<text x="{ox + width / 2}" y="14" text-anchor="middle" font-weight="bold">{title}</text>')
+        parts.append(f'<line x1="{px(passes[0])}" y1="{py(y_lo)}" x2="{px(passes[-1])}" y2="{py(y_lo)}" stroke="black"/>')
+        parts.append(f'<line x1="{px(passes[0])}" y1="{py(y_lo)}" x2="{px(passes[0])}" y2="{py(y_hi)}" stroke="black"/>')
+        for p in passes:
+            parts.append(f'<text x="{px(p)}" y="{py(y_lo) + 14}" text-anchor="middle">{p}</text>')
+        parts.append(f'<text x="{ox + width / 2}" y="{height + 12}" text-anchor="middle">network passes per mask</text>')
+        for k in range(5):
+            v = y_lo + (y_hi - y_lo) * k / 4
+            parts.append(f'<text x="{px(passes[0]) - 4}" y="{py(v) + 4}" text-anchor="end">{v:.3f}</text>')
+        for i, (name, rs) in enumerate(series.items()):
+            rs = sorted(rs, key=lambda r: int(r["passes_per_mask"]))
+            pts = " ".join(f"{px(int(r['passes_per_mask'])):.1f},{py(r[key]):.1f}" for r in rs)
+            colour = COLOURS[i % len(COLOURS)]
+            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+            for r in rs:
+                parts.append(f'<circle cx="{px(int(r["passes_per_mask"])):.1f}" cy="{py(r[key]):.1f}" r="2.5" '
+                             f'fill="{colour}"/>')
+        for j, p in enumerate(points):
+            x, y = px(1), py(p[key])
+            parts.append(f'<rect x="{x - 4 + 3 * j}" y="{y - 4}" width="8" height="8" fill="none" stroke="black"/>')
+        if key == "diversity" and reference:
+            y = py(reference[1])
+            parts.append(f'<line x1="{px(passes[0])}" y1="{y}" x2="{px(passes[-1])}" y2="{y}" stroke="black" '
+                         'stroke-dasharray="4,3"/>')
+    lx = 2 * width + 5
+    for i, name in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        parts.append(f'<line x1="{lx}" y1="{40 + 16 * i}" x2="{lx + 18}" y2="{40 + 16 * i}" stroke="{colour}" '
+                     'stroke-width="2"/>')
+        parts.append(f'<text x="{lx + 24}" y="{44 + 16 * i}">{name}</text>')
+    y0 = 40 + 16 * len(series)
+    for j, p in enumerate(points):
+        parts.append(f'<rect x="{lx + 5}" y="{y0 + 16 * j - 4}" width="8" height="8" fill="none" stroke="black"/>')
+        parts.append(f'<text x="{lx + 24}" y="{y0 + 16 * j + 4}">{p["label"]} (1 pass)</text>')
+    if reference:
+        y = y0 + 16 * len(points)
+        parts.append(f'<line x1="{lx}" y1="{y}" x2="{lx + 18}" y2="{y}" stroke="black" stroke-dasharray="4,3"/>')
+        parts.append(f'<text x="{lx + 24}" y="{y + 4}">{reference[0]}\' diversity</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ambiseg", default="build/apps/ambiseg")
+    p.add_argument("--ckpt", required=True, help="the diffusion checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--data-arg", action="append", default=[], help="one more eval argument for the data, e.g. --fold=0")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", default="results")
+    p.add_argument("--images", type=int, default=0, help="test images (default: all)")
+    p.add_argument("-n", type=int, default=16, help="masks per image")
+    p.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS), help="sampler:spacing,...")
+    p.add_argument("--passes", default="1,2,4,8,10,25")
+    p.add_argument("--point", action="append", default=[], help="LABEL=CKPT of a one-pass model")
+    p.add_argument("--jobs", type=int, default=2)
+    a = p.parse_args()
+    a.data_arg = [x for arg in a.data_arg for x in arg.split("=", 1)]
+    out = Path(a.out) / a.name
+    out.mkdir(parents=True, exist_ok=True)
+    samplers = [s.split(":") for s in a.samplers.split(",")]
+    passes = [int(x) for x in a.passes.split(",")]
+
+    jobs = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        for sampler, spacing in samplers:
+            for n in passes:
+                d = out / "runs" / f"{sampler}_{spacing}_{n}"
+                extra = ["--sampler", sampler, "--spacing", spacing, "--steps", str(n)]
+                jobs[pool.submit(run_eval, a, d, a.ckpt, extra)] = (f"{sampler} ({spacing})", sampler, spacing, n)
+        reference_job = pool.submit(run_eval, a, out / "runs" / "baselines", a.ckpt,
+                                    ["--steps", "1", "--baselines"])
+        for label_ckpt in a.point:
+            label, ckpt = label_ckpt.split("=", 1)
+            jobs[pool.submit(run_eval, a, out / "runs" / f"point_{label}", ckpt, [])] = (label, "", "", 1)
+        rows, points = [], []
+        for job in concurrent.futures.as_completed(jobs):
+            label, sampler, spacing, n = jobs[job]
+            row = row_of(job.result(), label, sampler, spacing, n)
+            (rows if sampler else points).append(row)
+            print(f"{label:32s} {n:3d} passes  GED² {row['ged']:.4f}  diversity {row['diversity']:.4f}  "
+                  f"HM-IoU {row['hm_iou']:.4f}", flush=True)
+        reference = reference_diversity(reference_job.result())
+
+    order = {f"{s}:{g}": i for i, (s, g) in enumerate(samplers)}
+    rows.sort(key=lambda r: (order[f"{r['sampler']}:{r['spacing']}"], r["passes_per_mask"]))
+    fields = list(rows[0].keys())
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows + points)
+    lines = [f"GED² / diversity / HM-IoU at n = {a.n} masks per image, {rows[0]['images']} images, "
+             f"checkpoint step {rows[0]['step']}", "",
+             "| sampler | grid | " + " | ".join(f"{n} passes" for n in passes) + " |",
+             "|---|---|" + "---:|" * len(passes)]
+    for sampler, spacing in samplers:
+        cells = []
+        for n in passes:
+            r = next(r for r in rows if r["sampler"] == sampler and r["spacing"] == spacing and r["passes_per_mask"] == n)
+            cells.append(f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}")
+        lines.append(f"| {sampler} | {spacing} | " + " | ".join(cells) + " |")
+    for r in points:
+        lines.append(f"| {r['label']} | (1 pass) | {r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f} |"
+                     + " |" * (len(passes) - 1))
+    if reference:
+        lines += ["", f"{reference[0]}' own diversity: {reference[1]:.3f}"]
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    svg_plot(rows, points, reference, out / "sweep.svg")
+    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'} and {out / 'sweep.svg'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
