@@ -82,7 +82,7 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
         series.setdefault(f"{r['sampler']} ({r['spacing']})", []).append(r)
     passes = sorted({int(r["passes_per_mask"]) for r in rows} | {1})
     x_lo, x_hi = math.log2(min(passes)), math.log2(max(passes))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 220}" height="{height + 20}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 270}" height="{height + 20}" '
              'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
     for panel, (key, title) in enumerate((("ged", "GED² (lower is better)"), ("diversity", "diversity"))):
         ox = panel * width
@@ -136,7 +136,8 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
     if reference:
         y = y0 + 16 * len(points)
         parts.append(f'<line x1="{lx}" y1="{y}" x2="{lx + 18}" y2="{y}" stroke="black" stroke-dasharray="4,3"/>')
-        parts.append(f'<text x="{lx + 24}" y="{y + 4}">{reference[0]}\' diversity</text>')
+        owner = "raters'" if reference[0] == "raters" else "oracle's"
+        parts.append(f'<text x="{lx + 24}" y="{y + 4}">{owner} diversity</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
 
@@ -204,7 +205,8 @@ def main() -> int:
         lines.append(f"| {r['label']} | (1 pass) | {r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f} |"
                      + " |" * (len(passes) - 1))
     if reference:
-        lines += ["", f"{reference[0]}' own diversity: {reference[1]:.3f}"]
+        owner = "the raters'" if reference[0] == "raters" else "the oracle's"
+        lines += ["", f"{owner} own diversity: {reference[1]:.3f}"]
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
     svg_plot(rows, points, reference, out / "sweep.svg")
     print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'} and {out / 'sweep.svg'}")
