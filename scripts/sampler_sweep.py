@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Scores one trained diffusion checkpoint under every sampler and number of network passes
-per mask, and other models' checkpoints as single points: GED², diversity (the samples'
-mean pairwise distance, GED's sample-sample term), HM-IoU and dice at n masks per image,
-with the sampling CPU seconds. The figures of docs/results.md, "Few-step sampling".
+per mask, and other models' checkpoints as points: GED², diversity (the samples' mean
+pairwise distance, GED's sample-sample term), HM-IoU and dice at n masks per image, with
+the sampling CPU seconds. The figures of docs/results.md, "Few-step sampling".
+
+A --point is plotted at the passes per mask its model reports (eval.json's
+network_passes_per_mask: 1 for a Prob. U-Net, N for a student distilled to N steps);
+points that share a label are one series, joined by a dashed line (the students of one
+distillation: --point distilled=DIR/steps-4/... --point distilled=DIR/steps-1/...).
 
 For every (sampler, spacing, passes): `ambiseg eval --ckpt CKPT --data ... -n N --pp none
 --steps passes --sampler S --spacing G` (eval seed 0: every sampler starts from the same
@@ -13,7 +18,9 @@ a dashed line, the --point models as markers).
 
   python3 scripts/sampler_sweep.py --ambiseg build/apps/ambiseg --name synthetic_sweep \\
       --ckpt runs/teacher/last.safetensors --data synthetic --images 32 --jobs 2 \\
-      --point prob_unet_fc=runs/fc/last.safetensors
+      --point prob_unet_fc=runs/fc/last.safetensors \\
+      --point distilled=runs/distilled/steps-2/checkpoint.safetensors \\
+      --point distilled=runs/distilled/steps-1/checkpoint.safetensors
 
 Python 3 standard library only.
 """
@@ -66,6 +73,14 @@ def row_of(doc: dict, label: str, sampler: str, spacing: str, passes: int | str)
             "model": info["model"], "step": info["step"]}
 
 
+def point_series(points: list[dict]) -> dict[str, list[dict]]:
+    """The points by label, each sorted by passes per mask."""
+    by: dict[str, list[dict]] = {}
+    for p in points:
+        by.setdefault(p["label"], []).append(p)
+    return {k: sorted(v, key=lambda p: int(p["passes_per_mask"])) for k, v in by.items()}
+
+
 def reference_diversity(doc: dict) -> tuple[str, float] | None:
     for method in ("raters", "oracle"):
         for r in doc["results"]:
@@ -80,7 +95,8 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
     series: dict[str, list[dict]] = {}
     for r in rows:
         series.setdefault(f"{r['sampler']} ({r['spacing']})", []).append(r)
-    passes = sorted({int(r["passes_per_mask"]) for r in rows} | {1})
+    passes = sorted({int(r["passes_per_mask"]) for r in rows + points} | {1})
+    marked = point_series(points)
     x_lo, x_hi = math.log2(min(passes)), math.log2(max(passes))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width + 270}" height="{height + 20}" '
              'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
@@ -116,9 +132,16 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
             for r in rs:
                 parts.append(f'<circle cx="{px(int(r["passes_per_mask"])):.1f}" cy="{py(r[key]):.1f}" r="2.5" '
                              f'fill="{colour}"/>')
-        for j, p in enumerate(points):
-            x, y = px(1), py(p[key])
-            parts.append(f'<rect x="{x - 4 + 3 * j}" y="{y - 4}" width="8" height="8" fill="none" stroke="black"/>')
+        for j, ps in enumerate(marked.values()):
+            if len(ps) > 1:
+                pts = " ".join(f"{px(int(p['passes_per_mask'])):.1f},{py(p[key]):.1f}" for p in ps)
+                parts.append(f'<polyline points="{pts}" fill="none" stroke="black" stroke-dasharray="2,2"/>')
+            for p in ps:
+                x, y = px(int(p["passes_per_mask"])), py(p[key])
+                parts.append(f'<rect x="{x - 4 + 3 * j}" y="{y - 4}" width="8" height="8" fill="none" '
+                             f'stroke="black"/>' if j % 2 == 0 else
+                             f'<polygon points="{x + 3 * j},{y - 5} {x + 5 + 3 * j},{y + 4} {x - 5 + 3 * j},{y + 4}" '
+                             'fill="none" stroke="black"/>')
         if key == "diversity" and reference:
             y = py(reference[1])
             parts.append(f'<line x1="{px(passes[0])}" y1="{y}" x2="{px(passes[-1])}" y2="{y}" stroke="black" '
@@ -130,11 +153,15 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
                      'stroke-width="2"/>')
         parts.append(f'<text x="{lx + 24}" y="{44 + 16 * i}">{name}</text>')
     y0 = 40 + 16 * len(series)
-    for j, p in enumerate(points):
-        parts.append(f'<rect x="{lx + 5}" y="{y0 + 16 * j - 4}" width="8" height="8" fill="none" stroke="black"/>')
-        parts.append(f'<text x="{lx + 24}" y="{y0 + 16 * j + 4}">{p["label"]} (1 pass)</text>')
+    for j, (label, ps) in enumerate(marked.items()):
+        y = y0 + 16 * j
+        parts.append(f'<rect x="{lx + 5}" y="{y - 4}" width="8" height="8" fill="none" stroke="black"/>'
+                     if j % 2 == 0 else
+                     f'<polygon points="{lx + 9},{y - 5} {lx + 14},{y + 4} {lx + 4},{y + 4}" fill="none" stroke="black"/>')
+        counts = ", ".join(str(p["passes_per_mask"]) for p in ps)
+        parts.append(f'<text x="{lx + 24}" y="{y + 4}">{label} ({counts} pass{"es" if counts != "1" else ""})</text>')
     if reference:
-        y = y0 + 16 * len(points)
+        y = y0 + 16 * len(marked)
         parts.append(f'<line x1="{lx}" y1="{y}" x2="{lx + 18}" y2="{y}" stroke="black" stroke-dasharray="4,3"/>')
         owner = "raters'" if reference[0] == "raters" else "oracle's"
         parts.append(f'<text x="{lx + 24}" y="{y + 4}">{owner} diversity</text>')
@@ -174,11 +201,16 @@ def main() -> int:
                                     ["--steps", "1", "--baselines"])
         for label_ckpt in a.point:
             label, ckpt = label_ckpt.split("=", 1)
-            jobs[pool.submit(run_eval, a, out / "runs" / f"point_{label}", ckpt, [])] = (label, "", "", 1)
+            shared = sum(x.split("=", 1)[0] == label for x in a.point) > 1
+            slug = f"{label}_{Path(ckpt).parent.name}" if shared else label  # distilled_steps-2
+            jobs[pool.submit(run_eval, a, out / "runs" / f"point_{slug}", ckpt, [])] = (label, "", "", None)
         rows, points = [], []
         for job in concurrent.futures.as_completed(jobs):
             label, sampler, spacing, n = jobs[job]
-            row = row_of(job.result(), label, sampler, spacing, n)
+            doc = job.result()
+            if n is None:
+                n = doc["info"]["network_passes_per_mask"]
+            row = row_of(doc, label, sampler, spacing, n)
             (rows if sampler else points).append(row)
             print(f"{label:32s} {n:3d} passes  GED² {row['ged']:.4f}  diversity {row['diversity']:.4f}  "
                   f"HM-IoU {row['hm_iou']:.4f}", flush=True)
@@ -201,9 +233,12 @@ def main() -> int:
             r = next(r for r in rows if r["sampler"] == sampler and r["spacing"] == spacing and r["passes_per_mask"] == n)
             cells.append(f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}")
         lines.append(f"| {sampler} | {spacing} | " + " | ".join(cells) + " |")
-    for r in points:
-        lines.append(f"| {r['label']} | (1 pass) | {r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f} |"
-                     + " |" * (len(passes) - 1))
+    for label, ps in point_series(points).items():
+        cells = []
+        for n in passes:
+            r = next((r for r in ps if int(r["passes_per_mask"]) == n), None)
+            cells.append(f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}" if r else "")
+        lines.append(f"| {label} | (its own) | " + " | ".join(cells) + " |")
     if reference:
         owner = "the raters'" if reference[0] == "raters" else "the oracle's"
         lines += ["", f"{owner} own diversity: {reference[1]:.3f}"]

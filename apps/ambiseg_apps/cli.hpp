@@ -5,6 +5,7 @@
 //   ambiseg sample --ckpt FILE (--data SPEC | --image FILE.npy|.png) --out DIR [options]
 //   ambiseg eval   --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5] [options]
 //   ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]
+//   ambiseg distill --ckpt TEACHER --data SPEC --out DIR --to 4|2|1 [options]
 // Options are `--name value` or `--name=value`; flags take no value. A parse error is a
 // value_error; run_cli prints it as "ambiseg <command>: error: ..." above the usage.
 #pragma once
@@ -99,11 +100,32 @@ struct export_command {
   std::filesystem::path out;
 };
 
+// Progressive distillation of a diffusion model's DDIM sampler: rounds from --from steps
+// (or a distilled teacher's own) halving down to --to, each a training run in DIR/steps-<N>/.
+struct distill_command {
+  std::filesystem::path ckpt;  // the teacher
+  data_request data;           // its training data
+  std::filesystem::path out;
+  int to = 1;                          // the last student's steps
+  std::optional<int> from;             // the first teacher's steps (default 8)
+  std::optional<std::string> spacing;  // the grid (default uniform_t; a distilled teacher's own)
+  std::int64_t steps = 500;            // training steps per round
+  std::optional<std::int64_t> batch;   // default: the teacher's
+  double lr = 1e-4;
+  std::optional<double> ema_decay;
+  std::uint64_t seed = 0;
+  std::int64_t checkpoint_every = 200;
+  std::optional<double> cpu_budget;  // per round
+  bool resume = false;
+  std::string device = "cpu";
+};
+
 struct help_command {
   std::string topic;
 };
 
-using command = std::variant<train_command, sample_command, eval_command, export_command, help_command>;
+using command =
+    std::variant<train_command, sample_command, eval_command, export_command, distill_command, help_command>;
 
 inline std::string cli_usage() {
   return "usage: ambiseg <command> [options]\n"
@@ -132,6 +154,11 @@ inline std::string cli_usage() {
          "                [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
+         "  ambiseg distill --ckpt TEACHER --data SPEC --out DIR --to 4|2|1 [--from 8] [--steps N]\n"
+         "                [--spacing uniform_t|uniform_lambda] [--batch B] [--lr LR] [--ema DECAY] [--seed S]\n"
+         "                [--checkpoint-every N] [--cpu-budget SECONDS] [--resume] [--device cpu|cuda]\n"
+         "                (progressive distillation: each round halves the DDIM steps, --steps training\n"
+         "                steps (or --cpu-budget CPU seconds) a round, into DIR/steps-<N>/; see docs/distillation.md)\n"
          "\n"
          "PATH: a LIDC .pkl, a lidc-cimd-samples folder, or the DeepMind PNG layout (images/, gt/).\n"
          "Every command that reads --data takes --folds K --fold I: K-fold cross-validation over all\n"
@@ -385,11 +412,47 @@ inline export_command parse_export(std::span<const std::string> args) {
   return c;
 }
 
+inline bool power_of_two(std::int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+inline distill_command parse_distill(std::span<const std::string> args) {
+  distill_command c;
+  arg_reader r(args);
+  bool has_ckpt = false, has_data = false, has_out = false, has_to = false;
+  while (r.next()) {
+    if (r.is("--data")) has_data = true;
+    if (data_option(r, c.data)) continue;
+    if (r.is("--ckpt")) c.ckpt = r.text(), has_ckpt = true;
+    else if (r.is("--out")) c.out = r.text(), has_out = true;
+    else if (r.is("--to")) c.to = static_cast<int>(r.integer(1, 4096)), has_to = true;
+    else if (r.is("--from")) c.from = static_cast<int>(r.integer(2, 8192));
+    else if (r.is("--spacing")) c.spacing = r.choice(models::spacing_names());
+    else if (r.is("--steps")) c.steps = r.integer(1, largest_count);
+    else if (r.is("--batch")) c.batch = r.integer(1, 4096);
+    else if (r.is("--lr")) c.lr = r.real(0.0, 1.0);
+    else if (r.is("--ema")) c.ema_decay = r.real(0.0, 0.999999999);
+    else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
+    else if (r.is("--checkpoint-every")) c.checkpoint_every = r.integer(1, largest_count);
+    else if (r.is("--cpu-budget")) c.cpu_budget = cpu_budget_option(r);
+    else if (r.is("--resume")) r.flag(), c.resume = true;
+    else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else r.unknown();
+  }
+  throw_if<value_error>(!has_ckpt, "--ckpt TEACHER is required (the diffusion model to distill)");
+  throw_if<value_error>(!has_data, "--data synthetic|PATH is required (the teacher's training data)");
+  throw_if<value_error>(!has_out, "--out DIR is required");
+  throw_if<value_error>(!has_to, "--to N is required (the student's steps: 4, 2 or 1)");
+  check_fold_request(c.data);
+  if (c.from)
+    throw_if<value_error>(*c.from <= c.to || *c.from % c.to != 0 || !power_of_two(*c.from / c.to), "--from ", *c.from,
+                          " --to ", c.to, ": each round halves the steps, so --from must be --to times a power of two");
+  return c;
+}
+
 }  // namespace cli_detail
 
 // args excludes the program name. Throws value_error with a message for the user.
 inline command parse_command(std::span<const std::string> args) {
-  throw_if<value_error>(args.empty(), "missing command (train, sample, eval, export, help)");
+  throw_if<value_error>(args.empty(), "missing command (train, sample, eval, export, distill, help)");
   const std::string& cmd = args[0];
   const auto rest = args.subspan(1);
   // `ambiseg train --help` is a request for help, not an unknown option.
@@ -399,8 +462,9 @@ inline command parse_command(std::span<const std::string> args) {
   if (cmd == "sample") return cli_detail::parse_sample(rest);
   if (cmd == "eval") return cli_detail::parse_eval(rest);
   if (cmd == "export") return cli_detail::parse_export(rest);
+  if (cmd == "distill") return cli_detail::parse_distill(rest);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") return help_command{rest.empty() ? "" : rest[0]};
-  throw value_error("unknown command '" + cmd + "' (train, sample, eval, export, help)");
+  throw value_error("unknown command '" + cmd + "' (train, sample, eval, export, distill, help)");
 }
 
 }  // namespace ambiseg::apps

@@ -1,4 +1,4 @@
-// ambiseg_apps/commands.hpp — what `ambiseg train|sample|export` do (parsing: cli.hpp,
+// ambiseg_apps/commands.hpp — what `ambiseg train|sample|export|distill` do (parsing: cli.hpp,
 // eval: commands_eval.hpp), and run_cli, the whole tool.
 //
 //   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
@@ -11,6 +11,7 @@
 //   sample  DIR/masks.npy [B,n,H,W] uint8, DIR/mean.npy, DIR/variance.npy [B,H,W] float,
 //           DIR/sample_<k>.png per image, DIR/samples.png (all images, one row each),
 //           DIR/sample.json (the model, its parameters, network passes per mask, seconds)
+//   distill commands_distill.hpp
 //   eval    JSON on stdout (and DIR/eval.json), a markdown table (DIR/eval.md): results.hpp
 //
 // Every command checks its inputs and prepares its output folder before any work.
@@ -23,6 +24,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <new>
 #include <optional>
@@ -30,6 +33,7 @@
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +43,7 @@
 #include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/commands_distill.hpp"
 #include "ambiseg_apps/commands_eval.hpp"
 #include "ambiseg_apps/data_source.hpp"
 #include "ambiseg_apps/inputs.hpp"
@@ -47,140 +52,9 @@
 #include "ambiseg_apps/plot.hpp"
 #include "ambiseg_apps/selection.hpp"
 #include "ambiseg_apps/training_log.hpp"
+#include "ambiseg_apps/training_run.hpp"
 
 namespace ambiseg::apps {
-
-struct run_options {
-  bool interactive = false;  // redraw one progress line with '\r' (a terminal)
-};
-
-namespace command_detail {
-
-inline std::string clock(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  const auto s = static_cast<long long>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
-  else std::snprintf(buf, sizeof buf, "%02lld:%02lld", s / 60, s % 60);
-  return buf;
-}
-
-inline std::string progress_line(std::int64_t step, std::int64_t total, double loss, double lr, double rate,
-                                 double eta) {
-  const int width = 24;
-  const auto filled = static_cast<int>(width * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(total, 1)));
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "[%s%s] step %lld/%lld  loss %.4f  lr %.2e  %.2f it/s  ETA %s",
-                std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                std::string(static_cast<std::size_t>(width - filled), '.').c_str(), static_cast<long long>(step),
-                static_cast<long long>(total), loss, lr, rate, clock(eta).c_str());
-  return buf;
-}
-
-// The command's side of a training run: log.csv, loss.png, config.json, progress.
-class train_reporter final : public training_observer {
- public:
-  train_reporter(const train_command& cmd, const trainer_config& config, const loaded_data& data,
-                 const validation_split& split, bool validates, std::ostream& out, std::ostream& err,
-                 const run_options& ro)
-      : cmd_(cmd), config_(config), data_(data), split_(split), out_(out), err_(err), ro_(ro) {
-    if (validates) validation_.emplace(cmd.out, ro.interactive);
-  }
-
-  void started(const training_start& s) override {
-    if (cmd_.resume) log_ = read_training_log(csv(), s.first_step, err_);
-    if (validation_) validation_->start(s.first_step, cmd_.resume, err_);
-    io::write_file_atomically(cmd_.out / "config.json", nlohmann::json(config_).dump(2) + "\n");
-    out_ << "ambiseg train: " << data_.kind << " data, " << split_.train.size() << " training cases"
-         << (validation_ ? " (" + std::to_string(split_.validation.size()) + " more held out for validation)"
-                         : std::string())
-         << " on " << cmd_.device << "; model of " << s.parameters << " parameters; " << s.model << "\n"
-         << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
-         << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
-    // The kept rows are written whole, then every step is appended.
-    std::string head = std::string(training_log_header) + "\n";
-    for (const std::string& row : log_.rows) head += row + "\n";
-    io::write_file_atomically(csv(), head);
-    csv_out_.open(csv(), std::ios::app);
-    throw_if<io_error>(!csv_out_, "cannot append to '", csv().string(), "'");
-    first_ = s.first_step;
-    parameters_ = s.parameters;
-    start_ = std::chrono::steady_clock::now();
-    cpu_start_ = std::clock();
-  }
-
-  void stepped(const step_report& r, bool checkpoint) override {
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    // Process CPU time (all threads): the fair clock for comparing runs on a shared machine.
-    const double cpu = static_cast<double>(std::clock() - cpu_start_) / CLOCKS_PER_SEC;
-    csv_out_ << r.step << "," << r.loss << "," << r.lr << "," << r.grad_norm << "," << elapsed << "," << cpu << "\n";
-    log_.steps.push_back(r.step);
-    log_.loss.push_back(r.loss);
-    const std::int64_t total = config_.lr.total_steps;
-    const double rate = static_cast<double>(r.step - first_) / std::max(elapsed, 1e-9);
-    const double eta = static_cast<double>(total - r.step) / rate;
-    if (ro_.interactive || checkpoint || elapsed - last_print_ >= 30.0) {
-      err_ << (ro_.interactive ? "\r" : "") << progress_line(r.step, total, r.loss, r.lr, rate, eta)
-           << (ro_.interactive ? "" : "\n") << std::flush;
-      last_print_ = elapsed;
-    }
-  }
-
-  void checkpointing() override {
-    csv_out_.flush();
-    throw_if<io_error>(!csv_out_, "could not append to '", csv().string(), "' (disk full?)");
-    if (!log_.steps.empty()) loss_curve(log_.steps, log_.loss).write(cmd_.out / "loss.png");
-  }
-
-  bool validated(std::int64_t step, double value, std::map<std::string, std::string>& metadata) override {
-    return validation_->record(step, value, metadata, err_);
-  }
-
-  std::int64_t parameters() const { return parameters_; }
-  double wall_seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-
- private:
-  std::filesystem::path csv() const { return cmd_.out / "log.csv"; }
-
-  const train_command& cmd_;
-  const trainer_config& config_;
-  const loaded_data& data_;
-  const validation_split& split_;
-  std::optional<validation_record> validation_;
-  std::ostream &out_, &err_;
-  const run_options& ro_;
-  training_log log_;
-  std::ofstream csv_out_;
-  std::int64_t first_ = 0, parameters_ = 0;
-  std::chrono::steady_clock::time_point start_;
-  std::clock_t cpu_start_ = 0;
-  double last_print_ = -1;
-};
-
-// DIR/summary.json: what a comparison of runs needs without parsing the log.
-inline nlohmann::ordered_json training_summary(const train_command& cmd, const trainer_config& config,
-                                               const training_outcome& o, std::int64_t parameters,
-                                               std::size_t training_cases, double wall_seconds) {
-  nlohmann::ordered_json j{{"model", config.model.kind},
-                           {"parameters", parameters},
-                           {"seed", config.seed},
-                           {"data", cmd.data.spec},
-                           {"folds", cmd.data.folds ? nlohmann::ordered_json(*cmd.data.folds) : nullptr},
-                           {"fold", cmd.data.fold ? nlohmann::ordered_json(*cmd.data.fold) : nullptr},
-                           {"training_cases", training_cases},
-                           {"planned_steps", o.planned_steps},
-                           {"first_step", o.first_step},
-                           {"steps_done", o.steps_done},
-                           {"train_cpu_seconds", o.train_cpu_seconds},
-                           {"cpu_budget", cmd.cpu_budget ? nlohmann::ordered_json(*cmd.cpu_budget) : nullptr},
-                           {"stopped_by", o.budget_reached ? "cpu_budget" : "steps"},
-                           {"wall_seconds", wall_seconds}};
-  return j;
-}
-
-}  // namespace command_detail
 
 inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
   namespace fs = std::filesystem;
@@ -253,11 +127,12 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
 }
 
 template <class Device>
-int run_sample_on(const sample_command& cmd, std::ostream& out) {
+int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& err) {
   namespace fs = std::filesystem;
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
   const typename device_context<Device>::scope on_context(context);
-  sampling_model<Device> m = load_for_sampling<Device>(cmd.ckpt, cmd.use_ema);
+  sampling_model<Device> m = load_for_sampling<Device>(asked.ckpt, asked.use_ema);
+  const sample_command cmd = with_model_sampling(asked, m, err);
   const sample_inputs in = gather_inputs(input_format_of(m), cmd.data, cmd.image, cmd.images);
   const std::int64_t b = in.images.size(0), h = in.images.size(2), w = in.images.size(3);
   tensor<float> init;
@@ -307,13 +182,13 @@ int run_sample_on(const sample_command& cmd, std::ostream& out) {
   return 0;
 }
 
-inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& /*err*/) {
+inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& err) {
   check_input_file(cmd.ckpt, "--ckpt");
   if (cmd.image) check_input_file(*cmd.image, "--image");
   if (cmd.init_noise) check_input_file(*cmd.init_noise, "--init-noise");
   if (cmd.save_x0) check_output_file(*cmd.save_x0, "--save-x0");
   prepare_output_folder(cmd.out, "--out folder");
-  return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out); });
+  return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out, err); });
 }
 
 namespace command_detail {
@@ -363,6 +238,7 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);
   if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
+  if (const auto* d = std::get_if<distill_command>(&c)) return run_distill(*d, out, err, ro);
   // `ambiseg help models`: the registered kinds, one a line (for scripts that pick models).
   if (const auto* h = std::get_if<help_command>(&c); h && h->topic == "models") {
     for (const std::string& kind : model_kinds()) out << kind << "\n";
@@ -374,7 +250,7 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
 
 // "ambiseg train" when args name a command, else "ambiseg": the start of every message.
 inline std::string message_prefix(std::span<const std::string> args) {
-  for (const char* cmd : {"train", "sample", "eval", "export"})
+  for (const char* cmd : {"train", "sample", "eval", "export", "distill"})
     if (!args.empty() && args[0] == cmd) return std::string("ambiseg ") + cmd;
   return "ambiseg";
 }

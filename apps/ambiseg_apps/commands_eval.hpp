@@ -80,10 +80,11 @@ inline metrics::evaluation_result score_samples(const sample_result& r, int n, c
 }
 
 template <class Device>
-int run_eval_on(const eval_command& cmd, std::ostream& out, std::ostream& err) {
+int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err) {
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
   const typename device_context<Device>::scope on_context(context);
-  sampling_model<Device> m = load_for_sampling<Device>(cmd.ckpt, cmd.use_ema);
+  sampling_model<Device> m = load_for_sampling<Device>(asked.ckpt, asked.use_ema);
+  const eval_command cmd = with_model_sampling(asked, m, err);
   const input_format format = input_format_of(m);
   data_request dr = cmd.data;
   dr.synthetic_size = format.crop_size;

@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -100,6 +101,9 @@ inline void check_model(const models::model_spec& spec, int image_channels, std:
 template <class Device>
 std::string describe_model(const models::any_model<Device>& m) {
   if (const auto* d = m.template as<models::diffusion_segmenter<Device>>()) return d->diffusion().describe();
+  if (const auto* s = m.template as<models::distilled_diffusion<Device>>())
+    return "a student of " + std::to_string(s->config().steps) + " DDIM step(s) on " + s->config().spacing + " of " +
+           s->diffusion().describe();
   return std::string(m.kind_name()) + " " + m.config_json().dump();
 }
 
@@ -251,9 +255,13 @@ step_report diverging_step_named(Trainer& t, std::int64_t last_saved, const trai
 // validation, checkpoints and logging are outside it. It is checked after each step, so
 // the run stops after the step that reaches it; that step is then the last (validated,
 // checkpointed) as the planned last step would be.
+//
+// initialise (optional): sets the weights of a fresh run before its first step (a resumed
+// run has its own).
 template <class Device>
 training_outcome run_training(const trainer_config& config, const training_cases& cases, const training_plan& plan,
-                              training_observer& observer, const validation_function<Device>& validate = {}) {
+                              training_observer& observer, const validation_function<Device>& validate = {},
+                              const std::function<void(models::any_model<Device>&)>& initialise = {}) {
   throw_if<value_error>(plan.validate_every > 0 && !validate, "run_training: validation planned without a function");
   train::trainer<training_cases, Device> t(config, cases);
   training_outcome outcome;
@@ -261,6 +269,8 @@ training_outcome run_training(const trainer_config& config, const training_cases
     checkpoint_step(plan.checkpoint);
     outcome.train_cpu_seconds = training_cpu_seconds(plan.checkpoint);
     t.resume(plan.checkpoint);
+  } else if (initialise) {
+    t.initialise(initialise);
   }
   observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
   auto metadata_now = [&](std::map<std::string, std::string> metadata) {
@@ -344,6 +354,25 @@ sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> ima
   const train::sample_options so{o.n,       o.steps,           sampler_name(o.sampler),
                                  o.clip_x0, std::max(64, o.n), diffusion::spacing_name(o.spacing)};
   return train::sample_masks(*m.model, images, so, g, init_noise);
+}
+
+// A model that samples one way (a distilled student, models::model_with_fixed_sampling)
+// runs that whatever the command asks: the command's steps, sampler and spacing become the
+// model's, so that what is recorded is what ran, with a note when they differ.
+template <class Command, class Device>
+Command with_model_sampling(Command cmd, const sampling_model<Device>& m, std::ostream& err) {
+  const std::optional<models::sampling_request> fixed = m.model->fixed_sampling();
+  if (!fixed) return cmd;
+  const sampler_kind sampler = models::parse_sampler(fixed->sampler);
+  const diffusion::time_spacing spacing = diffusion::parse_spacing(fixed->spacing);
+  if (cmd.steps != fixed->steps || cmd.sampler != sampler || cmd.spacing != spacing)
+    err << "note: this " << m.model->kind_name() << " model samples with " << fixed->steps << " " << fixed->sampler
+        << " step(s) on the " << fixed->spacing << " grid it was distilled for; --steps, --sampler and --spacing "
+        << "do not apply\n";
+  cmd.steps = fixed->steps;
+  cmd.sampler = sampler;
+  cmd.spacing = spacing;
+  return cmd;
 }
 
 // Network evaluations per drawn mask under these sampler settings, as the model reports them.

@@ -131,6 +131,95 @@ TEST_CASE("cli: train, resume, sample and eval end to end at a tiny size", "[app
   CHECK(e2.str().find("missing.safetensors") != std::string::npos);
 }
 
+TEST_CASE("cli: distill a tiny teacher in rounds, resume, then sample and eval the student", "[apps][cli][distill]") {
+  const auto dir = ambiseg_test::fresh_build_dir("distill");
+  const std::string teacher = (dir / "teacher" / "checkpoint.safetensors").string();
+  std::ostringstream out, err;
+  REQUIRE(run_cli(std::vector<std::string>{"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16",
+                                           "--config", "tiny", "--batch", "2", "--steps", "3", "--out",
+                                           (dir / "teacher").string()},
+                  out, err) == 0);
+  const std::string distilled = (dir / "distilled").string();
+  const std::vector<std::string> distill{"distill", "--ckpt", teacher, "--data", "synthetic", "--synthetic-images", "8",
+                                         "--out", distilled, "--from", "4", "--to", "1", "--steps", "3", "--batch", "2"};
+  std::ostringstream d_out, d_err;
+  REQUIRE(run_cli(distill, d_out, d_err) == 0);
+  INFO(d_out.str() << d_err.str());
+  CHECK(d_out.str().find("ambiseg distill 4 -> 2 steps") != std::string::npos);
+  CHECK(d_out.str().find("ambiseg distill 2 -> 1 steps") != std::string::npos);
+  const std::string student = (dir / "distilled" / "steps-1" / "checkpoint.safetensors").string();
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "distilled" / "distill.json"));
+  CHECK(summary["rounds"].size() == 2);
+  CHECK(summary["student"] == student);
+  CHECK(summary["rounds"][1]["teacher"] == (dir / "distilled" / "steps-2" / "checkpoint.safetensors").string());
+  CHECK(summary["distill_cpu_seconds"].get<double>() > 0);
+  const auto config = stored_training_config(student);
+  CHECK(config.model.kind == "distilled_diffusion");
+  CHECK(config.model.config["steps"] == 1);
+  CHECK(config.model.config["sampler"] == "ddim");
+  CHECK(checkpoint_step(student) == 3);
+  CHECK(std::filesystem::exists(dir / "distilled" / "steps-2" / "log.csv"));
+
+  // --resume skips the rounds that ended and continues one that did not.
+  std::filesystem::remove(dir / "distilled" / "steps-1" / "summary.json");
+  auto resumed = distill;
+  resumed.push_back("--resume");
+  std::ostringstream r_out;
+  REQUIRE(run_cli(resumed, r_out, err) == 0);
+  CHECK(r_out.str().find("2 steps ended earlier") != std::string::npos);
+  CHECK(r_out.str().find("resumed at step 3") != std::string::npos);
+  CHECK(std::filesystem::exists(dir / "distilled" / "steps-1" / "summary.json"));
+
+  // The student samples and evaluates as any model, with its own one DDIM step.
+  std::ostringstream s_err;
+  REQUIRE(run_cli(std::vector<std::string>{"sample", "--ckpt", student, "--data", "synthetic", "--images", "2", "-n",
+                                           "3", "--steps", "10", "--out", (dir / "sample").string()},
+                  out, s_err) == 0);
+  CHECK(s_err.str().find("samples with 1 ddim step(s)") != std::string::npos);
+  const auto info = nlohmann::json::parse(std::ifstream(dir / "sample" / "sample.json"));
+  CHECK(info["steps"] == 1);
+  CHECK(info["sampler"] == "ddim");
+  CHECK(info["network_passes_per_mask"] == 1);
+  REQUIRE(run_cli(std::vector<std::string>{"eval", "--ckpt", student, "--data", "synthetic", "--images", "2", "-n",
+                                           "2", "--out", (dir / "eval").string()},
+                  out, err) == 0);
+  const auto eval = nlohmann::json::parse(std::ifstream(dir / "eval" / "eval.json"));
+  CHECK(eval["info"]["steps"] == 1);
+  CHECK(eval["info"]["model"] == "distilled_diffusion");
+
+  // Refusals, each naming the problem.
+  auto refused = [&](std::vector<std::string> args, const std::string& says) {
+    std::ostringstream o, e;
+    const int code = run_cli(args, o, e);
+    INFO(e.str());
+    CHECK(code != 0);
+    CHECK(e.str().find(says) != std::string::npos);
+  };
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = distill;
+    v[8] = (dir / "again").string();  // a fresh --out
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  REQUIRE(distill[8] == distilled);
+  refused({"distill", "--ckpt", teacher, "--data", "synthetic", "--out", distilled}, "--to N is required");
+  refused({"distill", "--ckpt", teacher, "--data", "synthetic", "--out", distilled, "--from", "6", "--to", "4"},
+          "--from must be --to times a power of two");
+  refused({"distill", "--ckpt", teacher, "--data", "synthetic", "--out", distilled, "--to", "3"},
+          "--to must be 8 divided by a power of two");
+  refused({"distill", "--ckpt", (dir / "distilled" / "steps-2" / "checkpoint.safetensors").string(), "--data",
+           "synthetic", "--out", (dir / "again").string(), "--from", "8", "--to", "1"},
+          "is distilled to 2 steps");
+  refused(with({"--folds", "2", "--fold", "0"}), "the student must learn from the teacher's training cases");
+  REQUIRE(run_cli(std::vector<std::string>{"train", "--data", "synthetic", "--synthetic-images", "8", "--crop", "16",
+                                           "--config", "tiny", "--batch", "2", "--steps", "1", "--prediction", "eps",
+                                           "--out", (dir / "eps").string()},
+                  out, err) == 0);
+  refused({"distill", "--ckpt", (dir / "eps" / "checkpoint.safetensors").string(), "--data", "synthetic", "--out",
+           (dir / "again").string(), "--to", "1"},
+          "cannot be distilled to few steps");
+}
+
 TEST_CASE("plot: the loss curve and a tile grid are PNGs of the expected size", "[apps][cli]") {
   const auto c = loss_curve({1, 2, 3}, {1.0, 0.5, 0.25});
   const auto png = io::decode_image(io::encode_png(c.pixels()));

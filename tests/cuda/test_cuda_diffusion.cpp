@@ -20,12 +20,15 @@
 #include "cuda_unet_util.hpp"
 
 #include <ambiseg/diffusion/cuda.hpp>
+#include <ambiseg/diffusion/distillation.hpp>
 #include <ambiseg/diffusion/runner.hpp>
 #include <ambiseg/models/diffusion_segmenter.hpp>
 #include <ambiseg/ops/all.hpp>
 
 #include "diffusion/reference_diffusion.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -199,6 +202,58 @@ TEMPLATE_TEST_CASE("diffusion_runner: multistep solvers match the double host ru
       require_close(host_copy(b), a_t, tl, what.c_str());
       CHECK(g1() == g2());
     }
+}
+
+// Progressive distillation's job (diffusion/distillation.hpp) on the device: the same
+// target x̃0, loss report and dL/df as the double host job (itself checked against the
+// teacher's steps written out by hand in tests/diffusion/test_distillation.cpp).
+template <class T, class D>
+struct runner_with_lambda : diffusion::diffusion_runner<diffusion::reference_config_diffusion, T, D> {
+  using diffusion::diffusion_runner<diffusion::reference_config_diffusion, T, D>::diffusion_runner;
+  double log_snr(double t) const { return this->host().level(t).log_snr; }
+};
+
+TEMPLATE_TEST_CASE("progressive distillation: target, loss and gradient match the double host job",
+                   "[cuda][diffusion][distillation]", f_cpu, d_cpu, f_cuda, d_cuda) {
+  using T = typename TestType::value;
+  using D = typename TestType::device;
+  AMBISEG_REQUIRE_GPU_IF_CUDA(D);
+  using Diff = diffusion::reference_config_diffusion;
+  const Diff policies(diffusion::make_reference_schedule(0.1));
+  runner_with_lambda<double, cpu> host(policies);
+  runner_with_lambda<T, D> dev(policies);
+  const std::vector<double> grid = diffusion::sampling_times(policies.schedule(), 8, diffusion::time_spacing::uniform_lambda);
+  diffusion::progressive_distillation<double, cpu> host_job(grid);
+  diffusion::progressive_distillation<T, D> dev_job(grid);
+  const shape s{6, 1, 5, 4};
+  const auto x0 = random_tensor<double>(s, 31), eps = random_tensor<double>(s, 32, -2, 2);
+  const auto cond = random_tensor<double>(s, 33);
+  auto as_t = [](const tensor<double>& a) {
+    tensor<T> r(a.shape());
+    for (std::int64_t i = 0; i < a.numel(); ++i) r[i] = static_cast<T>(a[i]);
+    return r;
+  };
+  const tensor<T> x0_t = as_t(x0), eps_t = as_t(eps), cond_t = as_t(cond);
+  const auto x0d = to_dev<D>(x0_t), condd = to_dev<D>(cond_t);
+  const std::vector<int> steps{0, 1, 2, 3, 3, 0};
+  host_job.set_draws(steps, eps.cview());
+  dev_job.set_draws(steps, eps_t.cview());
+  tanh_net<double, cpu> host_teacher, host_student;
+  tanh_net<T, D> dev_teacher, dev_student;
+  tensor<double> host_report(shape{7});
+  tensor<double, D> dev_report(shape{7});
+  host_job.loss_async(host, host_teacher, host_student, x0.cview(), cond.cview(), host_report.view());
+  dev_job.loss_async(dev, dev_teacher, dev_student, x0d.cview(), condd.cview(), dev_report.view());
+  const tol<T> tl = std::is_same_v<T, float> ? tol<T>{1e-4, 1e-4} : tol<T>{1e-12, 1e-12};
+  require_close(host_copy(dev_job.target()), as_t(host_copy(host_job.target())), tl, "target");
+  require_close(host_copy(dev_job.grad_f()), as_t(host_copy(host_job.grad_f())), tl, "grad_f");
+  const tensor<double> report = host_copy(dev_report.cview());
+  // Float: 1e-4 of the largest per-case loss (a case near t = 0 has a loss of 1e-8 whose
+  // float rounding is relatively large).
+  double largest = 0;
+  for (std::int64_t i = 0; i < 7; ++i) largest = std::max(largest, std::abs(host_report[i]));
+  const double rel = std::is_same_v<T, float> ? 1e-4 : 1e-12;
+  for (std::int64_t i = 0; i < 7; ++i) CHECK(report[i] == Approx(host_report[i]).epsilon(rel).margin(rel * largest));
 }
 
 TEMPLATE_TEST_CASE("diffusion_runner: UNet sampling from the same initial noise matches the CPU "

@@ -293,4 +293,22 @@ class reference_diffusion : public Diffusion {
 
 };
 
+// The exact posterior-mean denoiser of pixels with P(x0 = +1) = p, p read from the first
+// pixel of each cond row: x_t | x0 ~ N(α x0, σ²) gives E[x0 | x_t] = tanh(α x_t/σ² +
+// artanh(2p − 1)), returned as the output f of the model's prediction.
+template <class Model>
+auto binary_denoiser(const Model& model) {
+  return [&model](tensor_view<const double> x_t, std::span<const double> t, tensor_view<const double> cond,
+                  tensor_view<double> f_out) {
+    const std::int64_t per = x_t.numel() / x_t.size(0);
+    for (std::int64_t b = 0; b < x_t.size(0); ++b) {
+      const noise_level lv = model.level(t[static_cast<std::size_t>(b)]);
+      const affine c = model.x0_coeffs(lv);
+      const double prior = std::atanh(2 * cond[b * per] - 1);
+      for (std::int64_t i = b * per; i < (b + 1) * per; ++i)
+        f_out[i] = output_for_x0(c.c_xt, c.c_f, x_t[i], std::tanh(lv.alpha * x_t[i] / (lv.sigma * lv.sigma) + prior));
+    }
+  };
+}
+
 }  // namespace ambiseg::diffusion::reference

@@ -7,6 +7,8 @@
 #include <ambiseg/diffusion/all.hpp>
 #include <ambiseg/diffusion/runner.hpp>
 
+#include "diffusion/reference_diffusion.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -321,26 +323,7 @@ TEST_CASE("the runner's multistep loop agrees with the plain host recursion", "[
       }
 }
 
-namespace {
-
-// The exact posterior-mean denoiser of pixels with P(x0 = +1) = p (p read from cond):
-// E[x0 | x_t] = tanh(α x_t/σ² + artanh(2p − 1)), returned as the output f of prediction P.
-template <class Model>
-auto binary_denoiser(const Model& model) {
-  return [&model](tensor_view<const double> x_t, std::span<const double> t, tensor_view<const double> cond,
-                  tensor_view<double> f_out) {
-    const std::int64_t per = x_t.numel() / x_t.size(0);
-    for (std::int64_t b = 0; b < x_t.size(0); ++b) {
-      const noise_level lv = model.level(t[static_cast<std::size_t>(b)]);
-      const affine c = model.x0_coeffs(lv);
-      const double prior = std::atanh(2 * cond[b * per] - 1);
-      for (std::int64_t i = b * per; i < (b + 1) * per; ++i)
-        f_out[i] = output_for_x0(c.c_xt, c.c_f, x_t[i], std::tanh(lv.alpha * x_t[i] / (lv.sigma * lv.sigma) + prior));
-    }
-  };
-}
-
-}  // namespace
+using reference::binary_denoiser;
 
 namespace {
 

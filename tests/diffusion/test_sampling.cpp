@@ -261,30 +261,7 @@ TEST_CASE("DDIM step with x̂0 = x0 moves along the same ε", "[diffusion][sampl
 
 namespace {
 
-// The exact posterior-mean denoiser of pixels with P(x0 = +1) = p, p read from cond:
-// x_t | x0 ~ N(α x0, σ²) gives E[x0 | x_t] = tanh(α x_t/σ² + artanh(2p − 1)), returned as
-// the output f of prediction P.
-template <class Model>
-auto binary_denoiser(const Model& model) {
-  return [&model](tensor_view<const double> x_t, std::span<const double> t,
-                  tensor_view<const double> cond, tensor_view<double> f_out) {
-    const std::int64_t per = x_t.numel() / x_t.size(0);
-    noise_level lv{};
-    affine c{};
-    for (std::int64_t b = 0; b < x_t.size(0); ++b) {
-      if (b == 0 || t[b] != t[b - 1]) {  // all chains share t while sampling
-        lv = model.level(t[b]);
-        c = model.x0_coeffs(lv);
-      }
-      // p is constant over an image, so the first pixel of the row carries it.
-      const double prior = std::atanh(2 * cond[b * per] - 1);
-      for (std::int64_t i = b * per; i < (b + 1) * per; ++i) {
-        const double x0_hat = std::tanh(lv.alpha * x_t[i] / (lv.sigma * lv.sigma) + prior);
-        f_out[i] = output_for_x0(c.c_xt, c.c_f, x_t[i], x0_hat);
-      }
-    }
-  };
-}
+using reference::binary_denoiser;
 
 template <class P, class Smp>
 struct combo {

@@ -2,6 +2,7 @@
 // sampler runner, the policy dispatch (the `ambiseg` tool is tested in tests/apps).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -216,4 +217,60 @@ TEST_CASE("trainer_config: JSON round trip; x-prediction alone gets the tanh hea
   const auto data = tiny_data(2);
   CHECK_THROWS_WITH((trainer<data::case_set>(unknown, data)),
                     Catch::Contains("unknown model 'no_such_model'") && Catch::Contains("diffusion"));
+}
+
+// Progressive distillation's acceptance test: a 1-step student learns its tiny teacher's
+// 2-step DDIM map (x̂0 of its training images from fixed noise it never drew). The student
+// starts as the teacher, whose own 1-step map is e0 = 0.046 RMS from its 2-step one; after
+// 300 steps the student's gap must be below 0.6·e0 and 0.03 RMS (x̂0 ∈ [−1, 1] under the
+// tanh head; measured 0.023 — the 8-channel network's fit, not the rounding, limits it).
+TEST_CASE("distillation: a 1-step student reproduces its tiny teacher's 2-step map on fixed noise",
+          "[train][distill]") {
+  const auto data = tiny_data(4);
+  // Input scale 1: the teacher's midpoint x_t′ carries the mask, so its two steps differ
+  // from one (with the paper's b = 0.1 the SNR at t = 1/2 is 0.01 and they nearly agree).
+  trainer_config teacher_config =
+      device_trainer_checks::with_policy(tiny_config(21), [](models::policy_choice& p) { p.input_scale = 1.0; });
+  teacher_config.batch_size = 4;
+  teacher_config.lr = {3e-3, 5, 60, 20};
+  trainer<data::case_set> teacher(teacher_config, data);
+  for (int i = 0; i < 60; ++i) teacher.step();
+
+  trainer_config student_config = teacher_config;
+  student_config.model = models::distilled_diffusion_spec(
+      teacher_config.model.config.get<models::diffusion_segmenter_config>(), 1, "uniform_t");
+  student_config.lr = {2e-3, 10, 300, 290};
+  trainer<data::case_set> student(student_config, data);
+  student.initialise([&](models::any_model<cpu>& m) {
+    const auto src = teacher.model().parameters().flat_values();
+    std::copy(src.data(), src.data() + src.numel(), m.parameters().flat_values().data());
+    std::copy(src.data(), src.data() + src.numel(), m.buffers()->flat_values().data());
+  });
+
+  tensor<float> images(shape{4, 1, 16, 16});
+  for (std::int64_t k = 0; k < 4; ++k)
+    std::copy(data[static_cast<std::size_t>(k)].image.data(), data[static_cast<std::size_t>(k)].image.data() + 256,
+              images.data() + k * 256);
+  rng noise_rng(4);
+  tensor<float> init(shape{4, 4, 16, 16});
+  for (float& v : init) v = static_cast<float>(noise_rng.normal());
+  auto x0_map = [&](models::any_model<cpu>& m, int steps) {
+    rng g(0);
+    return sample_masks(m, images.cview(), {4, steps, "ddim", false, 64}, g, init.cview()).x0_hat;
+  };
+  const tensor<float> target = x0_map(teacher.model(), 2);
+  auto rms_gap = [&] {
+    const tensor<float> got = x0_map(student.model(), 10);  // a distilled model takes its own 1 step
+    double sum = 0;
+    for (std::int64_t i = 0; i < got.numel(); ++i) sum += (got[i] - target[i]) * (got[i] - target[i]);
+    return std::sqrt(sum / static_cast<double>(got.numel()));
+  };
+  CHECK(student.model().network_passes({}) == 1);
+  const double before = rms_gap();
+  for (int i = 0; i < 300; ++i) student.step();
+  const double after = rms_gap();
+  INFO("RMS gap to the teacher's 2-step x0: " << before << " before, " << after << " after 300 steps");
+  CHECK(before > 0.04);
+  CHECK(after < 0.6 * before);
+  CHECK(after < 0.03);
 }

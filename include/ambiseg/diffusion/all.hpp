@@ -14,3 +14,4 @@
 #include "ambiseg/diffusion/unipc.hpp"
 #include "ambiseg/diffusion/diffusion.hpp"
 #include "ambiseg/diffusion/runner.hpp"
+#include "ambiseg/diffusion/distillation.hpp"

@@ -5,5 +5,6 @@
 #include "ambiseg/models/registry.hpp"
 #include "ambiseg/models/diffusion_policies.hpp"
 #include "ambiseg/models/diffusion_segmenter.hpp"
+#include "ambiseg/models/distilled_diffusion.hpp"
 #include "ambiseg/models/prob_unet.hpp"
 #include "ambiseg/models/builtin_models.hpp"

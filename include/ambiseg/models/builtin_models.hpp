@@ -9,6 +9,7 @@
 #pragma once
 
 #include "ambiseg/models/diffusion_segmenter.hpp"
+#include "ambiseg/models/distilled_diffusion.hpp"
 #include "ambiseg/models/phiseg.hpp"
 #include "ambiseg/models/prob_unet.hpp"
 #include "ambiseg/models/registry.hpp"
@@ -18,6 +19,7 @@ namespace ambiseg::models {
 template <class... Devices>
 bool register_builtin_models() {
   register_model<diffusion_segmenter, Devices...>();
+  register_model<distilled_diffusion, Devices...>();
   register_model<prob_unet_aa, Devices...>();
   register_model<prob_unet_aa_mix, Devices...>();
   register_model<prob_unet_fc, Devices...>();

@@ -45,6 +45,17 @@ class diffusion_model {
   virtual std::string describe() const = 0;
   virtual double log_snr(double t) const = 0;
   virtual double weight(double t) const = 0;
+  // The N + 1 times of an N-step sampler on this schedule (diffusion/sampling_grid.hpp).
+  virtual std::vector<double> sampling_times(int steps, diffusion::time_spacing spacing) const = 0;
+  // The runner's device operations with per-sample times t [B] (host): x_t = α x0 + σ ε;
+  // x̂0 from f; the weighted x-space loss against x0 into report [B + 1] and grad_f.
+  virtual void add_noise(tensor_view<const float, D> x0, std::span<const double> t, tensor_view<const float, D> eps,
+                         tensor_view<float, D> x_t) = 0;
+  virtual void predict_x0(tensor_view<const float, D> x_t, std::span<const double> t, tensor_view<const float, D> f,
+                          tensor_view<float, D> x0_hat) = 0;
+  virtual void loss_async(tensor_view<const float, D> x0, tensor_view<const float, D> x_t, std::span<const double> t,
+                          tensor_view<const float, D> f, tensor_view<float, D> grad_f,
+                          tensor_view<double, D> report) = 0;
   // batch.t (stratified or uniform, per the choice) and batch.eps ~ N(0, 1), drawn on the
   // host in a fixed order and uploaded.
   virtual void draw_training_noise(const shape& x0_shape, rng& g,
@@ -96,6 +107,22 @@ class diffusion_model_impl final : public diffusion_model<D> {
   }
   double log_snr(double t) const override { return d_.host().level(t).log_snr; }
   double weight(double t) const override { return d_.host().weight(t); }
+  std::vector<double> sampling_times(int steps, diffusion::time_spacing spacing) const override {
+    return diffusion::sampling_times(d_.host().schedule(), steps, spacing);
+  }
+  void add_noise(tensor_view<const float, D> x0, std::span<const double> t, tensor_view<const float, D> eps,
+                 tensor_view<float, D> x_t) override {
+    d_.add_noise(x0, t, eps, x_t);
+  }
+  void predict_x0(tensor_view<const float, D> x_t, std::span<const double> t, tensor_view<const float, D> f,
+                  tensor_view<float, D> x0_hat) override {
+    d_.predict_x0(x_t, t, f, x0_hat);
+  }
+  void loss_async(tensor_view<const float, D> x0, tensor_view<const float, D> x_t, std::span<const double> t,
+                  tensor_view<const float, D> f, tensor_view<float, D> grad_f,
+                  tensor_view<double, D> report) override {
+    d_.loss_async(x0, x_t, t, f, grad_f, report);
+  }
   void draw_training_noise(const shape& x0_shape, rng& g,
                            diffusion::training_batch<float, D>& batch) override {
     if (choice_.stratified_t)

@@ -107,4 +107,12 @@ concept model_with_buffers = requires(M& m) {
   { m.buffers() } -> std::same_as<parameter_store<float, D>&>;
 };
 
+// A model that samples one way only (a student distilled to N DDIM steps) says so with
+// `sampling_request fixed_sampling() const` (its steps, sampler and spacing): its sample()
+// runs that whatever the request asks, and callers record it instead of the request.
+template <class M>
+concept model_with_fixed_sampling = requires(const M& m) {
+  { m.fixed_sampling() } -> std::same_as<sampling_request>;
+};
+
 }  // namespace ambiseg::models

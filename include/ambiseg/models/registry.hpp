@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <typeinfo>
@@ -47,6 +48,9 @@ class any_model {
   // The model's buffers (model_with_buffers), or nullptr when it has none.
   virtual parameter_store<float, D>* buffers() = 0;
   const parameter_store<float, D>* buffers() const { return const_cast<any_model*>(this)->buffers(); }
+  // The steps, sampler and spacing every draw runs whatever a request asks
+  // (model_with_fixed_sampling), or nullopt when the request decides.
+  virtual std::optional<sampling_request> fixed_sampling() const = 0;
 
   // The model inside, when it is an M (nullptr otherwise): for code that needs more than
   // the concept, e.g. a diffusion model's network.
@@ -89,6 +93,10 @@ class model_holder final : public any_model<typename M::device_type> {
   parameter_store<float, D>* buffers() override {
     if constexpr (model_with_buffers<M>) return &model_.buffers();
     else return nullptr;
+  }
+  std::optional<sampling_request> fixed_sampling() const override {
+    if constexpr (model_with_fixed_sampling<M>) return model_.fixed_sampling();
+    else return std::nullopt;
   }
 
  private:

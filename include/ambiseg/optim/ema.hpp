@@ -45,6 +45,14 @@ class ema {
     shadow_.copy_from(params.flat_values());
   }
 
+  // Starts the average over at the store's current values (weights set after construction).
+  void reset(const parameter_store<T, D>& params) {
+    throw_if<shape_error>(params.flat_values().numel() != shadow_.numel(), "ema::reset: the store has ",
+                          params.flat_values().numel(), " flat elements, the average ", shadow_.numel());
+    shadow_.copy_from(params.flat_values());
+    updates_ = 0;
+  }
+
   // With a guard (see optim/adamw.hpp) the average changes only if every guard value is
   // finite; the update count advances either way.
   void update(const parameter_store<T, D>& params, tensor_view<const double, D> guard = {}) {

@@ -111,6 +111,16 @@ class trainer {
   // it to run the model outside step() on the trainer's stream.
   device_context<Device>& context() { return context_; }
 
+  // Sets the weights of a run that has not stepped yet (a student starting from its
+  // teacher): f(model) writes them; the EMA then starts from them.
+  template <class F>
+  void initialise(F&& f) {
+    throw_if<value_error>(step_ != 0, "trainer::initialise: the run has done ", step_, " steps already");
+    const typename device_context<Device>::scope on_stream(context_);
+    f(*model_);
+    if (ema_) ema_->reset(model_->parameters());
+  }
+
   // One iteration. A non-finite loss or gradient norm throws value_error and leaves the
   // weights, the optimiser state and the EMA as they were (the batch and the noise drawn
   // for the step are spent).
