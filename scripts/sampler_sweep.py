@@ -169,6 +169,27 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
     path.write_text("\n".join(parts) + "\n")
 
 
+def write_report(out: Path, title: str, samplers: list, passes: list[int], rows: list[dict], points: list[dict],
+                 reference: tuple[str, float] | None, cell, reference_note: str) -> None:
+    """OUT/sweep.md (a table: a row per sampler and per point series, a column per passes;
+    cell(row or None) formats one) and OUT/sweep.svg."""
+    lines = [title, "", "| sampler | grid | " + " | ".join(f"{n} passes" for n in passes) + " |",
+             "|---|---|" + "---:|" * len(passes)]
+    for sampler, spacing in samplers:
+        cells = [cell(next((r for r in rows if r["sampler"] == sampler and r["spacing"] == spacing
+                            and int(r["passes_per_mask"]) == n), None)) for n in passes]
+        lines.append(f"| {sampler} | {spacing} | " + " | ".join(cells) + " |")
+    for label, ps in point_series(points).items():
+        cells = [cell(next((r for r in ps if int(r["passes_per_mask"]) == n), None)) for n in passes]
+        lines.append(f"| {label} | (its own) | " + " | ".join(cells) + " |")
+    if reference:
+        owner = "the raters'" if reference[0] == "raters" else "the oracle's"
+        lines += ["", f"{owner} own diversity{reference_note}: {reference[1]:.3f}"]
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    svg_plot(rows, points, reference, out / "sweep.svg")
+    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'} and {out / 'sweep.svg'}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ambiseg", default="build/apps/ambiseg")
@@ -223,28 +244,12 @@ def main() -> int:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows + points)
-    lines = [f"GED² / diversity / HM-IoU at n = {a.n} masks per image, {rows[0]['images']} images, "
-             f"checkpoint step {rows[0]['step']}", "",
-             "| sampler | grid | " + " | ".join(f"{n} passes" for n in passes) + " |",
-             "|---|---|" + "---:|" * len(passes)]
-    for sampler, spacing in samplers:
-        cells = []
-        for n in passes:
-            r = next(r for r in rows if r["sampler"] == sampler and r["spacing"] == spacing and r["passes_per_mask"] == n)
-            cells.append(f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}")
-        lines.append(f"| {sampler} | {spacing} | " + " | ".join(cells) + " |")
-    for label, ps in point_series(points).items():
-        cells = []
-        for n in passes:
-            r = next((r for r in ps if int(r["passes_per_mask"]) == n), None)
-            cells.append(f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}" if r else "")
-        lines.append(f"| {label} | (its own) | " + " | ".join(cells) + " |")
-    if reference:
-        owner = "the raters'" if reference[0] == "raters" else "the oracle's"
-        lines += ["", f"{owner} own diversity: {reference[1]:.3f}"]
-    (out / "sweep.md").write_text("\n".join(lines) + "\n")
-    svg_plot(rows, points, reference, out / "sweep.svg")
-    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'} and {out / 'sweep.svg'}")
+
+    def cell(r: dict | None) -> str:
+        return f"{r['ged']:.3f} / {r['diversity']:.3f} / {r['hm_iou']:.3f}" if r else ""
+
+    write_report(out, f"GED² / diversity / HM-IoU at n = {a.n} masks per image, {rows[0]['images']} images, "
+                 f"checkpoint step {rows[0]['step']}", samplers, passes, rows, points, reference, cell, "")
     return 0
 
 

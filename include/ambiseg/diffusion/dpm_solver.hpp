@@ -45,16 +45,12 @@ struct dpm_solver_pp {
 
   linear_step predict(std::span<const double> lambdas, int i) const {
     using namespace multistep_detail;
-    const double lt = lambdas[static_cast<std::size_t>(i)], ls = lambdas[static_cast<std::size_t>(i) + 1];
-    linear_step out;
-    if (std::isinf(ls)) {  // α_s = 1, σ_s = 0: the step lands on x̂0
-      out.c_x0[0] = 1.0;
-      return out;
-    }
-    const double as = alpha_from_log_snr(ls), ss = sigma_from_log_snr(ls), st = sigma_from_log_snr(lt);
-    const double h = ell(lambdas, i + 1) - ell(lambdas, i);
+    const step_ends e = ends_of(lambdas, i);
+    if (e.lands_on_x0) return onto_x0();
+    const double as = e.alpha_s, h = e.h;
     const int p = usable_order(Order, i, lambdas, lower_order_final);
-    out.c_x = ss / st;
+    linear_step out;
+    out.c_x = e.sigma_s / e.sigma_t;
     basis m = as * phi1(h) * unit(0);
     if (p >= 2) {
       const double r0 = (ell(lambdas, i) - ell(lambdas, i - 1)) / h;
@@ -86,18 +82,13 @@ struct sde_dpmpp_2m {
 
   linear_step predict(std::span<const double> lambdas, int i) const {
     using namespace multistep_detail;
-    const double lt = lambdas[static_cast<std::size_t>(i)], ls = lambdas[static_cast<std::size_t>(i) + 1];
-    linear_step out;
-    if (std::isinf(ls)) {
-      out.c_x0[0] = 1.0;
-      return out;
-    }
-    const double as = alpha_from_log_snr(ls), ss = sigma_from_log_snr(ls), st = sigma_from_log_snr(lt);
-    const double h = ell(lambdas, i + 1) - ell(lambdas, i);
+    const step_ends e = ends_of(lambdas, i);
+    if (e.lands_on_x0) return onto_x0();
+    const double as = e.alpha_s, ss = e.sigma_s, st = e.sigma_t, h = e.h;
     const double one_minus_e2h = -std::expm1(-2.0 * h);
+    linear_step out;
     // (σ_s/σ_t)·e^{−h} = α_t·σ_s²/(σ_t²·α_s), finite where α_t = 0 (as ddpm_small writes it).
-    const double at = alpha_from_log_snr(lt);
-    out.c_x = at * ss * ss / (st * st * as);
+    out.c_x = e.alpha_t * ss * ss / (st * st * as);
     basis m = as * one_minus_e2h * unit(0);
     if (usable_order(2, i, lambdas, lower_order_final) >= 2) {
       const double r0 = (ell(lambdas, i) - ell(lambdas, i - 1)) / h;

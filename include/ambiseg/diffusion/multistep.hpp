@@ -121,6 +121,30 @@ inline double phi3(double h) {
 // Half log-SNR of point k.
 inline double ell(std::span<const double> lambdas, int k) { return 0.5 * lambdas[static_cast<std::size_t>(k)]; }
 
+// The scalars a step from grid point i to i + 1 starts from: α and σ at both ends and
+// h = ℓ_s − ℓ_t. A step to λ_s = +∞ (α_s = 1, σ_s = 0) lands on x̂0 itself (onto_x0()).
+struct step_ends {
+  bool lands_on_x0 = false;
+  double alpha_t = 0, sigma_t = 1, alpha_s = 1, sigma_s = 0, h = 0;
+};
+inline step_ends ends_of(std::span<const double> lambdas, int i) {
+  const double lt = lambdas[static_cast<std::size_t>(i)], ls = lambdas[static_cast<std::size_t>(i) + 1];
+  step_ends e;
+  e.lands_on_x0 = std::isinf(ls);
+  if (e.lands_on_x0) return e;
+  e.alpha_t = alpha_from_log_snr(lt);
+  e.sigma_t = sigma_from_log_snr(lt);
+  e.alpha_s = alpha_from_log_snr(ls);
+  e.sigma_s = sigma_from_log_snr(ls);
+  e.h = ell(lambdas, i + 1) - ell(lambdas, i);
+  return e;
+}
+inline linear_step onto_x0() {
+  linear_step out;
+  out.c_x0[0] = 1.0;
+  return out;
+}
+
 // How much longer than the gaps between its points a step may extrapolate x̂0.
 inline constexpr double max_extrapolation = 4.0;
 

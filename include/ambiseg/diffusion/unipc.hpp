@@ -83,16 +83,12 @@ struct unipc {
 
   linear_step predict(std::span<const double> lambdas, int i) const {
     using namespace multistep_detail;
-    const double lt = lambdas[static_cast<std::size_t>(i)], ls = lambdas[static_cast<std::size_t>(i) + 1];
-    linear_step out;
-    if (std::isinf(ls)) {
-      out.c_x0[0] = 1.0;
-      return out;
-    }
+    const step_ends e = ends_of(lambdas, i);
+    if (e.lands_on_x0) return onto_x0();
     const int p = usable_order(Order, i, lambdas, lower_order_final);
-    const double h = ell(lambdas, i + 1) - ell(lambdas, i);
-    const double as = alpha_from_log_snr(ls);
-    out.c_x = sigma_from_log_snr(ls) / sigma_from_log_snr(lt);
+    const double h = e.h, as = e.alpha_s;
+    linear_step out;
+    out.c_x = e.sigma_s / e.sigma_t;
     basis m = (-as * std::expm1(-h)) * unit(0);
     std::array<double, 3> r{};
     for (int k = 1; k < p; ++k) r[k - 1] = (ell(lambdas, i - k) - ell(lambdas, i)) / h;
