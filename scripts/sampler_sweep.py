@@ -89,6 +89,21 @@ def reference_diversity(doc: dict) -> tuple[str, float] | None:
     return None
 
 
+POINT_COLOURS = ["#000000", "#17becf", "#bcbd22", "#e377c2", "#8c564b", "#7f7f7f"]
+
+
+def point_colour(j: int) -> str:
+    return POINT_COLOURS[j % len(POINT_COLOURS)]
+
+
+def marker(x: float, y: float, j: int, colour: str) -> str:
+    """Series j's open marker centred at (x, y): squares and triangles in turn."""
+    if j % 2 == 0:
+        return f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+    return (f'<polygon points="{x:.1f},{y - 5:.1f} {x + 5:.1f},{y + 4:.1f} {x - 5:.1f},{y + 4:.1f}" fill="none" '
+            f'stroke="{colour}" stroke-width="1.5"/>')
+
+
 def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] | None, path: Path) -> None:
     """Two panels, GED² and diversity against passes per mask (log2 axis)."""
     width, height, margin = 460, 300, 55
@@ -138,10 +153,7 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
                 parts.append(f'<polyline points="{pts}" fill="none" stroke="black" stroke-dasharray="2,2"/>')
             for p in ps:
                 x, y = px(int(p["passes_per_mask"])), py(p[key])
-                parts.append(f'<rect x="{x - 4 + 3 * j}" y="{y - 4}" width="8" height="8" fill="none" '
-                             f'stroke="black"/>' if j % 2 == 0 else
-                             f'<polygon points="{x + 3 * j},{y - 5} {x + 5 + 3 * j},{y + 4} {x - 5 + 3 * j},{y + 4}" '
-                             'fill="none" stroke="black"/>')
+                parts.append(marker(x + 3 * j, y, j, point_colour(j)))
         if key == "diversity" and reference:
             y = py(reference[1])
             parts.append(f'<line x1="{px(passes[0])}" y1="{y}" x2="{px(passes[-1])}" y2="{y}" stroke="black" '
@@ -155,9 +167,7 @@ def svg_plot(rows: list[dict], points: list[dict], reference: tuple[str, float] 
     y0 = 40 + 16 * len(series)
     for j, (label, ps) in enumerate(marked.items()):
         y = y0 + 16 * j
-        parts.append(f'<rect x="{lx + 5}" y="{y - 4}" width="8" height="8" fill="none" stroke="black"/>'
-                     if j % 2 == 0 else
-                     f'<polygon points="{lx + 9},{y - 5} {lx + 14},{y + 4} {lx + 4},{y + 4}" fill="none" stroke="black"/>')
+        parts.append(marker(lx + 9, y, j, point_colour(j)))
         counts = ", ".join(str(p["passes_per_mask"]) for p in ps)
         parts.append(f'<text x="{lx + 24}" y="{y + 4}">{label} ({counts} pass{"es" if counts != "1" else ""})</text>')
     if reference:
