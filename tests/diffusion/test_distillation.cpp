@@ -8,6 +8,7 @@
 
 #include "diffusion/reference_diffusion.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <vector>
@@ -145,6 +146,7 @@ TEST_CASE("a student that outputs x̃0 reproduces the teacher's 2N-step DDIM sam
       const std::vector<double> grid = sampling_times(model.schedule(), 2 * n, spacing);
       progressive_distillation<double, cpu> job(grid);
       tensor<double> x = x1.clone(), zeros({chains, 1, 1, 1}), eps({chains, 1, 1, 1});
+      std::fill(zeros.begin(), zeros.end(), 0.0);  // a new tensor's values are unspecified
       for (int k = 0; k < n; ++k) {
         const noise_level from = model.level(grid[static_cast<std::size_t>(2 * k)]);
         const noise_level to = model.level(grid[static_cast<std::size_t>(2 * k + 2)]);
