@@ -58,6 +58,14 @@ struct tanh_net {
   }
 };
 
+// The values of a double tensor in T (the host reference's results against a T device).
+template <class T>
+tensor<T> converted(const tensor<double>& a) {
+  tensor<T> r(a.shape());
+  for (std::int64_t i = 0; i < a.numel(); ++i) r[i] = static_cast<T>(a[i]);
+  return r;
+}
+
 std::vector<double> times(std::int64_t b, std::uint32_t seed, double lo, double hi) {
   auto r = random_tensor<double>(shape{b}, seed, lo, hi);
   return std::vector<double>(r.data(), r.data() + b);
@@ -178,9 +186,7 @@ TEMPLATE_TEST_CASE("diffusion_runner: multistep solvers match the double host ru
   diffusion::diffusion_runner<Diff, double, cpu> host(policies);
   diffusion::diffusion_runner<Diff, T, D> dev(policies);
   const auto images = random_tensor<double>(shape{3, 1, 6, 5}, 12);
-  tensor<T> images_t(images.shape());
-  for (std::int64_t i = 0; i < images.numel(); ++i) images_t[i] = static_cast<T>(images[i]);
-  const auto imagesd = to_dev<D>(images_t);
+  const auto imagesd = to_dev<D>(converted<T>(images));
   const tol<T> tl = std::is_same_v<T, float> ? tol<T>{1e-4, 1e-4} : tol<T>{1e-12, 1e-12};
   using diffusion::any_multistep_sampler;
   for (const any_multistep_sampler& smp :
@@ -196,10 +202,8 @@ TEMPLATE_TEST_CASE("diffusion_runner: multistep solvers match the double host ru
       rng g1(5), g2(5);
       const auto a = host.sample(host_net, smp, images, 4, g1, opts);
       const auto b = dev.sample(dev_net, smp, imagesd.cview(), 4, g2, opts);
-      tensor<T> a_t(a.shape());
-      for (std::int64_t i = 0; i < a.numel(); ++i) a_t[i] = static_cast<T>(a[i]);
       const std::string what = smp.sampler_name() + (clip ? ", clipped" : "");
-      require_close(host_copy(b), a_t, tl, what.c_str());
+      require_close(host_copy(b), converted<T>(a), tl, what.c_str());
       CHECK(g1() == g2());
     }
 }
@@ -207,12 +211,6 @@ TEMPLATE_TEST_CASE("diffusion_runner: multistep solvers match the double host ru
 // Progressive distillation's job (diffusion/distillation.hpp) on the device: the same
 // target x̃0, loss report and dL/df as the double host job (itself checked against the
 // teacher's steps written out by hand in tests/diffusion/test_distillation.cpp).
-template <class T, class D>
-struct runner_with_lambda : diffusion::diffusion_runner<diffusion::reference_config_diffusion, T, D> {
-  using diffusion::diffusion_runner<diffusion::reference_config_diffusion, T, D>::diffusion_runner;
-  double log_snr(double t) const { return this->host().level(t).log_snr; }
-};
-
 TEMPLATE_TEST_CASE("progressive distillation: target, loss and gradient match the double host job",
                    "[cuda][diffusion][distillation]", f_cpu, d_cpu, f_cuda, d_cuda) {
   using T = typename TestType::value;
@@ -220,20 +218,15 @@ TEMPLATE_TEST_CASE("progressive distillation: target, loss and gradient match th
   AMBISEG_REQUIRE_GPU_IF_CUDA(D);
   using Diff = diffusion::reference_config_diffusion;
   const Diff policies(diffusion::make_reference_schedule(0.1));
-  runner_with_lambda<double, cpu> host(policies);
-  runner_with_lambda<T, D> dev(policies);
+  diffusion::diffusion_runner<Diff, double, cpu> host(policies);
+  diffusion::diffusion_runner<Diff, T, D> dev(policies);
   const std::vector<double> grid = diffusion::sampling_times(policies.schedule(), 8, diffusion::time_spacing::uniform_lambda);
   diffusion::progressive_distillation<double, cpu> host_job(grid);
   diffusion::progressive_distillation<T, D> dev_job(grid);
   const shape s{6, 1, 5, 4};
   const auto x0 = random_tensor<double>(s, 31), eps = random_tensor<double>(s, 32, -2, 2);
   const auto cond = random_tensor<double>(s, 33);
-  auto as_t = [](const tensor<double>& a) {
-    tensor<T> r(a.shape());
-    for (std::int64_t i = 0; i < a.numel(); ++i) r[i] = static_cast<T>(a[i]);
-    return r;
-  };
-  const tensor<T> x0_t = as_t(x0), eps_t = as_t(eps), cond_t = as_t(cond);
+  const tensor<T> x0_t = converted<T>(x0), eps_t = converted<T>(eps), cond_t = converted<T>(cond);
   const auto x0d = to_dev<D>(x0_t), condd = to_dev<D>(cond_t);
   const std::vector<int> steps{0, 1, 2, 3, 3, 0};
   host_job.set_draws(steps, eps.cview());
@@ -245,8 +238,8 @@ TEMPLATE_TEST_CASE("progressive distillation: target, loss and gradient match th
   host_job.loss_async(host, host_teacher, host_student, x0.cview(), cond.cview(), host_report.view());
   dev_job.loss_async(dev, dev_teacher, dev_student, x0d.cview(), condd.cview(), dev_report.view());
   const tol<T> tl = std::is_same_v<T, float> ? tol<T>{1e-4, 1e-4} : tol<T>{1e-12, 1e-12};
-  require_close(host_copy(dev_job.target()), as_t(host_copy(host_job.target())), tl, "target");
-  require_close(host_copy(dev_job.grad_f()), as_t(host_copy(host_job.grad_f())), tl, "grad_f");
+  require_close(host_copy(dev_job.target()), converted<T>(host_copy(host_job.target())), tl, "target");
+  require_close(host_copy(dev_job.grad_f()), converted<T>(host_copy(host_job.grad_f())), tl, "grad_f");
   const tensor<double> report = host_copy(dev_report.cview());
   // Float: 1e-4 of the largest per-case loss (a case near t = 0 has a loss of 1e-8 whose
   // float rounding is relatively large).

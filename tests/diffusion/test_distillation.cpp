@@ -24,12 +24,8 @@ using model_t = gaussian_diffusion<schedule_t, x_prediction, snr_plus_one_weight
 
 model_t test_model() { return model_t(schedule_t(input_scaled<cosine>(cosine{}, 0.5), 10.0, -10.0)); }
 
-// The runner with its λ(t): what the job asks of a diffusion (models' facade has it too).
-struct runner_with_lambda : diffusion_runner<model_t, double, cpu> {
-  using diffusion_runner::diffusion_runner;
-  double log_snr(double t) const { return host().level(t).log_snr; }
-};
-static_assert(distillable_diffusion<runner_with_lambda, double, cpu>);
+using runner_t = diffusion_runner<model_t, double, cpu>;
+static_assert(distillable_diffusion<runner_t, double, cpu>);
 
 // The same p in every pixel of every cond row.
 tensor<double> prior_of(std::int64_t rows, std::int64_t pixels, double p) {
@@ -77,7 +73,7 @@ TEST_CASE("distillation target: the student's DDIM step through x̃0 lands on th
 TEST_CASE("distillation job: x_t, the teacher's two DDIM steps and x̃0 as written out by hand",
           "[diffusion][distillation]") {
   const model_t model = test_model();
-  runner_with_lambda run(model);
+  runner_t run(model);
   const double p = 0.3;
   for (time_spacing spacing : {time_spacing::uniform_t, time_spacing::uniform_lambda}) {
     const std::vector<double> grid = sampling_times(model.schedule(), 4, spacing);  // a 2-step student
@@ -128,7 +124,7 @@ TEST_CASE("distillation job: x_t, the teacher's two DDIM steps and x̃0 as writt
 TEST_CASE("a student that outputs x̃0 reproduces the teacher's 2N-step DDIM sample in N steps",
           "[diffusion][distillation]") {
   const model_t model = test_model();
-  runner_with_lambda run(model);
+  runner_t run(model);
   const double p = 0.7;
   const std::int64_t chains = 5;
   tensor<double> x1({chains, 1, 1, 1});
@@ -166,7 +162,7 @@ TEST_CASE("a student that outputs x̃0 reproduces the teacher's 2N-step DDIM sam
 TEST_CASE("distillation loss: the diffusion's weighted x-space loss of the student against x̃0",
           "[diffusion][distillation]") {
   const model_t model = test_model();
-  runner_with_lambda run(model), check(model);
+  runner_t run(model), check(model);
   progressive_distillation<double, cpu> job(sampling_times(model.schedule(), 8, time_spacing::uniform_t));
   const std::int64_t b = 8, pixels = 4;
   tensor<double> x0({b, 1, 2, 2});
@@ -212,7 +208,7 @@ TEST_CASE("distillation refuses a grid without a midpoint, steps out of range an
   tensor<double> eps({2, 1, 1, 1});
   CHECK_THROWS_AS(job.set_draws({0, 2}, eps.cview()), value_error);
   CHECK_THROWS_AS(job.set_draws({0}, eps.cview()), shape_error);
-  runner_with_lambda run(model);
+  runner_t run(model);
   tensor<double> x0({2, 1, 1, 1}), report({3});
   CHECK_THROWS_AS(job.loss_async(run, binary_denoiser(model), zero_student(), x0.cview(), {}, report.view()),
                   shape_error);  // nothing drawn yet

@@ -24,6 +24,15 @@ using device_trainer_checks::tiny_config;
 
 data::case_set tiny_data(std::int64_t count = 6) { return device_trainer_checks::cases(count); }
 
+// The images of the first k tiny cases, [k, 1, 16, 16].
+tensor<float> first_images(const data::case_set& data, std::int64_t k) {
+  tensor<float> images(shape{k, 1, 16, 16});
+  for (std::int64_t i = 0; i < k; ++i)
+    std::copy(data[static_cast<std::size_t>(i)].image.data(), data[static_cast<std::size_t>(i)].image.data() + 256,
+              images.data() + i * 256);
+  return images;
+}
+
 bool same_bits(tensor_view<const float> a, tensor_view<const float> b) {
   return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0;
 }
@@ -126,10 +135,7 @@ TEST_CASE("sample_masks: shapes, masks from x0, reproducible from init noise, ba
   const auto data = tiny_data();
   trainer<data::case_set> t(tiny_config(9), data);
   for (int i = 0; i < 2; ++i) t.step();
-  tensor<float> images(shape{3, 1, 16, 16});
-  for (std::int64_t k = 0; k < 3; ++k)
-    std::copy(data[static_cast<std::size_t>(k)].image.data(), data[static_cast<std::size_t>(k)].image.data() + 256,
-              images.data() + k * 256);
+  const tensor<float> images = first_images(data, 3);
   rng noise_rng(1);
   tensor<float> init(shape{3, 4, 16, 16});
   for (float& v : init) v = static_cast<float>(noise_rng.normal());
@@ -247,10 +253,7 @@ TEST_CASE("distillation: a 1-step student reproduces its tiny teacher's 2-step m
     std::copy(src.data(), src.data() + src.numel(), m.buffers()->flat_values().data());
   });
 
-  tensor<float> images(shape{4, 1, 16, 16});
-  for (std::int64_t k = 0; k < 4; ++k)
-    std::copy(data[static_cast<std::size_t>(k)].image.data(), data[static_cast<std::size_t>(k)].image.data() + 256,
-              images.data() + k * 256);
+  const tensor<float> images = first_images(data, 4);
   rng noise_rng(4);
   tensor<float> init(shape{4, 4, 16, 16});
   for (float& v : init) v = static_cast<float>(noise_rng.normal());

@@ -111,10 +111,10 @@ class progressive_distillation {
                           x0_shape.to_string(), " has no batch axis");
     const std::int64_t b = x0_shape[0];
     const int n = student_steps();
-    std::vector<double> u(static_cast<std::size_t>(b));
-    stratified_timesteps{}.draw(std::span<double>(u), g);
-    steps_.resize(u.size());
-    for (std::size_t i = 0; i < u.size(); ++i) steps_[i] = std::min(n - 1, static_cast<int>(u[i] * n));
+    strata_.resize(static_cast<std::size_t>(b));
+    stratified_timesteps{}.draw(std::span<double>(strata_), g);
+    steps_.resize(strata_.size());
+    for (std::size_t i = 0; i < strata_.size(); ++i) steps_[i] = std::min(n - 1, static_cast<int>(strata_[i] * n));
     eps_host_.resize(x0_shape);
     for (T& e : eps_host_) e = static_cast<T>(g.normal());
     if (!(eps_.shape() == x0_shape)) eps_ = tensor<T, D>(x0_shape);
@@ -168,7 +168,7 @@ class progressive_distillation {
     if (!(coeff_dev_.shape() == coeff_host_.shape())) coeff_dev_ = tensor<T, D>(coeff_host_.shape());
     enqueue_upload<D>(coeff_dev_.data(), coeff_host_.data(), sizeof(T) * static_cast<std::size_t>(coeff_host_.numel()));
     auto row = [&](int j) { return tensor_view<const T, D>(coeff_dev_.data() + j * b, shape{b}); };
-    const tensor_view<const T, D> none;
+    const tensor_view<const T, D> none;  // no z: reverse_step then reads no noise coefficient
 
     const std::span<const double> t(t_), t_mid(t_mid_);
     diffusion.add_noise(x0, t, eps_.cview(), x_t_.view());
@@ -197,7 +197,7 @@ class progressive_distillation {
  private:
   std::vector<double> grid_;
   std::vector<int> steps_;
-  std::vector<double> t_, t_mid_;
+  std::vector<double> strata_, t_, t_mid_;  // u ∈ [0, 1) per case, then the times of its step
   tensor<T> eps_host_, coeff_host_;
   tensor<T, D> eps_, coeff_dev_, x_t_, x_mid_, x_end_, x0_hat_, f_, target_, grad_f_;
 };

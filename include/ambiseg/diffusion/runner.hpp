@@ -88,6 +88,8 @@ class diffusion_runner {
 
   explicit diffusion_runner(Diffusion host) : host_(std::move(host)) {}
   const Diffusion& host() const { return host_; }
+  // λ(t) of the schedule (what progressive_distillation asks of a diffusion).
+  double log_snr(double t) const { return host_.level(t).log_snr; }
 
   // ---- (a) the forward process (device views; t on the host) ------------------------
 
@@ -287,7 +289,7 @@ class diffusion_runner {
         kernels::template predicted_x0<T>(x, f_.cview(), k.row(0), k.row(1), opts.clip_x0, x);
         break;
       }
-      const step_coeffs sk = smp.coefficients(lt.log_snr, log_snr(host_.schedule(), s));
+      const step_coeffs sk = smp.coefficients(lt.log_snr, diffusion::log_snr(host_.schedule(), s));
       throw_if<value_error>(!std::isfinite(sk.c_xt) || !std::isfinite(sk.c_x0) ||
                                 !std::isfinite(sk.c_noise),
                             "sample: ", Smp::name, " step from t = ", t, " to s = ", s,

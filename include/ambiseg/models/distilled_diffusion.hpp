@@ -139,10 +139,6 @@ class distilled_diffusion {
                     report);
     student_.backward(job_.grad_f());
   }
-  // The job's buffers of the last step (tests).
-  const diffusion::progressive_distillation<float, D>& last_step() const { return job_; }
-  diffusion::progressive_distillation<float, D>& job() { return job_; }
-
   void sample(tensor_view<const float, D> images, const sampling_request& request, rng& g,
               tensor_view<float, D> scores, tensor_view<const float, D> init_noise = {}) {
     const diffusion::sampling_options options{config_.steps, diffusion::parse_spacing(config_.spacing),

@@ -42,7 +42,7 @@ class ema {
   ema(const parameter_store<T, D>& params, double decay) : decay_(decay) {
     throw_if<value_error>(!(decay >= 0.0 && decay <= 1.0), "ema: decay must lie in [0, 1], got ", decay);
     shadow_ = tensor<T, D>(params.flat_values().shape());
-    shadow_.copy_from(params.flat_values());
+    reset(params);
   }
 
   // Starts the average over at the store's current values (weights set after construction).
