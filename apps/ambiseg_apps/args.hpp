@@ -103,8 +103,38 @@ class arg_reader {
 
   std::int64_t integer(std::int64_t lo, std::int64_t hi) { return checked_integer(value(), lo, hi, ""); }
 
-  double real(double lo, double hi) {
-    const std::string v = value();
+  double real(double lo, double hi) { return checked_real(value(), lo, hi); }
+
+  // A ratio in [0, 1], or `none`.
+  std::optional<double> ratio_or_none() {
+    if (inline_value_ == "none" || (!inline_value_ && i_ < args_.size() && args_[i_] == "none")) {
+      value();
+      return std::nullopt;
+    }
+    return real(0.0, 1.0);
+  }
+
+  // "r1,r2,...": ratios in [0, 1], strictly increasing; `none`: the empty list.
+  std::vector<double> ratios_or_none() {
+    const std::string text = value();
+    std::vector<double> out;
+    if (text == "none") return out;
+    std::size_t start = 0;
+    while (true) {
+      const auto comma = text.find(',', start);
+      const double v = checked_real(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start), 0.0, 1.0);
+      if (!out.empty() && v <= out.back())
+        throw value_error("option " + name_ + ": values must increase (" + args_detail::number_text(out.back()) +
+                          " then " + args_detail::number_text(v) + ")");
+      out.push_back(v);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    return out;
+  }
+
+ private:
+  double checked_real(const std::string& v, double lo, double hi) const {
     double x = 0;
     const char* end = v.data() + v.size();
     const auto [ptr, ec] = std::from_chars(v.data(), end, x);
@@ -116,14 +146,7 @@ class arg_reader {
     return x;
   }
 
-  // A ratio in [0, 1], or `none`.
-  std::optional<double> ratio_or_none() {
-    if (inline_value_ == "none" || (!inline_value_ && i_ < args_.size() && args_[i_] == "none")) {
-      value();
-      return std::nullopt;
-    }
-    return real(0.0, 1.0);
-  }
+ public:
 
   std::string choice(const std::vector<std::string>& allowed) {
     const std::string v = value();

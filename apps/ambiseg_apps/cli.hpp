@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ambiseg/core/error.hpp"
+#include "ambiseg/metrics/evaluate.hpp"
 #include "ambiseg_apps/args.hpp"
 #include "ambiseg_apps/data_source.hpp"
 #include "ambiseg_apps/model_api.hpp"
@@ -78,7 +79,7 @@ struct eval_command {
   data_request data;
   std::optional<std::int64_t> images;  // default: the whole test set
   std::vector<int> n{4, 16};
-  std::optional<double> pp = 0.5;
+  std::vector<double> pp{0.5};  // post-processing ratios, a row each; empty: raw only
   int steps = 10;
   sampler_kind sampler = sampler_kind::ddpm_large;
   bool clip_x0 = false;
@@ -150,8 +151,8 @@ inline std::string cli_usage() {
          "                dpmpp_3m|sde_dpmpp_2m|unipc|unipc3] [--spacing uniform_t|uniform_lambda] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda]\n"
-         "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|none] [--images K] [--steps S]\n"
-         "                [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
+         "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|R1,R2,...|none] [--protocol paper] [--images K]\n"
+         "                [--steps S] [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "  ambiseg distill --ckpt TEACHER --data SPEC --out DIR --to 4|2|1 [--from 8] [--steps N]\n"
@@ -365,15 +366,18 @@ inline sample_command parse_sample(std::span<const std::string> args) {
 inline eval_command parse_eval(std::span<const std::string> args) {
   eval_command c;
   arg_reader r(args);
-  bool has_ckpt = false, has_data = false;
+  bool has_ckpt = false, has_data = false, paper = false;
+  std::string protocol_conflict;  // -n or --pp, which --protocol paper fixes
   while (r.next()) {
     if (r.is("--data")) has_data = true;
     if (data_option(r, c.data)) continue;
     if (r.is("--ckpt")) c.ckpt = r.text(), has_ckpt = true;
     else if (r.is("-n")) {
+      protocol_conflict = "-n";
       const auto values = r.integer_list(1, 4096, false, "4,16");
       c.n.assign(values.begin(), values.end());
-    } else if (r.is("--pp")) c.pp = r.ratio_or_none();
+    } else if (r.is("--pp")) c.pp = r.ratios_or_none(), protocol_conflict = "--pp";
+    else if (r.is("--protocol")) paper = r.choice({"paper", "default"}) == "paper";
     else if (r.is("--images")) c.images = r.integer(1, 1'000'000);
     else if (r.is("--steps")) c.steps = static_cast<int>(r.integer(1, 100'000));
     else if (r.is("--sampler")) c.sampler = models::parse_sampler(r.choice(models::sampler_names()));
@@ -389,6 +393,12 @@ inline eval_command parse_eval(std::span<const std::string> args) {
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
   throw_if<value_error>(!has_data, "--data SPEC is required");
   check_fold_request(c.data);
+  if (paper) {
+    throw_if<value_error>(!protocol_conflict.empty(), "--protocol paper scores 4 samples per image with --pp 0.5; drop ",
+                          protocol_conflict);
+    c.n = {metrics::paper_protocol_samples};
+    c.pp = {*metrics::paper_protocol().pp_ratio};
+  }
   return c;
 }
 

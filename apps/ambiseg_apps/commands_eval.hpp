@@ -94,8 +94,9 @@ int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err)
   const std::vector<std::uint8_t>& annotations = gathered.bytes;
   const std::int64_t anns = gathered.m;
   const metrics::mask_batch_view ann_view = gathered.view();
-  metrics::evaluation_options eo;
-  eo.pp_ratio = cmd.pp;
+  // One options set per post-processing ratio (a row each), or one without post-processing.
+  std::vector<metrics::evaluation_options> scorings(std::max<std::size_t>(1, cmd.pp.size()));
+  for (std::size_t k = 0; k < cmd.pp.size(); ++k) scorings[k].pp_ratio = cmd.pp[k];
   const int n_max = *std::max_element(cmd.n.begin(), cmd.n.end());
 
   rng g(cmd.seed);
@@ -107,9 +108,10 @@ int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err)
 
   std::vector<eval_row> rows;
   auto score = [&](const std::string& method, int n, const std::vector<std::uint8_t>& masks) {
-    rows.push_back({method, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
+    for (const auto& eo : scorings) rows.push_back({method, metrics::evaluate({masks.data(), b, n, h, w}, ann_view, eo)});
   };
-  for (int n : cmd.n) rows.push_back({"model", score_samples(r, n, gathered, eo)});
+  for (int n : cmd.n)
+    for (const auto& eo : scorings) rows.push_back({"model", score_samples(r, n, gathered, eo)});
 
   if (cmd.baselines && dr.spec == "synthetic") {
     // The test cases are the generator's images in.generator_indices (data_source.hpp).

@@ -1,6 +1,7 @@
 // ambiseg_apps/eval_tool.hpp — the logic of the `ambiseg-eval` tool, testable in-process.
 //
-//   ambiseg-eval --samples S.npy --annotations A.npy [--pp R|none] [--unbiased] [--json] [--out DIR]
+//   ambiseg-eval --samples S.npy --annotations A.npy [--pp R|none] [--unbiased] [--protocol paper]
+//                [--json] [--out DIR]
 //
 // S is [images, n, H, W] (or [n, H, W] for one image), A is [images, m, H, W] (or
 // [m, H, W]); any dtype io/npy.hpp reads; a pixel is foreground when its value > 0.5; NaN
@@ -8,6 +9,7 @@
 // as `ambiseg eval` does. apps/ambiseg-eval.cpp only forwards argv to run_eval_tool.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -37,6 +39,7 @@ struct eval_tool_options {
   std::optional<double> pp_ratio;
   bool json = false;
   bool unbiased = false;
+  bool paper_protocol = false;  // the first 4 samples, all-pairs GED, pp 0.5
   std::optional<std::filesystem::path> out;  // DIR for eval.json and eval.md
   bool help = false;
 };
@@ -44,7 +47,8 @@ struct eval_tool_options {
 inline std::string eval_usage(std::string_view program = "ambiseg-eval") {
   std::string p(program);
   return "usage: " + p +
-         " --samples S.npy --annotations A.npy [--pp R|none] [--unbiased] [--json] [--out DIR]\n"
+         " --samples S.npy --annotations A.npy [--pp R|none] [--unbiased] [--protocol paper]\n"
+         "       [--json] [--out DIR]\n"
          "\n"
          "Scores sampled segmentation masks against the annotations of each image.\n"
          "  --samples S.npy      samples, shape (images, n, H, W) or (n, H, W)\n"
@@ -54,29 +58,39 @@ inline std::string eval_usage(std::string_view program = "ambiseg-eval") {
          "                       ratio R in [0, 1] (the paper uses 0.5); none: raw only (default)\n"
          "  --unbiased           GED with the unbiased estimator (within-set means skip i = i');\n"
          "                       default: the paper's/PHiSeg's all-pairs estimator\n"
+         "  --protocol paper     the paper's convention: the first 4 samples of each image, the\n"
+         "                       all-pairs estimator and --pp 0.5 (not combinable with --pp, --unbiased)\n"
          "  --json               print the JSON document instead of the table\n"
          "  --out DIR            also write DIR/eval.json and DIR/eval.md\n"
          "  -h, --help           print this help\n"
          "\n"
          "Reported per image, then averaged over images: GED (the squared distance D^2_GED that\n"
          "the paper tabulates), dice and IoU (means over all sample/annotation pairs) and\n"
-         "HM-IoU (Hungarian-matched IoU over lcm(n, m) repeats). The JSON keys are those of\n"
-         "`ambiseg eval` (docs/metrics.md).\n";
+         "HM-IoU (Hungarian-matched IoU over lcm(n, m) repeats), the samples' diversity, S_NCC of\n"
+         "the uncertainty maps, the QUBIQ score and the CI score (as published and as the paper's\n"
+         "code computes it). The JSON keys are those of `ambiseg eval` (docs/metrics.md).\n";
 }
 
 // args: the command line without the program name. Throws value_error on bad usage.
 inline eval_tool_options parse_eval_tool(std::span<const std::string> args) {
   eval_tool_options o;
   arg_reader r(args);
+  bool pp_given = false;
   while (r.next()) {
     if (r.is("-h") || r.is("--help")) r.flag(), o.help = true;
     else if (r.is("--samples")) o.samples = r.text();
     else if (r.is("--annotations")) o.annotations = r.text();
-    else if (r.is("--pp")) o.pp_ratio = r.ratio_or_none();
+    else if (r.is("--pp")) o.pp_ratio = r.ratio_or_none(), pp_given = true;
     else if (r.is("--json")) r.flag(), o.json = true;
     else if (r.is("--unbiased")) r.flag(), o.unbiased = true;
+    else if (r.is("--protocol")) o.paper_protocol = r.choice({"paper", "default"}) == "paper";
     else if (r.is("--out")) o.out = r.text();
     else r.unknown();
+  }
+  if (o.paper_protocol) {
+    throw_if<value_error>(o.unbiased, "--protocol paper uses the all-pairs estimator; drop --unbiased");
+    throw_if<value_error>(pp_given, "--protocol paper post-processes with r = 0.5; drop --pp");
+    o.pp_ratio = metrics::paper_protocol().pp_ratio;
   }
   if (!o.help) {
     throw_if<value_error>(o.samples.empty(), "--samples is required");
@@ -182,7 +196,18 @@ inline int run_eval_tool(std::span<const std::string> args, std::ostream& out, s
     metrics::evaluation_options options;
     options.estimator = o.unbiased ? metrics::ged_estimator::unbiased : metrics::ged_estimator::all_pairs;
     options.pp_ratio = o.pp_ratio;
-    const std::vector<eval_row> rows{{o.samples, metrics::evaluate(s.view(), a.view(), options)}};
+    metrics::mask_batch_view samples = s.view();
+    std::vector<std::uint8_t> first;  // the paper's protocol scores the first 4 samples of each image
+    if (o.paper_protocol) {
+      const std::int64_t keep = metrics::paper_protocol_samples, plane = s.height * s.width;
+      throw_if<shape_error>(s.count < keep, "--protocol paper scores ", keep, " samples per image but samples '",
+                            o.samples, "' hold ", s.count);
+      first.resize(static_cast<std::size_t>(s.images * keep * plane));
+      for (std::int64_t k = 0; k < s.images; ++k)
+        std::copy_n(s.data.begin() + k * s.count * plane, keep * plane, first.begin() + k * keep * plane);
+      samples = {first.data(), s.images, keep, s.height, s.width};
+    }
+    const std::vector<eval_row> rows{{o.samples, metrics::evaluate(samples, a.view(), options)}};
     const written_results w =
         format_results(rows, nlohmann::ordered_json{{"samples", o.samples}, {"annotations", o.annotations}});
     out << (o.json ? w.json : evaluation_table(rows));

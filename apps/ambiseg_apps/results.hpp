@@ -4,11 +4,14 @@
 //
 //   {"info": {what was scored: the tool's inputs},
 //    "results": [{"method", "n", "m", "images", "height", "width", "ged_estimator",
-//                 "pp_ratio", "raw": {"ged", "dice", "iou", "hm_iou", "diversity"}, "pp": {...}}]}
+//                 "pp_ratio", "raw": {"ged", "dice", "iou", "hm_iou", "diversity", "ncc", "qubiq",
+//                 "ci": {"score", "combined_sensitivity", "max_dice_matching", "diversity_agreement"},
+//                 "ci_authors": {the same four}}, "pp": {...}}]}
 //
 // "pp" is present when post-processing was asked for (pp_ratio is then a number, else null).
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -29,9 +32,28 @@ struct eval_row {
   metrics::evaluation_result result;
 };
 
+// A published CI score is NaN where a set has one mask; JSON has no NaN, so it is null.
+inline nlohmann::ordered_json number_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
+}
+
+inline nlohmann::ordered_json collective_insight_json(const metrics::collective_insight_score& c) {
+  return nlohmann::ordered_json{{"score", number_or_null(c.ci)},
+                                {"combined_sensitivity", c.combined_sensitivity},
+                                {"max_dice_matching", c.max_dice_matching},
+                                {"diversity_agreement", number_or_null(c.diversity_agreement)}};
+}
+
 inline nlohmann::ordered_json set_metrics_json(const metrics::set_metrics& m) {
-  return nlohmann::ordered_json{
-      {"ged", m.ged}, {"dice", m.dice}, {"iou", m.iou}, {"hm_iou", m.hm_iou}, {"diversity", m.diversity}};
+  return nlohmann::ordered_json{{"ged", m.ged},
+                                {"dice", m.dice},
+                                {"iou", m.iou},
+                                {"hm_iou", m.hm_iou},
+                                {"diversity", m.diversity},
+                                {"ncc", m.ncc},
+                                {"qubiq", m.qubiq},
+                                {"ci", collective_insight_json(m.ci)},
+                                {"ci_authors", collective_insight_json(m.ci_authors)}};
 }
 
 inline nlohmann::ordered_json result_json(const eval_row& row) {
@@ -61,13 +83,16 @@ inline nlohmann::ordered_json results_json(const std::vector<eval_row>& rows, co
 inline std::string results_markdown(const std::vector<eval_row>& rows) {
   std::ostringstream md;
   const bool pp = !rows.empty() && rows[0].result.pp.has_value();
-  md << "| method | n | GED² | dice | IoU | HM-IoU | diversity |"
-     << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp | diversity pp |" : "") << "\n"
-     << "|---|---:|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|---:|" : "") << "\n";
+  md << "| method | n | GED² | dice | IoU | HM-IoU | diversity | NCC | QUBIQ | CI | CI (authors) |"
+     << (pp ? " GED² pp | dice pp | IoU pp | HM-IoU pp | diversity pp | NCC pp | QUBIQ pp | CI pp | CI (authors) pp |"
+            : "")
+     << "\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" << (pp ? "---:|---:|---:|---:|---:|---:|---:|---:|---:|" : "")
+     << "\n";
   auto cells = [&](const metrics::set_metrics& m) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice, m.iou, m.hm_iou,
-                  m.diversity);
+    char buf[320];
+    std::snprintf(buf, sizeof buf, " %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |", m.ged, m.dice,
+                  m.iou, m.hm_iou, m.diversity, m.ncc, m.qubiq, m.ci.ci, m.ci_authors.ci);
     return std::string(buf);
   };
   for (const auto& r : rows) {

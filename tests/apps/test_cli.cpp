@@ -34,7 +34,16 @@ TEST_CASE("cli: parsing and its errors", "[apps][cli]") {
   CHECK(t.data.synthetic_size == 128);
   const auto e = std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "-n", "4,16", "--pp", "none"}));
   CHECK(e.n == std::vector<int>{4, 16});
-  CHECK_FALSE(e.pp.has_value());
+  CHECK(e.pp.empty());
+  const auto sweep = std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--pp", "0,0.25,0.5"}));
+  CHECK(sweep.pp == std::vector<double>{0.0, 0.25, 0.5});
+  const auto paper = std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--protocol", "paper"}));
+  CHECK(paper.n == std::vector<int>{4});
+  CHECK(paper.pp == std::vector<double>{0.5});
+  CHECK_THROWS_WITH(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--protocol", "paper", "-n", "16"}),
+                    Catch::Contains("drop -n"));
+  CHECK_THROWS_WITH(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--pp", "0.5,0.2"}),
+                    Catch::Contains("values must increase"));
   const auto s = std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--sampler", "ddim"}));
   CHECK(s.sampler == sampler_kind::ddim);
   CHECK(std::holds_alternative<help_command>(parse({"help"})));

@@ -4,19 +4,25 @@
 // background). Per image the pairwise overlaps are counted once (bit-packed popcounts);
 // GED², dice, IoU and HM-IoU are read from them, and the post-processed metrics come from
 // the same tables with the emptied samples' rows zeroed (no recount). Images are
-// evaluated in parallel (OpenMP) and the per-image metrics averaged.
+// evaluated in parallel (OpenMP) and the per-image metrics averaged. The pixel-level scores
+// (S_NCC, the QUBIQ score, the CI score) read the packed masks themselves, post-processed
+// ones for the pp set.
 #pragma once
 
 #include <cstdint>
 #include <exception>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "ambiseg/core/error.hpp"
+#include "ambiseg/metrics/collective_insight.hpp"
 #include "ambiseg/metrics/ged.hpp"
 #include "ambiseg/metrics/hm_iou.hpp"
 #include "ambiseg/metrics/overlap.hpp"
 #include "ambiseg/metrics/postprocess.hpp"
+#include "ambiseg/metrics/qubiq.hpp"
+#include "ambiseg/metrics/uncertainty_ncc.hpp"
 
 namespace ambiseg::metrics {
 
@@ -29,13 +35,39 @@ struct set_metrics {
   // the n(n − 1) ordered pairs of distinct samples (0 for n = 1). A sampler that collapses
   // to one mask shows here first.
   double diversity = 0.0;
+  double ncc = 0.0;    // S_NCC of the uncertainty map against the annotators' (uncertainty_ncc.hpp)
+  double qubiq = 0.0;  // the QUBIQ challenge's thresholded dice of the mean masks (qubiq.hpp)
+  collective_insight_score ci;          // as published (CIMD); NaN for n < 2 or m < 2
+  collective_insight_score ci_authors;  // as the paper's code computes it
 };
+
+// f(a_k, b_k) over every number of two metric sets (means over images).
+template <class F>
+void for_each_value(set_metrics& a, const set_metrics& b, F f) {
+  f(a.ged, b.ged), f(a.dice, b.dice), f(a.iou, b.iou), f(a.hm_iou, b.hm_iou), f(a.diversity, b.diversity);
+  f(a.ncc, b.ncc), f(a.qubiq, b.qubiq);
+  for (auto [x, y] : {std::pair{&a.ci, &b.ci}, std::pair{&a.ci_authors, &b.ci_authors}}) {
+    f(x->combined_sensitivity, y->combined_sensitivity), f(x->max_dice_matching, y->max_dice_matching);
+    f(x->diversity_agreement, y->diversity_agreement), f(x->ci, y->ci);
+  }
+}
 
 struct evaluation_options {
   ged_estimator estimator = ged_estimator::all_pairs;
   std::optional<double> pp_ratio;  // relative-area post-processing r (paper: 0.5)
   std::int64_t hm_iou_max_items = hm_iou_default_max_items;
 };
+
+// The paper's evaluation convention (the authors' evaluate.py): 4 samples per image, GED's
+// within-set means over all pairs with self-pairs, every metric raw and after relative-area
+// post-processing with r = 0.5.
+inline constexpr int paper_protocol_samples = 4;
+inline evaluation_options paper_protocol() {
+  evaluation_options o;
+  o.estimator = ged_estimator::all_pairs;
+  o.pp_ratio = 0.5;
+  return o;
+}
 
 struct image_result {
   set_metrics raw;
@@ -76,6 +108,18 @@ inline set_metrics metrics_from_overlaps(const image_overlaps& o, const evaluati
   return r;
 }
 
+// Every metric of one image: the table-based ones from the overlaps, the pixel-level ones
+// from the masks (which must be those the overlaps were counted from).
+inline set_metrics image_metrics(const packed_masks& samples, const packed_masks& annotations, const image_overlaps& o,
+                                 const evaluation_options& options) {
+  set_metrics r = metrics_from_overlaps(o, options);
+  r.ncc = uncertainty_ncc(samples, annotations);
+  r.qubiq = qubiq_score(samples, annotations);
+  r.ci = collective_insight(samples, annotations, o.sy, o.ss, o.yy, ci_variant::published);
+  r.ci_authors = collective_insight(samples, annotations, o.sy, o.ss, o.yy, ci_variant::authors);
+  return r;
+}
+
 inline void check_evaluation_sizes(std::int64_t n, std::int64_t m, const evaluation_options& options) {
   throw_if<value_error>(n < 1 || m < 1, "evaluate: needs at least one sample and one annotation per image (n = ",
                         n, ", m = ", m, ")");
@@ -91,10 +135,12 @@ inline image_result evaluate_image(const packed_masks& samples, const packed_mas
   check_evaluation_sizes(samples.count(), annotations.count(), options);
   image_overlaps o = compute_overlaps(samples, annotations);
   image_result r;
-  r.raw = metrics_from_overlaps(o, options);
+  r.raw = image_metrics(samples, annotations, o, options);
   if (options.pp_ratio) {
+    packed_masks processed = samples;
+    relative_area_postprocess(processed, *options.pp_ratio);
     relative_area_postprocess(o.sy, o.ss, *options.pp_ratio);
-    r.pp = metrics_from_overlaps(o, options);
+    r.pp = image_metrics(processed, annotations, o, options);
   }
   return r;
 }
@@ -160,20 +206,8 @@ inline evaluation_result evaluate(const mask_batch_view& samples, const mask_bat
   }
   if (failure) std::rethrow_exception(failure);
 
-  auto accumulate = [](set_metrics& sum, const set_metrics& x) {
-    sum.ged += x.ged;
-    sum.dice += x.dice;
-    sum.iou += x.iou;
-    sum.hm_iou += x.hm_iou;
-    sum.diversity += x.diversity;
-  };
-  auto scale = [](set_metrics& s, double f) {
-    s.ged *= f;
-    s.dice *= f;
-    s.iou *= f;
-    s.hm_iou *= f;
-    s.diversity *= f;
-  };
+  auto accumulate = [](set_metrics& sum, const set_metrics& x) { for_each_value(sum, x, [](double& a, double b) { a += b; }); };
+  auto scale = [](set_metrics& s, double f) { for_each_value(s, s, [f](double& a, double) { a *= f; }); };
   if (options.pp_ratio) result.pp = set_metrics{};
   for (const image_result& r : result.per_image) {
     accumulate(result.raw, r.raw);

@@ -137,6 +137,20 @@ class packed_masks {
   std::vector<std::int64_t> areas_;
 };
 
+// How many of the masks cover each pixel: [H·W] counts in 0..n (the unnormalised mean mask
+// that the uncertainty metrics read).
+inline std::vector<std::int32_t> foreground_counts(const packed_masks& m) {
+  const std::int64_t pixels = m.height() * m.width();
+  std::vector<std::int32_t> counts(static_cast<std::size_t>(pixels), 0);
+  for (std::int64_t i = 0; i < m.count(); ++i) {
+    const auto bits = m.bits(i);
+    for (std::size_t w = 0; w < bits.size(); ++w)
+      for (std::uint64_t word = bits[w]; word != 0; word &= word - 1)
+        ++counts[w * 64 + static_cast<std::size_t>(std::countr_zero(word))];
+  }
+  return counts;
+}
+
 inline std::int64_t intersection_area(std::span<const std::uint64_t> a, std::span<const std::uint64_t> b) {
   std::int64_t s = 0;
   for (std::size_t w = 0; w < a.size(); ++w) s += std::popcount(a[w] & b[w]);
