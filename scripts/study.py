@@ -79,7 +79,7 @@ EXPERIMENTS = {
                "table": ["prediction", "weighting"]},
     "steps": {"train": {}, "eval": {"sampler": ["ddpm", "ddim"], "steps": [1, 2, 5, 10, 20, 50]}, "x": "steps",
               "series": "sampler", "log_x": True},
-    "sigmoid-bias": {"train": {"weighting": ["sigmoid"], "sigmoid-bias": [-10, -8, -6, -4, -2, 0, 2]},
+    "sigmoid-bias": {"train": {"weighting": ["sigmoid"], "sigmoid-bias": [-10, -8, -6, -4, -2, 0, 2, 4, 6, 8]},
                      "x": "sigmoid-bias", "reference": "table3"},
     "input-scale": {"train": {"input-scale": [0.01, 0.03, 0.1, 0.3, 1.0]}, "x": "input-scale", "series": "pp?",
                     "log_x": True},

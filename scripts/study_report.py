@@ -205,7 +205,11 @@ def curves(e: dict, rows: list[dict], refs: list[dict], extra_refs: list[dict], 
                     md.append(f"| {metric} | {name} | {x:g} | {s[0]:.4f} | {s[1]:.4f} | {s[2]} |")
             drawn.append({"name": name, "points": pts})
         references = []
-        if refs and summary(refs, metric):
+        if refs and s_key == "n":  # the oracle's (raters') value differs with n: a line each
+            for n, sel in sorted(group(refs, "n").items()):
+                if summary(sel, metric):
+                    references.append({"name": f"{refs[0]['method']} n={n}", "value": summary(sel, metric)[0]})
+        elif refs and summary(refs, metric):
             references.append({"name": refs[0]["method"], "value": summary(refs, metric)[0]})
         references += [r for r in extra_refs if r["metric"] == metric]
         panels.append({"title": title, "series": drawn, "references": references})
@@ -249,13 +253,14 @@ def write_report(study, runs) -> list[Path]:
     for name, e in grids.items():
         rows = [r for r in all_rows if r["method"] == "model" and matches(r, e, base)]
         refs = reference_rows(all_rows, rows)
-        seeds = len({r["seed"] for r in rows})
+        seeds = sorted({r["seed"] for r in rows})
         ident = marker["identity"]
         budget = ident["budget"]
         head = (f"# {name}\n\nData {ident['data']}" + (f", {ident['folds']}-fold cross-validation" if ident["folds"] else "") +
                 f"; scale {ident['scale']}; budget " +
                 (f"{budget['cpu_seconds']:g} CPU s" if "cpu_seconds" in budget else f"{budget['steps']} steps") +
-                f" per run; {seeds} seed(s); evaluation: {', '.join(f'{k} {v}' for k, v in e['eval'].items())}.\n\n")
+                f" per run; seeds {', '.join(map(str, seeds)) or 'none yet'} (a figure without ± comes from one seed); "
+                f"evaluation: {', '.join(f'{k} {v}' for k, v in e['eval'].items())}.\n\n")
         if e.get("table"):
             body = table_report(e, rows, refs, seeds)
         elif e.get("x"):
