@@ -188,6 +188,11 @@ class Study:
         self.out = Path(a.out)
         self.scale = SCALES[a.scale]
         self.base = dict(self.scale["train"], **BASE_POLICY)
+        # Real images larger than the scale's crop (QUBIQ brain growth: 128x128) want their own.
+        if a.crop is not None:
+            self.base["crop"] = str(a.crop)
+        if a.crop_mode is not None:
+            self.base["crop-mode"] = a.crop_mode
         self.folds = list(range(a.folds)) if a.folds else [None]
         self.eval_images = a.eval_images if a.eval_images is not None else self.scale["eval_images"]
         self.synthetic_images = a.synthetic_images or self.scale["synthetic_images"]
@@ -329,6 +334,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="training steps per run (default: the scale's)")
     p.add_argument("--cpu-budget", type=float, help="CPU seconds of training per run (then --steps only shapes the "
                                                     "learning-rate schedule)")
+    p.add_argument("--crop", type=int, help="training crop of every run (default: the scale's)")
+    p.add_argument("--crop-mode", choices=["random", "central"], help="training crops (default: ambiseg's)")
     p.add_argument("--eval-images", type=int, help="test images per evaluation (default: the scale's)")
     p.add_argument("--synthetic-images", type=int, help="training images of the synthetic set")
     p.add_argument("--train-arg", action="append", default=[], help="one more argument for every `ambiseg train`")
@@ -353,6 +360,8 @@ def check_args(a: argparse.Namespace) -> list[dict]:
         raise StudyError(f"--cpu-budget {a.cpu_budget}: give more than 0 CPU seconds")
     if a.folds is not None and a.folds < 2:
         raise StudyError(f"--folds {a.folds}: cross-validation needs at least 2 folds")
+    if a.crop is not None and not 8 <= a.crop <= 4096:
+        raise StudyError(f"--crop {a.crop}: give 8..4096 pixels")
     if a.eval_images is not None and a.eval_images < 1:
         raise StudyError(f"--eval-images {a.eval_images}: at least 1")
     if a.jobs < 1:

@@ -99,6 +99,16 @@ class Refusals(unittest.TestCase):
         self.assertEqual(code, 2)
         self.assertIn("holds no study.json", err)
 
+    def test_crop_override_is_part_of_the_study(self):
+        out = self.tmp / "c"
+        code, _, err = run(["pp", "--data", "synthetic", "--out", str(out), "--crop", "64", "--report-only"])
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads((out / "study.json").read_text())["identity"]["base"]["crop"], "64")
+        code, _, err = run(["pp", "--data", "synthetic", "--out", str(out), "--ambiseg", sys.executable])
+        self.assertEqual(code, 2)
+        self.assertIn("holds another study (base", err)
+        self.refuse(["pp", "--data", "synthetic", "--out", str(self.tmp / "o"), "--crop", "4"], "--crop 4")
+
     def test_bad_shard_and_seeds(self):
         self.refuse(["table3", "--data", "synthetic", "--out", str(self.tmp / "o"), "--shard", "3/2"], "k must be in 1..N")
         self.refuse(["table3", "--data", "synthetic", "--out", str(self.tmp / "o"), "--seeds", "0,0"], "distinct")
