@@ -162,4 +162,10 @@ TEST_CASE("the pixel metrics refuse mismatched sets", "[metrics][errors]") {
   const packed_masks none(mask_set_view(a.bytes.data(), 0, 1, 8));
   CHECK_THROWS_AS(uncertainty_ncc(none, a.packed), value_error);
   CHECK_THROWS_AS(qubiq_score(a.packed, none), value_error);
+  // One mask of 1x0 pixels: refused by all three (the CI's variances would divide by 0).
+  const std::uint8_t byte = 0;
+  const packed_masks no_pixels(mask_set_view(&byte, 1, 1, 0));
+  CHECK_THROWS_AS(collective_insight(no_pixels, no_pixels), value_error);
+  CHECK_THROWS_AS(uncertainty_ncc(no_pixels, no_pixels), value_error);
+  CHECK_THROWS_AS(qubiq_score(no_pixels, no_pixels), value_error);
 }

@@ -99,11 +99,7 @@ inline collective_insight_score collective_insight(const packed_masks& samples, 
                                                    const pair_overlaps& sy, const pair_overlaps& ss,
                                                    const pair_overlaps& yy, ci_variant variant) {
   const std::int64_t n = samples.count(), m = annotations.count();
-  throw_if<value_error>(n < 1 || m < 1, "collective_insight: needs at least one sample and one annotation (n = ", n,
-                        ", m = ", m, ")");
-  throw_if<shape_error>(samples.height() != annotations.height() || samples.width() != annotations.width(),
-                        "collective_insight: mask sizes differ (", samples.height(), "x", samples.width(), " vs ",
-                        annotations.height(), "x", annotations.width(), ")");
+  check_scored_sets(samples, annotations, "collective_insight");
   throw_if<shape_error>(sy.rows() != n || sy.cols() != m || ss.rows() != n || yy.rows() != m,
                         "collective_insight: overlap tables do not fit n = ", n, " samples and m = ", m,
                         " annotations");

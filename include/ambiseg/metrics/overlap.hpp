@@ -137,6 +137,19 @@ class packed_masks {
   std::vector<std::int64_t> areas_;
 };
 
+// The pixel-level metrics score n samples against m annotations: at least one of each, of
+// the same, non-empty H×W. `who` names the metric in the message.
+inline void check_scored_sets(const packed_masks& samples, const packed_masks& annotations, const char* who) {
+  throw_if<value_error>(samples.count() < 1 || annotations.count() < 1, who,
+                        ": needs at least one sample and one annotation (n = ", samples.count(), ", m = ",
+                        annotations.count(), ")");
+  throw_if<shape_error>(samples.height() != annotations.height() || samples.width() != annotations.width(), who,
+                        ": mask sizes differ (", samples.height(), "x", samples.width(), " vs ", annotations.height(),
+                        "x", annotations.width(), ")");
+  throw_if<value_error>(samples.height() * samples.width() < 1, who, ": empty masks (", samples.height(), "x",
+                        samples.width(), ")");
+}
+
 // How many of the masks cover each pixel: [H·W] counts in 0..n (the unnormalised mean mask
 // that the uncertainty metrics read).
 inline std::vector<std::int32_t> foreground_counts(const packed_masks& m) {

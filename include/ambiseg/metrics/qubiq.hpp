@@ -18,11 +18,7 @@ namespace ambiseg::metrics {
 
 inline double qubiq_score(const packed_masks& samples, const packed_masks& annotations) {
   const std::int64_t n = samples.count(), m = annotations.count();
-  throw_if<value_error>(n < 1 || m < 1, "qubiq_score: needs at least one sample and one annotation (n = ", n,
-                        ", m = ", m, ")");
-  throw_if<shape_error>(samples.height() != annotations.height() || samples.width() != annotations.width(),
-                        "qubiq_score: mask sizes differ (", samples.height(), "x", samples.width(), " vs ",
-                        annotations.height(), "x", annotations.width(), ")");
+  check_scored_sets(samples, annotations, "qubiq_score");
   const std::vector<std::int32_t> cs = foreground_counts(samples), ca = foreground_counts(annotations);
   double total = 0.0;
   for (std::int64_t k = 1; k <= 9; ++k) {

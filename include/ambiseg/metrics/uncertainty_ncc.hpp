@@ -51,13 +51,8 @@ inline double normalised_cross_correlation(const std::vector<double>& a, const s
 
 inline double uncertainty_ncc(const packed_masks& samples, const packed_masks& annotations) {
   const std::int64_t n = samples.count(), m = annotations.count();
-  throw_if<value_error>(n < 1 || m < 1, "uncertainty_ncc: needs at least one sample and one annotation (n = ", n,
-                        ", m = ", m, ")");
-  throw_if<shape_error>(samples.height() != annotations.height() || samples.width() != annotations.width(),
-                        "uncertainty_ncc: mask sizes differ (", samples.height(), "x", samples.width(), " vs ",
-                        annotations.height(), "x", annotations.width(), ")");
+  check_scored_sets(samples, annotations, "uncertainty_ncc");
   const std::int64_t pixels = samples.height() * samples.width();
-  throw_if<value_error>(pixels < 1, "uncertainty_ncc: empty masks");
 
   // −log(1 + ε) where a sample agrees with the reference class, −log(ε) where it does not.
   const double agree = -std::log(1.0 + ncc_detail::xent_eps), disagree = -std::log(ncc_detail::xent_eps);
