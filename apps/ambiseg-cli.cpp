@@ -1,5 +1,6 @@
 // ambiseg — train a diffusion segmentation model, draw masks, score them, see them.
-// All logic lives in apps/ambiseg_apps/ (cli.hpp parses, commands.hpp runs), where tests reach it.
+// All logic lives in apps/ambiseg_apps/ (cli.hpp parses, commands.hpp runs, run_cli.cpp wraps
+// them into the tool), where tests reach it.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -7,7 +8,7 @@
 
 #include <unistd.h>
 
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);

@@ -1,5 +1,5 @@
 // ambiseg_apps/commands.hpp — what `ambiseg train|sample|export|distill` do (parsing: cli.hpp,
-// eval: commands_eval.hpp), and run_cli, the whole tool.
+// eval: commands_eval.hpp) and run_command; run_cli.cpp wraps them into the whole tool.
 //
 //   train   DIR/checkpoint.safetensors (atomic, every --checkpoint-every steps and at the
 //           end), DIR/snapshots/step-<N>.safetensors (--snapshots), DIR/log.csv
@@ -246,35 +246,6 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
   }
   out << cli_usage();
   return 0;
-}
-
-// "ambiseg train" when args name a command, else "ambiseg": the start of every message.
-inline std::string message_prefix(std::span<const std::string> args) {
-  for (const char* cmd : {"train", "sample", "eval", "export", "distill"})
-    if (!args.empty() && args[0] == cmd) return std::string("ambiseg ") + cmd;
-  return "ambiseg";
-}
-
-// The whole tool: parse, run, report errors as one line (exit 2 for usage, 1 otherwise).
-inline int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& err,
-                   const run_options& ro = {}) {
-  const std::string prefix = message_prefix(args);
-  command c;
-  try {
-    c = parse_command(args);
-  } catch (const std::exception& e) {
-    err << prefix << ": error: " << e.what() << "\n\n" << cli_usage();
-    return 2;
-  }
-  try {
-    return run_command(c, out, err, ro);
-  } catch (const std::bad_alloc&) {
-    err << "\n" << prefix << ": error: out of memory (use a smaller --batch, --crop, -n or --images)\n";
-    return 1;
-  } catch (const std::exception& e) {
-    err << "\n" << prefix << ": error: " << e.what() << "\n";
-    return 1;
-  }
 }
 
 }  // namespace ambiseg::apps

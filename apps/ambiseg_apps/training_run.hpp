@@ -23,14 +23,11 @@
 #include "ambiseg_apps/data_source.hpp"
 #include "ambiseg_apps/model_api.hpp"
 #include "ambiseg_apps/plot.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "ambiseg_apps/selection.hpp"
 #include "ambiseg_apps/training_log.hpp"
 
 namespace ambiseg::apps {
-
-struct run_options {
-  bool interactive = false;  // redraw one progress line with '\r' (a terminal)
-};
 
 namespace command_detail {
 

@@ -16,7 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ambiseg/io/safetensors.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/training_run.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

@@ -13,7 +13,9 @@
 #include "ambiseg/io/image.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/io/safetensors.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/plot.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

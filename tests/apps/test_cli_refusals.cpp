@@ -21,7 +21,8 @@
 #include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/io/safetensors.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 #include "scratch_dir.hpp"
 

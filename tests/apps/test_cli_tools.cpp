@@ -17,7 +17,8 @@
 #include "ambiseg/io/image.hpp"
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/train/all.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

@@ -16,7 +16,8 @@
 #include "ambiseg/models/registry.hpp"
 #include "ambiseg/nn/unet.hpp"
 #include "ambiseg/train/all.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

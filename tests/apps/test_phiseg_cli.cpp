@@ -10,7 +10,8 @@
 
 #include "ambiseg/io/safetensors.hpp"
 #include "ambiseg/train/all.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

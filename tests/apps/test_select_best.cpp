@@ -14,7 +14,9 @@
 
 #include "ambiseg/io/safetensors.hpp"
 #include "ambiseg/train/checkpoint.hpp"
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/run_cli.hpp"
+#include "ambiseg_apps/selection.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;

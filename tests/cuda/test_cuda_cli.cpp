@@ -6,7 +6,7 @@
 
 #include <ambiseg/io/npy.hpp>
 #include <ambiseg/train/all.hpp>
-#include "ambiseg_apps/commands.hpp"
+#include "ambiseg_apps/run_cli.hpp"
 
 #include <nlohmann/json.hpp>
 
