@@ -15,6 +15,7 @@
 #include "ambiseg/ops/all.hpp"
 #include "ambiseg/optim/adamw.hpp"
 #include "ambiseg/optim/clip.hpp"
+#include "ambiseg/train/sampling.hpp"
 #include "ambiseg/train/trainer.hpp"
 
 using namespace ambiseg;
@@ -113,6 +114,27 @@ void BM_trainer_step(benchmark::State& state) {
   state.counters["threads"] = num_threads();
 }
 BENCHMARK(BM_trainer_step)->Args({8, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Sampling as a user runs it: `chains` masks of one image, 10 DDPM steps (10 network
+// evaluations at batch `chains` plus the sampler's arithmetic), through train::sample_masks
+// on the reference diffusion model (args: chains, size). benchmarks/peer's sample_16_128.
+void BM_sample(benchmark::State& state) {
+  const std::int64_t chains = state.range(0), size = state.range(1);
+  train::trainer_config c;
+  c.model = models::diffusion_spec({nn::unet_config::reference(), {}});
+  c.batch_size = 1;
+  c.crop_size = size;
+  const auto cases = data::synthetic_lesions({.size = size, .seed = 0}).make_cases(0, 2);
+  train::trainer<data::case_set> t(c, cases);
+  tensor<float> image(shape{1, cases[0].image.size(0), size, size});  // [1, C, H, W]
+  std::copy(cases[0].image.data(), cases[0].image.data() + image.numel(), image.data());
+  const train::sample_options options{.n = static_cast<int>(chains), .steps = 10, .sampler = "ddpm"};
+  rng g(7);
+  benchmark::DoNotOptimize(train::sample_masks(t.model(), image.cview(), options, g).masks.data());  // warm-up
+  for (auto _ : state) benchmark::DoNotOptimize(train::sample_masks(t.model(), image.cview(), options, g).masks.data());
+  set_counters(state, 10 * forward_flop(chains, size));
+}
+BENCHMARK(BM_sample)->Args({16, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // --- the layers behind the figures above (batch 8, 128×128 input) -----------------------
 // conv3x3 at each level's shape (args: Ci, Co, H): forward, and backward with dx and dw.

@@ -118,3 +118,32 @@ TEST_CASE("atomic writes publish whole files or nothing", "[core][io]") {
   CHECK_THROWS_AS(io::write_file_atomically(dir / "missing_dir" / "x", "y"), io_error);
   fs::remove_all(dir);
 }
+
+#include <ambiseg/core/profile.hpp>
+#include <ambiseg/ops/conv2d.hpp>
+
+TEST_CASE("profile: off records nothing; on, an op's calls, shape key and arithmetic", "[core][profile]") {
+  profile::enable(false);
+  profile::reset();
+  tensor<float> x(shape{2, 3, 5, 5}), w(shape{4, 3, 3, 3}), b(shape{4}), y(shape{2, 4, 5, 5});
+  x.fill(1.f);
+  w.fill(0.5f);
+  b.fill(0.f);
+  workspace<cpu> ws;
+  ops::conv2d_forward<float, cpu>(x.cview(), w.cview(), b.cview(), y.view(), {}, ws);
+  CHECK(profile::entries().empty());
+
+  profile::enable(true);
+  for (int i = 0; i < 3; ++i) ops::conv2d_forward<float, cpu>(x.cview(), w.cview(), b.cview(), y.view(), {}, ws);
+  profile::enable(false);
+  ops::conv2d_forward<float, cpu>(x.cview(), w.cview(), b.cview(), y.view(), {}, ws);
+  const auto e = profile::entries();
+  REQUIRE(e.size() == 1);
+  CHECK(e[0].op == "conv2d_forward");
+  CHECK(e[0].dims == std::vector<std::int64_t>{2, 3, 5, 5, 4, 3, 1});  // N, Ci, H, W, Co, K, stride
+  CHECK(e[0].calls == 3);
+  CHECK(e[0].flop == 3.0 * 2 * (2 * 4 * 5 * 5) * (3 * 3 * 3));  // multiply-add = 2 per output term
+  CHECK(e[0].seconds >= 0);
+  profile::reset();
+  CHECK(profile::entries().empty());
+}

@@ -15,6 +15,7 @@ void add_forward(in_view<T, D> a, in_view<T, D> b, tensor_view<T, D> y) {
   expect_shape("add_forward", "b", b, a.shape());
   expect_shape("add_forward", "y", y, a.shape());
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer("add_forward", {});
     cpu_kernels::add_forward(a.data(), b.data(), y.data(), a.numel());
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -41,6 +42,7 @@ void add_channel_bias_forward(tensor_view<T, D> h, in_view<T, D> e) {
   detail::channel_bias_check("add_channel_bias_forward", h, e);
   if constexpr (std::same_as<D, cpu>) {
     const std::int64_t nc = h.size(0) * h.size(1);
+    const profile::scope timer("add_channel_bias_forward", {});
     cpu_kernels::add_channel_bias_forward(h.data(), e.data(), nc, nc ? h.numel() / nc : 0);
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -58,6 +60,7 @@ void add_channel_bias_backward(in_view<T, D> dh, tensor_view<T, D> de) {
   detail::channel_bias_check("add_channel_bias_backward", dh, de);
   if constexpr (std::same_as<D, cpu>) {
     const std::int64_t nc = dh.size(0) * dh.size(1);
+    const profile::scope timer("add_channel_bias_backward", {});
     cpu_kernels::add_channel_bias_backward(dh.data(), de.data(), nc, nc ? dh.numel() / nc : 0);
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)

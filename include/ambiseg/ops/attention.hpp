@@ -21,6 +21,7 @@ void attention_forward(in_view<T, D> qkv, int heads, tensor_view<T, D> y, out_vi
   expect_shape(op, "y", y, shape{d.b, d.c, d.t});
   expect_shape(op, "probs", probs, shape{d.bh, d.t, d.t});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {d.bh, d.ch, d.t}, 2.0 * 2.0 * static_cast<double>(d.bh * d.t * d.t * d.ch));  // QK^T and PV
     cpu_kernels::attention_forward(qkv.data(), d.bh, d.ch, d.t, y.data(), probs.data());
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -42,6 +43,7 @@ void attention_backward(in_view<T, D> qkv, in_view<T, D> probs, in_view<T, D> dy
   expect_shape(op, "dy", dy, shape{d.b, d.c, d.t});
   expect_shape(op, "dqkv", dqkv, qkv.shape());
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {d.bh, d.ch, d.t}, 2.0 * 2.0 * 2.0 * static_cast<double>(d.bh * d.t * d.t * d.ch));
     cpu_kernels::attention_backward(qkv.data(), probs.data(), dy.data(), d.bh, d.ch, d.t,
                                     dqkv.data(), ws);
   } else if constexpr (std::same_as<D, cuda>) {

@@ -12,6 +12,7 @@
 
 #include "ambiseg/core/device.hpp"
 #include "ambiseg/core/error.hpp"
+#include "ambiseg/core/profile.hpp"
 #include "ambiseg/core/tensor.hpp"
 #include "ambiseg/core/workspace.hpp"
 

@@ -15,6 +15,7 @@ void concat_channels_forward(in_view<T, D> a, in_view<T, D> b, tensor_view<T, D>
   detail::concat_check(op, "a", a.shape(), "b", b.shape());
   expect_shape(op, "y", y, shape{a.size(0), a.size(1) + b.size(1), a.size(2), a.size(3)});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     const std::int64_t n = a.size(0);
     cpu_kernels::concat_channels_forward(a.data(), b.data(), y.data(), n,
                                          n ? a.numel() / n : 0, n ? b.numel() / n : 0);
@@ -52,6 +53,7 @@ void concat_channels_backward(in_view<T, D> dy, tensor_view<T, D> da, out_view<T
   throw_if<shape_error>(ca < 0 || cb < 0 || ca + cb != dy.size(1), op, ": da ", da.shape(),
                         " and db ", db.shape(), " do not split dy ", dy.shape());
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::concat_channels_backward(dy.data(), has_a ? da.data() : nullptr,
                                           has_b ? db.data() : nullptr, n, ca * s, cb * s);
   } else if constexpr (std::same_as<D, cuda>) {

@@ -49,6 +49,7 @@ void conv2d_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_vi
   if (detail::present(b)) expect_shape(op, "b", b, shape{g.co});
   expect_shape(op, "y", y, shape{g.n, g.co, g.ho, g.wo});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, 2.0 * static_cast<double>(g.n * g.co * g.ho * g.wo) * static_cast<double>(g.ckk()));
     cpu_kernels::conv2d_forward(x.data(), w.data(), b.data(), y.data(), g, ws);
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -77,6 +78,9 @@ void conv2d_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_vie
   if (detail::present(dw)) expect_shape(op, "dw", dw, w.shape());
   if (detail::present(db)) expect_shape(op, "db", db, shape{g.co});
   if constexpr (std::same_as<D, cpu>) {
+    // dx and dW each cost a forward's arithmetic (db is a sum over dy).
+    const double passes = (detail::present(dx) ? 1.0 : 0.0) + (detail::present(dw) ? 1.0 : 0.0);
+    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, passes * 2.0 * static_cast<double>(g.n * g.co * g.ho * g.wo) * static_cast<double>(g.ckk()));
     cpu_kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
                                  g, ws);
   } else if constexpr (std::same_as<D, cuda>) {

@@ -27,6 +27,7 @@ void group_norm_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> beta
   expect_shape(op, "mean", mean, shape{n, groups});
   expect_shape(op, "rstd", rstd, shape{n, groups});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {n, c, detail::spatial_extent(x.shape()), groups});
     cpu_kernels::group_norm_forward(x.data(), gamma.data(), beta.data(), n, c,
                                     detail::spatial_extent(x.shape()), groups, eps, y.data(),
                                     mean.data(), rstd.data());
@@ -57,6 +58,7 @@ void group_norm_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D> mea
   if (detail::present(dgamma)) expect_shape(op, "dgamma", dgamma, shape{c});
   if (detail::present(dbeta)) expect_shape(op, "dbeta", dbeta, shape{c});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {n, c, detail::spatial_extent(x.shape()), groups});
     cpu_kernels::group_norm_backward(x.data(), gamma.data(), static_cast<const T*>(nullptr),
                                      mean.data(), rstd.data(), dy.data(),
                                      n, c, detail::spatial_extent(x.shape()), groups, dx.data(),
@@ -89,6 +91,7 @@ void group_norm_silu_forward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D>
   expect_shape(op, "mean", mean, shape{n, groups});
   expect_shape(op, "rstd", rstd, shape{n, groups});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {n, c, detail::spatial_extent(x.shape()), groups});
     cpu_kernels::group_norm_forward<T, true>(x.data(), gamma.data(), beta.data(), n, c,
                                              detail::spatial_extent(x.shape()), groups, eps,
                                              y.data(), mean.data(), rstd.data());
@@ -122,6 +125,7 @@ void group_norm_silu_backward(in_view<T, D> x, in_view<T, D> gamma, in_view<T, D
   if (detail::present(dgamma)) expect_shape(op, "dgamma", dgamma, shape{c});
   if (detail::present(dbeta)) expect_shape(op, "dbeta", dbeta, shape{c});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {n, c, detail::spatial_extent(x.shape()), groups});
     cpu_kernels::group_norm_backward<T, true>(x.data(), gamma.data(), beta.data(), mean.data(),
                                               rstd.data(), dy.data(), n, c,
                                               detail::spatial_extent(x.shape()), groups,

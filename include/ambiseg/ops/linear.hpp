@@ -16,6 +16,7 @@ void linear_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_vi
   if (detail::present(b)) expect_shape(op, "b", b, shape{out});
   expect_shape(op, "y", y, shape{n, out});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::linear_forward(x.data(), w.data(), b.data(), y.data(), n, in, out);
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -40,6 +41,7 @@ void linear_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_vie
   if (detail::present(dw)) expect_shape(op, "dw", dw, w.shape());
   if (detail::present(db)) expect_shape(op, "db", db, shape{out});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::linear_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
                                  n, in, out);
   } else if constexpr (std::same_as<D, cuda>) {

@@ -12,6 +12,7 @@ template <op_scalar T, class D>
 void silu_forward(in_view<T, D> x, tensor_view<T, D> y) {
   expect_shape("silu_forward", "y", y, x.shape());
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer("silu_forward", {});
     cpu_kernels::silu_forward(x.data(), y.data(), x.numel());
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -29,6 +30,7 @@ void silu_backward(in_view<T, D> x, in_view<T, D> dy, tensor_view<T, D> dx) {
   expect_shape("silu_backward", "dy", dy, x.shape());
   expect_shape("silu_backward", "dx", dx, x.shape());
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer("silu_backward", {});
     cpu_kernels::silu_backward(x.data(), dy.data(), dx.data(), x.numel());
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)

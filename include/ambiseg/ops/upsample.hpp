@@ -23,6 +23,7 @@ void upsample_nearest2x_forward(in_view<T, D> x, tensor_view<T, D> y) {
   expect_rank(op, "x", x, 4);
   expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::upsample_nearest2x_forward(x.data(), y.data(), x.size(0) * x.size(1), x.size(2),
                                             x.size(3));
   } else if constexpr (std::same_as<D, cuda>) {
@@ -42,6 +43,7 @@ void upsample_nearest2x_backward(in_view<T, D> dy, tensor_view<T, D> dx) {
   expect_rank(op, "dx", dx, 4);
   expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::upsample_nearest2x_backward(dy.data(), dx.data(), dx.size(0) * dx.size(1),
                                              dx.size(2), dx.size(3));
   } else if constexpr (std::same_as<D, cuda>) {
@@ -61,6 +63,7 @@ void upsample_bilinear2x_forward(in_view<T, D> x, tensor_view<T, D> y, bilinear_
   expect_rank(op, "x", x, 4);
   expect_shape(op, "y", y, shape{x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::upsample_bilinear2x_forward(x.data(), y.data(), x.size(0) * x.size(1),
                                              x.size(2), x.size(3), mode);
   } else if constexpr (std::same_as<D, cuda>) {
@@ -80,6 +83,7 @@ void upsample_bilinear2x_backward(in_view<T, D> dy, tensor_view<T, D> dx, biline
   expect_rank(op, "dx", dx, 4);
   expect_shape(op, "dy", dy, shape{dx.size(0), dx.size(1), 2 * dx.size(2), 2 * dx.size(3)});
   if constexpr (std::same_as<D, cpu>) {
+    const profile::scope timer(op, {});
     cpu_kernels::upsample_bilinear2x_backward(dy.data(), dx.data(), dx.size(0) * dx.size(1),
                                               dx.size(2), dx.size(3), mode);
   } else if constexpr (std::same_as<D, cuda>) {
