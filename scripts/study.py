@@ -45,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study_figure  # noqa: E402
+import study_report  # noqa: E402
 
 # The paper's final model (§4): x-prediction, truncated-SNR weighting, cosine schedule, b = 0.1.
 BASE_POLICY = {"prediction": "x", "weighting": "trunc_snr", "schedule": "cosine", "input-scale": "0.1"}
@@ -277,7 +278,7 @@ def eval_points(e: dict) -> list[dict]:
         for steps in e["eval"]["steps"]:
             for spacing in e["eval"]["spacing"]:
                 n, pp = sorted(set(e["eval"]["n"])), e["eval"]["pp"]
-                label = f"{sampler}-{steps}-{spacing}-n{'_'.join(map(str, n))}-pp{'_'.join(number_text(float(r)) for r in pp)}"
+                label = study_report.evaluation_label(sampler, steps, spacing, n, pp)
                 points.append({"label": label, "sampler": sampler, "steps": steps, "spacing": spacing, "n": n, "pp": pp})
     return points
 
@@ -429,7 +430,6 @@ def main(argv: list[str]) -> int:
                 except StudyError as e:
                     failures.append(f"{name}: {e}")
                     say(f"[{done}/{len(mine)}] {name}: FAILED: {e}")
-    import study_report  # noqa: E402  (the report needs only the files)
     written = study_report.write_report(study, runs)
     say("wrote " + ", ".join(str(p) for p in written))
     if failures:

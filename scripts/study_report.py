@@ -39,6 +39,18 @@ def options_of(label: str, base: dict) -> dict:
     return options
 
 
+def evaluation_label(sampler, steps, spacing, n: list, pp: list) -> str:
+    """The folder name of one `ambiseg eval` call (study.eval_points): a draw of its own."""
+    text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return f"{sampler}-{steps}-{spacing}-n{'_'.join(map(str, sorted(set(n))))}-pp{'_'.join(text(float(r)) for r in pp)}"
+
+
+def evaluation_labels(e: dict) -> set[str]:
+    ev = e["eval"]
+    return {evaluation_label(sampler, steps, spacing, ev["n"], ev["pp"])
+            for sampler in ev["sampler"] for steps in ev["steps"] for spacing in ev["spacing"]}
+
+
 def scan(out: Path, base: dict) -> list[dict]:
     """One row per (run, evaluation, method, n, pp ratio) found under OUT/runs."""
     rows = []
@@ -57,7 +69,7 @@ def scan(out: Path, base: dict) -> list[dict]:
         info = doc["info"]
         for r in doc["results"]:
             row = {"run": label, "seed": seed, "fold": "" if fold is None else fold, **options_of(label, base),
-                   "method": r["method"], "sampler": info["sampler"], "steps": info["steps"], "spacing": info["spacing"],
+                   "evaluation": ev.parent.name, "method": r["method"], "sampler": info["sampler"], "steps": info["steps"], "spacing": info["spacing"],
                    "n": r["n"], "pp_ratio": "" if r["pp_ratio"] is None else r["pp_ratio"], "images": r["images"],
                    "train_steps": summary.get("steps_done", ""), "train_cpu_seconds": summary.get("train_cpu_seconds", "")}
             row.update(flat(r["raw"], ""))
@@ -86,7 +98,11 @@ SAMPLER_NAMES = {"ddpm": "ddpm_large"}
 
 def matches(row: dict, e: dict, base: dict) -> bool:
     """Whether a scored set belongs to experiment e: its run is one of e's configurations and
-    its evaluation one of e's settings."""
+    its evaluation one of e's own `ambiseg eval` calls. Another experiment's call on the same
+    run may score the same (n, r) from another draw; mixing the two would put points of
+    different draws on one curve."""
+    if "evaluation" in row and row["evaluation"] not in evaluation_labels(e):
+        return False
     for k, v in base.items():
         if k in e["axes"]:
             if row.get(k) not in e["axes"][k]:
@@ -145,9 +161,10 @@ def axis_value(row: dict, key: str):
 
 def reference_rows(all_rows: list[dict], model_rows: list[dict]) -> list[dict]:
     """The oracle (synthetic) or raters rows of the same evaluations."""
-    keys = {(r["run"], r["seed"], r["fold"], r["sampler"], r["steps"], r["n"], r["pp_ratio"]) for r in model_rows}
-    return [r for r in all_rows if r["method"] in ("oracle", "raters") and
-            (r["run"], r["seed"], r["fold"], r["sampler"], r["steps"], r["n"], r["pp_ratio"]) in keys]
+    def key(r):
+        return r["run"], r["seed"], r["fold"], r.get("evaluation"), r["n"], r["pp_ratio"]
+    keys = {key(r) for r in model_rows}
+    return [r for r in all_rows if r["method"] in ("oracle", "raters") and key(r) in keys]
 
 
 def reference_line(refs: list[dict], key: str) -> str:
@@ -241,12 +258,7 @@ def write_report(study, runs) -> list[Path]:
     out = study.out
     marker = json.loads((out / "study.json").read_text())
     base = marker["identity"]["base"]
-    all_rows, seen = [], set()
-    for r in scan(out, base):  # two experiments' evaluations of a run may score the same set
-        key = (r["run"], r["seed"], r["fold"], r["method"], r["sampler"], r["steps"], r["spacing"], r["n"], r["pp_ratio"])
-        if key not in seen:
-            seen.add(key)
-            all_rows.append(r)
+    all_rows = scan(out, base)  # every scored set, each evaluation's draw its own
     write_csv(out / "scores.csv", all_rows)
     written = [out / "scores.csv"]
     grids = marker["grids"]

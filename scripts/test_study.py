@@ -169,6 +169,29 @@ class Report(unittest.TestCase):
         self.assertEqual(len(rows), 1 + 12)
         self.assertTrue(rows[0].startswith("run,seed,fold,"))
 
+    def test_each_experiment_reads_only_its_own_draws(self):
+        # table3 and pp both score (n = 4, r = 0.5) on the base run, from different draws: the
+        # pp curve must take every point from its own evaluation, and table3 its cell from its own.
+        tmp = Path(tempfile.mkdtemp())
+        out = tmp / "o"
+        argv = ["table3,pp", "--data", "synthetic", "--out", str(out), "--seeds", "0", "--report-only"]
+        self.assertEqual(run(argv)[0], 0)
+        sweep = "ddpm-10-uniform_t-n4_16-pp0_0.1_0.2_0.3_0.4_0.5_0.6_0.7_0.8_0.9"
+        table = "ddpm-10-uniform_t-n4-pp0.5"
+        fake_eval(out / "runs" / "base" / "seed-0" / "eval" / sweep,
+                  [("model", 4, r, 0.40, 0.5) for r in (0.0, 0.5)], 10)
+        fake_eval(out / "runs" / "base" / "seed-0" / "eval" / table, [("model", 4, 0.5, 0.90, 0.7)], 10)
+        code, _, err = run(argv)
+        self.assertEqual(code, 0, err)
+        pp = (out / "pp.md").read_text()
+        self.assertIn("| ged | n=4 | 0.5 | 0.3900 |", pp)  # after pp: 0.40 - 0.01, not the table's draw
+        self.assertNotIn("0.8900", pp)
+        self.assertEqual(pp.count("| ged | n=4 | 0.5 |"), 1)
+        self.assertIn("| x | – / – | 0.900 / 0.700 |", (out / "table3.md").read_text())
+        rows = (out / "scores.csv").read_text().splitlines()
+        self.assertEqual(len(rows), 1 + 3)  # both draws are kept, each with its evaluation
+        self.assertIn(",evaluation,", rows[0])
+
 
 if __name__ == "__main__":
     unittest.main()
