@@ -46,10 +46,10 @@ def main() -> int:
         return 1
     rows = list(csv.DictReader(open(out / "scores.csv")))
     model = [r for r in rows if r["method"] == "model"]
-    # input-scale: 5 runs x (n 4, pp 0.5); pp: the base run x n {4, 16} x 10 ratios, one of
-    # which (n 4, pp 0.5) is the base run's input-scale row (the same samples: kept once)
-    if len(model) != 5 + 20 - 1:
-        print(f"expected 24 model rows in scores.csv, found {len(model)}")
+    # input-scale: 5 runs x (n 4, pp 0.5); pp: the base run x n {4, 16} x 10 ratios. The pp
+    # sweep's (n 4, pp 0.5) and the input-scale evaluation's are different draws: both kept.
+    if len(model) != 5 + 20 or len({r["evaluation"] for r in model}) != 2:
+        print(f"expected 25 model rows from 2 evaluations in scores.csv, found {len(model)}")
         return 1
     for name in ("input-scale", "pp"):
         if not (out / f"{name}.png").read_bytes().startswith(b"\x89PNG") or "| ged |" not in (out / f"{name}.md").read_text():
