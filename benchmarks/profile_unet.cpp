@@ -24,8 +24,10 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "train";
   const std::int64_t n = argc > 2 ? std::atoll(argv[2]) : 8, size = argc > 3 ? std::atoll(argv[3]) : 128;
   const int steps = argc > 4 ? std::atoi(argv[4]) : 3;
-  if ((mode != "train" && mode != "forward") || n < 1 || size < 8 || size % 8 != 0 || steps < 1) {
-    std::fprintf(stderr, "usage: profile_unet [train|forward] [batch >= 1] [size, a multiple of 8] [steps >= 1]\n");
+  if ((mode != "train" && mode != "forward") || n < 1 || n > 256 || size < 8 || size > 1024 || size % 8 != 0 ||
+      steps < 1 || steps > 1000) {
+    std::fprintf(stderr, "usage: profile_unet [train|forward] [batch 1..256] [size 8..1024, a multiple of 8] "
+                         "[steps 1..1000]\n");
     return 2;
   }
   nn::unet<float> net(nn::unet_config::reference(), 1);

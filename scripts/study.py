@@ -100,8 +100,7 @@ def say(*parts: object) -> None:
         print(*parts, flush=True)
 
 
-def number_text(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+number_text = study_report.number_text
 
 
 def check_value(key: str, v, where: str) -> str:

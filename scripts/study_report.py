@@ -39,10 +39,13 @@ def options_of(label: str, base: dict) -> dict:
     return options
 
 
+def number_text(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def evaluation_label(sampler, steps, spacing, n: list, pp: list) -> str:
     """The folder name of one `ambiseg eval` call (study.eval_points): a draw of its own."""
-    text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return f"{sampler}-{steps}-{spacing}-n{'_'.join(map(str, sorted(set(n))))}-pp{'_'.join(text(float(r)) for r in pp)}"
+    return f"{sampler}-{steps}-{spacing}-n{'_'.join(map(str, sorted(set(n))))}-pp{'_'.join(number_text(float(r)) for r in pp)}"
 
 
 def evaluation_labels(e: dict) -> set[str]:
@@ -92,16 +95,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-# `ambiseg eval` records a sampler under its own name (eval.json's info.sampler).
-SAMPLER_NAMES = {"ddpm": "ddpm_large"}
-
 
 def matches(row: dict, e: dict, base: dict) -> bool:
     """Whether a scored set belongs to experiment e: its run is one of e's configurations and
     its evaluation one of e's own `ambiseg eval` calls. Another experiment's call on the same
     run may score the same (n, r) from another draw; mixing the two would put points of
     different draws on one curve."""
-    if "evaluation" in row and row["evaluation"] not in evaluation_labels(e):
+    if row["evaluation"] not in evaluation_labels(e):  # its sampler, steps and spacing too
         return False
     for k, v in base.items():
         if k in e["axes"]:
@@ -115,11 +115,7 @@ def matches(row: dict, e: dict, base: dict) -> bool:
     for k in e["axes"]:
         if k not in base and row.get(k) not in e["axes"][k]:
             return False
-    ev = e["eval"]
-    if row["sampler"] not in [SAMPLER_NAMES.get(x, x) for x in ev["sampler"]] or row["steps"] not in ev["steps"] or \
-            row["spacing"] not in ev["spacing"]:
-        return False
-    return row["n"] in ev["n"] and row["pp_ratio"] in ev["pp"]
+    return row["n"] in e["eval"]["n"] and row["pp_ratio"] in e["eval"]["pp"]
 
 
 def seed_means(rows: list[dict], key: str) -> dict[int, float]:

@@ -1,10 +1,10 @@
 // ambiseg/core/profile.hpp — an opt-in per-op profile of the host's CPU kernels: where a
 // training step or a sampling run spends its time, op by op and shape by shape, with the
-// arithmetic rate of each (docs/benchmarks.md, "Per-layer profile").
+// arithmetic rate of each (docs/benchmarks.md, "Where the time goes: per-op profile").
 //
 //   profile::enable(true); ... run steps ...; for (auto& e : profile::entries()) ...
 //   ops/*.hpp open a profile::scope around their CPU kernel call:
-//     profile::scope timer("conv2d_forward", {N, Ci, H, W, Co, K}, flop);
+//     profile::scope timer("conv2d_forward", {N, Ci, H, W, Co, K, stride}, flop);
 //
 // Off (the default) a scope costs one relaxed atomic load. On, it takes a lock per op call,
 // which the ops here amortise over ≥ 10 µs of work. Only CPU kernels are timed: a CUDA

@@ -33,6 +33,10 @@ inline cpu_kernels::conv_geometry conv2d_check(const char* op, const shape& x, c
                         " does not fit input ", x, " with padding ", pad);
   return {x[0], x[1], x[2], x[3], w[0], k, p.stride, pad, hp / p.stride + 1, wp / p.stride + 1};
 }
+// One pass's arithmetic (forward, dx or dW alike), multiply-add = 2: for the profile.
+inline double conv2d_flop(const cpu_kernels::conv_geometry& g) {
+  return 2.0 * static_cast<double>(g.n * g.co * g.ho * g.wo) * static_cast<double>(g.ckk());
+}
 }  // namespace detail
 
 // Output extents for a given input and filter (for callers sizing y).
@@ -49,7 +53,7 @@ void conv2d_forward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> b, tensor_vi
   if (detail::present(b)) expect_shape(op, "b", b, shape{g.co});
   expect_shape(op, "y", y, shape{g.n, g.co, g.ho, g.wo});
   if constexpr (std::same_as<D, cpu>) {
-    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, 2.0 * static_cast<double>(g.n * g.co * g.ho * g.wo) * static_cast<double>(g.ckk()));
+    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, detail::conv2d_flop(g));
     cpu_kernels::conv2d_forward(x.data(), w.data(), b.data(), y.data(), g, ws);
   } else if constexpr (std::same_as<D, cuda>) {
 #if defined(AMBISEG_WITH_CUDA)
@@ -80,7 +84,7 @@ void conv2d_backward(in_view<T, D> x, in_view<T, D> w, in_view<T, D> dy, out_vie
   if constexpr (std::same_as<D, cpu>) {
     // dx and dW each cost a forward's arithmetic (db is a sum over dy).
     const double passes = (detail::present(dx) ? 1.0 : 0.0) + (detail::present(dw) ? 1.0 : 0.0);
-    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, passes * 2.0 * static_cast<double>(g.n * g.co * g.ho * g.wo) * static_cast<double>(g.ckk()));
+    const profile::scope timer(op, {g.n, g.ci, g.h, g.w, g.co, g.k, g.stride}, passes * detail::conv2d_flop(g));
     cpu_kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
                                  g, ws);
   } else if constexpr (std::same_as<D, cuda>) {
