@@ -8,7 +8,21 @@
 #include <filesystem>
 #include <string>
 
+#include <ambiseg/ops/cpu/conv2d.hpp>
+
 namespace models_test {
+
+// Runs a scope with the CPU's 3×3 convolutions on the given path, restoring the settings
+// after. Float fixture tests run twice: on the direct (GEMM-lowered) path at the tight
+// tolerance, and on the default Winograd F(4×4,3×3), whose rounding is about ten times the
+// direct sum's (tests/ops/test_conv_winograd.cpp measures it) and needs 1e-4.
+struct winograd_scope {
+  ambiseg::ops::cpu_kernels::conv_tuning saved = ambiseg::ops::cpu_kernels::conv_settings();
+  explicit winograd_scope(ambiseg::ops::cpu_kernels::winograd_tile tile) {
+    ambiseg::ops::cpu_kernels::conv_settings().winograd = tile;
+  }
+  ~winograd_scope() { ambiseg::ops::cpu_kernels::conv_settings() = saved; }
+};
 
 inline std::filesystem::path fixture(const std::string& folder, const std::string& name) {
   return std::filesystem::path(AMBISEG_FIXTURE_DIR) / folder / name;

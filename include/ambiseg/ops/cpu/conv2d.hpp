@@ -35,6 +35,7 @@
 #include "ambiseg/ops/cpu/conv2d_geometry.hpp"
 #include "ambiseg/ops/cpu/conv2d_rowshift.hpp"
 #include "ambiseg/ops/cpu/conv2d_shifted.hpp"
+#include "ambiseg/ops/cpu/conv2d_winograd.hpp"
 #include "ambiseg/ops/cpu/gemm.hpp"
 
 namespace ambiseg::ops::cpu_kernels {
@@ -44,6 +45,13 @@ enum class conv_threading { automatic, images, gemm };
 // Tuning knobs (benchmarks flip them; the defaults are the measured best on 2 cores).
 struct conv_tuning {
   conv_threading threading = conv_threading::automatic;
+  // Winograd (conv2d_winograd.hpp) for 3×3 "same" stride-1 convolutions whose input and
+  // output channels both number at least winograd_min_channels (below that its GEMMs'
+  // K or M is too thin: the 4-channel stem, the 1-channel head); forward, dx and dW.
+  // winograd_chunk_bytes: one chunk's transformed input and output together.
+  winograd_tile winograd = winograd_tile::f4;
+  std::int64_t winograd_min_channels = 16;
+  std::int64_t winograd_chunk_bytes = 1024 * 1024;
   // One im2col band: about band_bytes (it must stay in L2/L3 between im2col and the
   // GEMM; a whole 32-ch 128² col of 19 MB ran at half speed), but at least min_band_cols
   // output pixels so that the GEMM's N is not too thin (96 columns cost 10% at 128 ch 16²).
@@ -81,6 +89,8 @@ inline conv_tuning& conv_settings() {
 struct conv_plan {
   bool images_parallel = false;
   int threads = 1;
+  winograd_tile winograd = winograd_tile::off;  // when on, the other paths are not used
+  int winograd_threads = 1;                     // it splits tile rows, not images
   std::int64_t band_rows = 0;  // output rows per im2col band
   std::int64_t col_elems = 0;  // elements of one band buffer (0: no im2col)
   bool shifted = false;        // K² shifted GEMMs instead of im2col (needs images in parallel
@@ -98,6 +108,11 @@ inline conv_plan make_conv_plan(const conv_geometry& g, std::size_t elem_bytes) 
                                         (mode == conv_threading::automatic && g.n >= p.threads));
   if (!p.images_parallel) p.threads = 1;
   const auto& t = conv_settings();
+  if (t.winograd != winograd_tile::off && winograd_applies(g) &&
+      std::min(g.ci, g.co) >= t.winograd_min_channels) {
+    p.winograd = t.winograd;
+    p.winograd_threads = max_threads;
+  }
   p.shifted = g.k > 1 && g.transposable() && t.shifted_min_width > 0 &&
               g.wo >= t.shifted_min_width && (p.images_parallel || max_threads == 1);
   // (With images one after another its GEMMs, K = K·Ci, run multithreaded.)
@@ -246,10 +261,40 @@ void for_each_image(const conv_plan& p, std::int64_t n, F&& body /*(image, threa
 // y = conv(x, w) + b for the convolution g. With flip, w is the filter of the convolution
 // whose dx this is: g is its transposed geometry, and the filter used is w flipped and
 // transposed (W'[ci,co,kh,kw] = w[co,ci,K−1−kh,K−1−kw]).
+template <class F, class T>
+void winograd_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
+                          const conv_geometry& g, const conv_plan& p, workspace<cpu>& ws) {
+  const auto l = make_winograd_layout<F>(g, conv_settings().winograd_chunk_bytes, sizeof(T),
+                                         p.winograd_threads);
+  T* buf[3];
+  ws.get_many<T, 3>({static_cast<std::size_t>(F::alpha * F::alpha * winograd_plane(g.co, g.ci)),
+                     static_cast<std::size_t>(l.per_thread() * p.winograd_threads),
+                     static_cast<std::size_t>(flip ? 9 * g.co * g.ci : 0)},
+                    buf);
+  winograd_filter_transform<F>(w, g.co, g.ci, flip, buf[0], buf[2]);
+  winograd_forward<F>(x, buf[0], b, y, g, l, p.winograd_threads, buf[1]);
+}
+
+template <class F, class T>
+void winograd_filter_grad_run(const T* x, const T* dy, T* dw, const conv_geometry& g,
+                              const conv_plan& p, workspace<cpu>& ws) {
+  const auto l = make_winograd_layout<F>(g, conv_settings().winograd_chunk_bytes, sizeof(T),
+                                         p.winograd_threads);
+  const std::int64_t block = F::alpha * F::alpha * winograd_plane(g.co, g.ci);
+  T* buf[2];
+  ws.get_many<T, 2>({static_cast<std::size_t>(block * p.winograd_threads),
+                     static_cast<std::size_t>(l.per_thread() * p.winograd_threads)},
+                    buf);
+  winograd_filter_grad<F>(x, dy, g, l, p.winograd_threads, buf[0], buf[1]);
+  winograd_filter_grad_finish<F>(buf[0], p.winograd_threads, g.co, g.ci, dw);
+}
+
 template <class T>
 void conv_forward_run(const T* x, const T* w, bool flip, const T* b, T* y,
                       const conv_geometry& g, const conv_plan& p, workspace<cpu>& ws) {
   const std::int64_t kk = g.k * g.k;
+  if (p.winograd == winograd_tile::f2) return winograd_forward_run<winograd_f2>(x, w, flip, b, y, g, p, ws);
+  if (p.winograd == winograd_tile::f4) return winograd_forward_run<winograd_f4>(x, w, flip, b, y, g, p, ws);
   if (p.shifted && g.ci >= conv_settings().shifted_min_ci_forward) {
     const auto& t = conv_settings();
     const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols,
@@ -328,7 +373,11 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
     }
   }
 
-  if (dw && pw.shifted) {
+  if (dw && pw.winograd == winograd_tile::f2) {
+    winograd_filter_grad_run<winograd_f2>(x, dy, dw, g, pw, ws);
+  } else if (dw && pw.winograd == winograd_tile::f4) {
+    winograd_filter_grad_run<winograd_f4>(x, dy, dw, g, pw, ws);
+  } else if (dw && pw.shifted) {
     const auto& t = conv_settings();
     const shifted_layout s = make_shifted_layout(g, t.shifted_fwd_cols, t.shifted_dw_cols,
                                                  t.dw_ci_block_for(g.co));
