@@ -33,6 +33,26 @@ void bm_sgemm(benchmark::State& state) {
 }
 BENCHMARK(bm_sgemm)->Args({2048, 2048, 2048})->Args({32, 16384, 288})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The bf16 product (operands rounded while packing, float sums) on the same shapes, and on
+// the Winograd F(4×4) GEMMs of the 32- and 128-channel levels ([Co,Ci]·[Ci,tiles]).
+void bm_gemm_bf16(benchmark::State& state) {
+  if (!k::cpu_has_avx512_bf16()) {
+    state.SkipWithError("this CPU lacks AVX512-BF16");
+    return;
+  }
+  const std::int64_t m = state.range(0), n = state.range(1), kk = state.range(2);
+  auto a = random_tensor({m, kk}, 1), b = random_tensor({kk, n}, 2);
+  tensor<float> c({m, n});
+  for (auto _ : state) {
+    k::gemm_bf16(false, false, m, n, kk, 1.f, a.data(), kk, b.data(), n, 0.f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["FLOPS"] = benchmark::Counter(2.0 * m * n * kk, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(bm_gemm_bf16)->Args({2048, 2048, 2048})->Args({32, 16384, 288})->Args({32, 96, 32})->Args({128, 28, 128})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_sgemm)->Args({32, 96, 32})->Args({128, 28, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 enum class pass { forward, backward_data, backward_filter, backward_all };
 
 // args: Ci, Co, H (=W, input), K, stride

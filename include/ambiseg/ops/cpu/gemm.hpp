@@ -5,16 +5,46 @@
 // OpenBLAS is the OpenMP build: called outside a parallel region it uses the OpenMP pool,
 // inside one it runs single-threaded on the calling thread — which is how ops run images
 // in parallel with single-threaded GEMMs.
+//
+// The one switch between float and bfloat16 products on the CPU: with the matmul
+// precision set to bf16, every float GEMM of the ops (convolutions in all their paths,
+// attention, linear layers) rounds its operands to bf16 and accumulates in float
+// (gemm_bf16.hpp), the arithmetic of mixed-precision training; everything else (the
+// tensors, GroupNorm's and softmax's statistics, the optimiser) stays float.
 #pragma once
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+
+#include "ambiseg/ops/cpu/gemm_bf16.hpp"
 
 namespace ambiseg::ops::cpu_kernels {
 
 enum class trans : bool { no = false, yes = true };
+
+enum class matmul_precision { fp32, bf16 };
+
+namespace gemm_detail {
+inline matmul_precision& precision_setting() {
+  static matmul_precision p = matmul_precision::fp32;
+  return p;
+}
+}  // namespace gemm_detail
+
+inline matmul_precision cpu_matmul_precision() { return gemm_detail::precision_setting(); }
+
+// Throws std::runtime_error for bf16 on a CPU without AVX512-BF16 (the caller decides
+// whether to fall back to fp32 and says so).
+inline void set_cpu_matmul_precision(matmul_precision p) {
+  if (p == matmul_precision::bf16 && !cpu_has_avx512_bf16())
+    throw std::runtime_error(
+        "bf16 matrix products need a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake / Sapphire Rapids or "
+        "later); this CPU lacks it");
+  gemm_detail::precision_setting() = p;
+}
 
 template <class T>
 inline void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
@@ -28,14 +58,19 @@ inline void gemm(trans ta, trans tb, std::int64_t m, std::int64_t n, std::int64_
       for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu_matmul_precision() == matmul_precision::bf16) {
+      gemm_bf16(ta == trans::yes, tb == trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, cta, ctb, static_cast<blasint>(m), static_cast<blasint>(n),
                 static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
                 static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-  else
+  } else {
     cblas_dgemm(CblasRowMajor, cta, ctb, static_cast<blasint>(m), static_cast<blasint>(n),
                 static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
                 static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  }
 }
 
 // The same product with C's columns split into pieces of at most max_mnk / (M·K) columns
