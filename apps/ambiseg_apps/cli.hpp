@@ -51,6 +51,7 @@ struct train_command {
   std::filesystem::path out;
   bool resume = false;
   std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
+  std::string cpu_conv = "winograd";  // --cpu-conv (apply_cpu_conv, commands.hpp)
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
   std::optional<selection_options> select;  // --select-best-by: validation and DIR/best.safetensors
@@ -72,6 +73,7 @@ struct sample_command {
   std::uint64_t seed = 0;
   std::optional<bool> use_ema;
   std::string device = "cpu";
+  std::string cpu_conv = "winograd";
 };
 
 struct eval_command {
@@ -89,6 +91,7 @@ struct eval_command {
   std::uint64_t seed = 0;
   std::optional<bool> use_ema;
   std::string device = "cpu";
+  std::string cpu_conv = "winograd";
 };
 
 // The loaded data as .npy arrays, for other tools (the PyTorch peer of benchmarks/peer/):
@@ -119,6 +122,7 @@ struct distill_command {
   std::optional<double> cpu_budget;  // per round
   bool resume = false;
   std::string device = "cpu";
+  std::string cpu_conv = "winograd";
 };
 
 struct help_command {
@@ -139,7 +143,8 @@ inline std::string cli_usage() {
          "                [--weighting snr|trunc_snr|snr_plus_one|uniform|sigmoid] [--sigmoid-bias B]\n"
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
          "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
-         "                [--synthetic-images N] [--device cpu|cuda] [--resume] [--cpu-budget SECONDS]\n"
+         "                [--synthetic-images N] [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
+         "                [--resume] [--cpu-budget SECONDS]\n"
          "                [--model KIND [--model-config FILE|JSON]]  (default: diffusion, configured by\n"
          "                --config and the policy options above)\n"
          "                [--select-best-by val_ged --val-cases K [--val-every N] [--val-samples n]]\n"
@@ -150,14 +155,15 @@ inline std::string cli_usage() {
          "                [-n N] [--steps S] [--sampler ddpm|ddim|ddpm_small|ddpm_large|dpmpp_2m|\n"
          "                dpmpp_3m|sde_dpmpp_2m|unipc|unipc3] [--spacing uniform_t|uniform_lambda] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
-         "                [--device cpu|cuda]\n"
+         "                [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
          "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|R1,R2,...|none] [--protocol paper] [--images K]\n"
          "                [--steps S] [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
-         "                [--device cpu|cuda]\n"
+         "                [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "  ambiseg distill --ckpt TEACHER --data SPEC --out DIR --to 4|2|1 [--from 8] [--steps N]\n"
          "                [--spacing uniform_t|uniform_lambda] [--batch B] [--lr LR] [--ema DECAY] [--seed S]\n"
          "                [--checkpoint-every N] [--cpu-budget SECONDS] [--resume] [--device cpu|cuda]\n"
+         "                [--cpu-conv winograd|winograd2|direct]\n"
          "                (progressive distillation: each round halves the DDIM steps, --steps training\n"
          "                steps (or --cpu-budget CPU seconds) a round, into DIR/steps-<N>/; see docs/distillation.md)\n"
          "\n"
@@ -165,6 +171,8 @@ inline std::string cli_usage() {
          "Every command that reads --data takes --folds K --fold I: K-fold cross-validation over all\n"
          "the cases (sorted by id, fold = position mod K); train uses the other folds, sample/eval fold I.\n"
          "--cpu-budget stops training once its steps have used that much process CPU time.\n"
+         "--cpu-conv: the CPU's 3x3 convolutions by Winograd F(4x4,3x3) (default, fastest), F(2x2,3x3)\n"
+         "(as accurate as direct) or the direct method (see docs/ops.md).\n"
          "ambiseg help models lists the model kinds.\n"
          "See docs/training.md.\n";
 }
@@ -277,6 +285,7 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--seed")) c.config.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
     else if (r.is("--checkpoint-every")) c.checkpoint_every = r.integer(1, largest_count);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
     else if (r.is("--snapshots")) c.snapshots = r.integer_list(1, largest_count, true, "500,1000,2000");
     else if (r.is("--select-best-by")) select.by = r.choice({"val_ged"}), has_select = true;
     else if (r.is("--val-every")) select.every = validation_only(r).integer(1, largest_count);
@@ -349,6 +358,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
     else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
@@ -388,6 +398,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     else if (r.is("--seed")) c.seed = static_cast<std::uint64_t>(r.integer(0, largest_count));
     else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
@@ -445,6 +456,7 @@ inline distill_command parse_distill(std::span<const std::string> args) {
     else if (r.is("--cpu-budget")) c.cpu_budget = cpu_budget_option(r);
     else if (r.is("--resume")) r.flag(), c.resume = true;
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
+    else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt TEACHER is required (the diffusion model to distill)");

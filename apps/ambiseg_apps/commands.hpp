@@ -34,11 +34,13 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "ambiseg/core/device_context.hpp"
+#include "ambiseg/ops/cpu/conv2d.hpp"
 #include "ambiseg/data/all.hpp"
 #include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg/io/npy.hpp"
@@ -233,7 +235,22 @@ inline int run_export(const export_command& cmd, std::ostream& out) {
   return 0;
 }
 
+// --cpu-conv: the CPU's 3×3 "same" convolutions by Winograd F(4×4,3×3) ("winograd", the
+// default), F(2×2,3×3) ("winograd2": the direct method's rounding) or the direct method.
+// Set for every run, so a run in the same process never inherits the last one's choice.
+inline void apply_cpu_conv(const std::string& name) {
+  namespace ck = ops::cpu_kernels;
+  ck::conv_settings().winograd = name == "direct"      ? ck::winograd_tile::off
+                                 : name == "winograd2" ? ck::winograd_tile::f2
+                                                       : ck::winograd_tile::f4;
+}
+
 inline int run_command(const command& c, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
+  std::visit(
+      [](const auto& cmd) {
+        if constexpr (requires { cmd.cpu_conv; }) apply_cpu_conv(cmd.cpu_conv);
+      },
+      c);
   if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);

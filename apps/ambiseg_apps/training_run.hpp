@@ -71,7 +71,8 @@ class train_reporter final : public training_observer {
     out_ << title_ << ": " << data_.kind << " data, " << split_.train.size() << " training cases"
          << (validation_ ? " (" + std::to_string(split_.validation.size()) + " more held out for validation)"
                          : std::string())
-         << " on " << cmd_.device << "; model of " << s.parameters << " parameters; " << s.model << "\n"
+         << " on " << cmd_.device << (cmd_.device == "cpu" && cmd_.cpu_conv != "winograd" ? " (" + cmd_.cpu_conv + " 3x3 convolutions)" : std::string())
+         << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
     // The kept rows are written whole, then every step is appended.

@@ -16,6 +16,7 @@
 #include "ambiseg_apps/cli.hpp"
 #include "ambiseg_apps/plot.hpp"
 #include "ambiseg_apps/run_cli.hpp"
+#include "ambiseg/ops/cpu/conv2d.hpp"
 #include "apps/tool_run.hpp"
 
 using namespace ambiseg;
@@ -241,4 +242,40 @@ TEST_CASE("plot: the loss curve and a tile grid are PNGs of the expected size", 
   CHECK(g.width() == 2 * (6 + 4) + 4);
   CHECK(g.pixels()[(4 * g.width() + 4) * 3] == 128);  // the first tile's top-left pixel, grey 0.5
   CHECK_THROWS_AS(loss_curve({1}, {}), value_error);
+}
+
+TEST_CASE("cli: --cpu-conv picks the CPU's 3x3 convolution path for each run", "[apps][cli]") {
+  namespace ck = ambiseg::ops::cpu_kernels;
+  const ck::conv_tuning saved = ck::conv_settings();
+  auto parse = [](std::vector<std::string> v) { return parse_command(v); };
+  CHECK(std::get<train_command>(parse({"train", "--data", "synthetic", "--out", "d"})).cpu_conv == "winograd");
+  CHECK(std::get<train_command>(parse({"train", "--data", "synthetic", "--out", "d", "--cpu-conv", "direct"})).cpu_conv ==
+        "direct");
+  CHECK(std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--cpu-conv",
+                                        "winograd2"}))
+            .cpu_conv == "winograd2");
+  CHECK(std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--cpu-conv", "direct"})).cpu_conv ==
+        "direct");
+  CHECK(std::get<distill_command>(parse({"distill", "--ckpt", "c", "--data", "synthetic", "--out", "o", "--to", "2",
+                                         "--cpu-conv", "winograd2"}))
+            .cpu_conv == "winograd2");
+  CHECK_THROWS_WITH(parse({"train", "--data", "synthetic", "--out", "d", "--cpu-conv", "fft"}),
+                    Catch::Contains("--cpu-conv") && Catch::Contains("winograd2"));
+
+  // The choice is applied before the command runs (here one that fails at once, on a
+  // checkpoint that does not exist), and a later run without the flag returns to the default.
+  std::ostringstream out, err;
+  const auto missing = (std::filesystem::temp_directory_path() / "ambiseg-no-such-checkpoint.safetensors").string();
+  auto run_sample_with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sample", "--ckpt", missing, "--image", "x.png", "--out", "o"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CHECK(run_cli(args, out, err) != 0);
+  };
+  run_sample_with({"--cpu-conv", "direct"});
+  CHECK(ck::conv_settings().winograd == ck::winograd_tile::off);
+  run_sample_with({"--cpu-conv", "winograd2"});
+  CHECK(ck::conv_settings().winograd == ck::winograd_tile::f2);
+  run_sample_with({});
+  CHECK(ck::conv_settings().winograd == ck::winograd_tile::f4);
+  ck::conv_settings() = saved;
 }
