@@ -11,7 +11,6 @@
 
 #include "ambiseg/core/parallel.hpp"
 #include "ambiseg/nn/all.hpp"
-#include "ambiseg/ops/cpu/conv2d.hpp"
 
 using namespace ambiseg;
 using nn::pass;
@@ -236,17 +235,6 @@ TEST_CASE("unet: finite differences confirm every parameter tensor's gradient", 
     one_thread() { set_num_threads(1); }
     ~one_thread() { set_num_threads(saved); }
   } single;
-#if defined(__SANITIZE_ADDRESS__)
-  // The sanitizer build is compiled at -O0, where the Winograd transforms (this library's own
-  // loops) run some 60× slower than the direct path's OpenBLAS products: 141 s against 2 s.
-  // What this test checks is the network's wiring; the Winograd kernels' memory safety and
-  // gradients are exercised by tests/ops/test_conv_winograd.cpp in the same build.
-  struct direct_convolutions {
-    ops::cpu_kernels::conv_tuning saved = ops::cpu_kernels::conv_settings();
-    direct_convolutions() { ops::cpu_kernels::conv_settings().winograd = ops::cpu_kernels::winograd_tile::off; }
-    ~direct_convolutions() { ops::cpu_kernels::conv_settings() = saved; }
-  } direct;
-#endif
   unet<double> net(c, 11);
   rng gen(99);
   randomise_all(net, gen);

@@ -35,6 +35,16 @@
 #include "ambiseg/ops/cpu/conv2d_geometry.hpp"
 #include "ambiseg/ops/cpu/gemm.hpp"
 
+// The sanitizer build compiles at -O0 (CMakeLists.txt: instrumented optimised code builds
+// several times slower), where these small fixed loops, unrolled and constant-folded
+// otherwise, run some 60× slower and made the sanitizer suite twice as long. They are
+// optimised there all the same; the sanitizers instrument optimised code just as well.
+#if !defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+#define AMBISEG_WINOGRAD_OPTIMIZE_PUSHED 1
+#endif
+
 namespace ambiseg::ops::cpu_kernels {
 
 // F(2×2, 3×3): Bᵀ, G, Aᵀ of Lavin & Gray, correlation form (y[i] = Σ_k g[k]·d[i+k]).
@@ -440,3 +450,8 @@ void winograd_filter_grad(const T* x, const T* dy, const conv_geometry& g,
 }
 
 }  // namespace ambiseg::ops::cpu_kernels
+
+#if defined(AMBISEG_WINOGRAD_OPTIMIZE_PUSHED)
+#pragma GCC pop_options
+#undef AMBISEG_WINOGRAD_OPTIMIZE_PUSHED
+#endif
