@@ -168,3 +168,24 @@ TEST_CASE("conv2d winograd: float error against the direct float path", "[ops][c
     CHECK(f4.dw < 1e-4);
   }
 }
+
+TEST_CASE("conv2d winograd: which convolutions take it by default", "[ops][conv][conv2d][winograd]") {
+  conv_settings_guard guard;
+  ck::conv_settings() = ck::conv_tuning{};
+  auto plan = [](std::int64_t ci, std::int64_t co, std::int64_t k, std::int64_t stride, std::int64_t pad) {
+    const std::int64_t ho = (9 + 2 * pad - k) / stride + 1;
+    return ck::make_conv_plan(ck::conv_geometry{2, ci, 9, 9, co, k, stride, pad, ho, ho}, sizeof(float)).winograd;
+  };
+  CHECK(plan(16, 16, 3, 1, 1) == ck::winograd_tile::f4);
+  CHECK(plan(256, 128, 3, 1, 1) == ck::winograd_tile::f4);
+  CHECK(plan(15, 64, 3, 1, 1) == ck::winograd_tile::off);  // too few input channels (the stem)
+  CHECK(plan(64, 1, 3, 1, 1) == ck::winograd_tile::off);   // too few outputs (the head)
+  CHECK(plan(32, 32, 3, 2, 1) == ck::winograd_tile::off);  // strided (the downsampling)
+  CHECK(plan(32, 32, 3, 1, 0) == ck::winograd_tile::off);  // "valid", not "same"
+  CHECK(plan(32, 32, 5, 1, 2) == ck::winograd_tile::off);  // 5×5
+  CHECK(plan(32, 32, 1, 1, 0) == ck::winograd_tile::off);  // 1×1
+  ck::conv_settings().winograd = ck::winograd_tile::off;
+  CHECK(plan(32, 32, 3, 1, 1) == ck::winograd_tile::off);
+  ck::conv_settings().winograd = ck::winograd_tile::f2;
+  CHECK(plan(32, 32, 3, 1, 1) == ck::winograd_tile::f2);
+}
