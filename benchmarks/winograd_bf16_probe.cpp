@@ -23,31 +23,8 @@ using namespace ambiseg::ops::cpu_kernels;
 
 namespace {
 
-constexpr std::int64_t mr = 12, nr = 32;
-
-#if AMBISEG_HAVE_BF16_KERNELS
-// tile[mr][nr] = Σ_k2 a[r][k2]·b[k2][c], b's rows ldb pairs apart.
-__attribute__((target("avx512f,avx512bf16"), noinline)) void kernel(std::int64_t k2n, const std::uint32_t* a,
-                                                                    const std::uint32_t* b, std::int64_t ldb,
-                                                                    float* tile) {
-  __m512 acc[mr][2];
-  for (int r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (std::int64_t k2 = 0; k2 < k2n; ++k2) {
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k2 * ldb);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + k2 * ldb + 16);
-#pragma GCC unroll 12
-    for (int r = 0; r < mr; ++r) {
-      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * k2n + k2]));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-    }
-  }
-  for (int r = 0; r < mr; ++r) {
-    _mm512_storeu_ps(tile + r * nr, acc[r][0]);
-    _mm512_storeu_ps(tile + r * nr + 16, acc[r][1]);
-  }
-}
-#endif
+using bf16_detail::mr;
+using bf16_detail::nr;
 
 using seconds = std::chrono::duration<double>;
 
@@ -111,11 +88,10 @@ void probe(std::int64_t n, std::int64_t ci, std::int64_t hw, std::int64_t co) {
         float* mx = m.data() + xi * winograd_plane(co, tiles);
         for (std::int64_t tp = 0; tp < padded; tp += nr)
           for (std::int64_t p = 0; p < panels; ++p) {
-            kernel(k2n, u_pairs.data() + (xi * panels + p) * mr * k2n, v_pairs.data() + xi * k2n * padded + tp,
-                   padded, tile);
-            const std::int64_t rows = std::min(mr, co - p * mr), cols = std::min(nr, tiles - tp);
-            for (std::int64_t r = 0; r < rows; ++r)
-              for (std::int64_t c = 0; c < cols; ++c) mx[(p * mr + r) * tiles + tp + c] = tile[r * nr + c];
+            bf16_detail::micro_kernel(k2n, u_pairs.data() + (xi * panels + p) * mr * k2n,
+                                      v_pairs.data() + xi * k2n * padded + tp, padded, tile);
+            bf16_detail::store_tile(tile, std::min(mr, co - p * mr), std::min(nr, tiles - tp), 1.f, 0.f, true,
+                                    mx + p * mr * tiles + tp, tiles);
           }
       }
 #endif

@@ -9,6 +9,8 @@
 
 #include <ambiseg/ops/all.hpp>
 
+#include <utility>
+
 namespace ops_test {
 
 namespace ck = ambiseg::ops::cpu_kernels;
@@ -102,6 +104,36 @@ inline conv_run run_conv(const tensor<double>& x, const tensor<double>& w, const
   for (std::int64_t i = 0; i < out.dw.numel(); ++i) out.dw[i] -= dw0[i];
   for (std::int64_t i = 0; i < out.db.numel(); ++i) out.db[i] -= db0[i];
   return out;
+}
+
+// max |got − expected| ≤ tol · max(1, max |expected|)
+template <class A>
+inline bool close_to(const A& got, const tensor<double>& expected, double tol) {
+  return max_abs_diff(got, expected) < tol * std::max(1.0, max_abs(expected));
+}
+
+// A run's forward and every gradient against the direct loops, then the forward without
+// bias into an output prefilled with 1e3 (it must be overwritten, not accumulated into).
+// Returns the expected values, for the callers' own checks on them.
+struct conv_expected {
+  tensor<double> y;
+  conv_grads grads;
+};
+inline conv_expected check_conv_against_direct(const tensor<double>& x, const tensor<double>& w,
+                                                const tensor<double>& b, const tensor<double>& dy,
+                                                const conv_run& got, int stride, int pad, double tol) {
+  auto expected_y = naive_conv(x, w, &b, stride, pad);
+  auto expected = naive_conv_backward(x, w, dy, stride, pad);
+  CHECK(close_to(got.y, expected_y, tol));
+  CHECK(close_to(got.dx, expected.dx, tol));
+  CHECK(close_to(got.dw, expected.dw, tol));
+  CHECK(close_to(got.db, expected.db, tol));
+  tensor<double> y_nobias(expected_y.shape());
+  for (auto& v : y_nobias) v = 1e3;
+  workspace<cpu> ws;
+  ops::conv2d_forward(x, w, {}, y_nobias.view(), ops::conv2d_params{stride, pad}, ws);
+  CHECK(close_to(y_nobias, naive_conv(x, w, nullptr, stride, pad), tol));
+  return {std::move(expected_y), std::move(expected)};
 }
 
 // Central differences of L = Σ dy·(conv(x, w) + b), with the direct convolution as the

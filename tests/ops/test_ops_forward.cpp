@@ -1,6 +1,6 @@
 // Forward values against independent computations (naive loops, hand values, closed
 // forms), float vs double agreement, shape errors, and workspace reuse.
-#include "ops_test_util.hpp"
+#include "conv_reference.hpp"
 
 #include <ambiseg/ops/all.hpp>
 
@@ -12,37 +12,6 @@ using namespace ambiseg;
 using namespace ops_test;
 
 namespace {
-
-struct conv_settings_guard {
-  ops::cpu_kernels::conv_tuning saved = ops::cpu_kernels::conv_settings();
-  ~conv_settings_guard() { ops::cpu_kernels::conv_settings() = saved; }
-};
-
-// Direct convolution, one output at a time, zero padding.
-tensor<double> naive_conv(const tensor<double>& x_t, const tensor<double>& w_t, const tensor<double>* b,
-                          int stride, int pad) {
-  const auto x = x_t.cview();
-  const auto w = w_t.cview();
-  const std::int64_t N = x.size(0), Ci = x.size(1), H = x.size(2), W = x.size(3);
-  const std::int64_t Co = w.size(0), K = w.size(2);
-  const std::int64_t Ho = (H + 2 * pad - K) / stride + 1, Wo = (W + 2 * pad - K) / stride + 1;
-  auto y = tensor<double>::zeros({N, Co, Ho, Wo});
-  for (std::int64_t n = 0; n < N; ++n)
-    for (std::int64_t co = 0; co < Co; ++co)
-      for (std::int64_t i = 0; i < Ho; ++i)
-        for (std::int64_t j = 0; j < Wo; ++j) {
-          double s = b ? (*b)[co] : 0.0;
-          for (std::int64_t ci = 0; ci < Ci; ++ci)
-            for (std::int64_t kh = 0; kh < K; ++kh)
-              for (std::int64_t kw = 0; kw < K; ++kw) {
-                const std::int64_t hi = i * stride - pad + kh, wi = j * stride - pad + kw;
-                if (hi < 0 || hi >= H || wi < 0 || wi >= W) continue;
-                s += x.at(n, ci, hi, wi) * w.at(co, ci, kh, kw);
-              }
-          y.at(n, co, i, j) = s;
-        }
-  return y;
-}
 
 template <class To>
 tensor<To> cast(const tensor<double>& t) {

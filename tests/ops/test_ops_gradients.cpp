@@ -1,6 +1,6 @@
 // Finite-difference gradient checks (double, central differences) for every op, with the
 // random scalar loss L = Σ dy·y. Parameter gradients are checked to accumulate (+=).
-#include "ops_test_util.hpp"
+#include "conv_reference.hpp"
 
 #include <ambiseg/ops/all.hpp>
 
@@ -10,12 +10,6 @@ using namespace ambiseg;
 using namespace ops_test;
 
 namespace {
-
-// Restores the conv tuning knobs a test changes.
-struct conv_settings_guard {
-  ops::cpu_kernels::conv_tuning saved = ops::cpu_kernels::conv_settings();
-  ~conv_settings_guard() { ops::cpu_kernels::conv_settings() = saved; }
-};
 
 struct conv_case {
   std::int64_t n, ci, h, w, co, k;

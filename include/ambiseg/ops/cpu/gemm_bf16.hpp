@@ -128,16 +128,18 @@ inline void pack_b(const operand& b, std::int64_t j0, std::int64_t n, std::int64
 }
 
 #if AMBISEG_HAVE_BF16_KERNELS
-// acc[mr][nr] = Σ_k2 ap[k2][r] · bp[k2][c] (bf16 pairs, float sums), written to tile.
+// tile[mr][nr] = Σ_k2 ap[r][k2] · bp[k2][c] (bf16 pairs, float sums); B's rows of pairs are
+// ldb apart (nr in a packed panel; benchmarks/winograd_bf16_probe reads unpacked rows).
 // (noinline: inlined into the blocked loops it lost registers and reloaded B from the stack)
 __attribute__((target("avx512f,avx512bf16"), noinline)) inline void micro_kernel(std::int64_t k2n, const std::uint32_t* ap,
-                                                                      const std::uint32_t* bp, float* tile) {
+                                                                      const std::uint32_t* bp, std::int64_t ldb,
+                                                                      float* tile) {
   __m512 acc[mr][2];
 #pragma GCC unroll 12
   for (int r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (std::int64_t k2 = 0; k2 < k2n; ++k2) {
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + k2 * nr);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + k2 * nr + 16);
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + k2 * ldb);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + k2 * ldb + 16);
 #pragma GCC unroll 12
     for (int r = 0; r < mr; ++r) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[r * k2n + k2]));
@@ -212,7 +214,7 @@ inline void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n
           alignas(64) float tile[mr * nr];
           for (std::int64_t t = member; t < tiles_i * tiles_j; t += team) {
             const std::int64_t tj = t / tiles_i, ti = t % tiles_i;
-            micro_kernel(k2n, ap_local.data() + ti * k2n * mr, bp + tj * k2n * nr, tile);
+            micro_kernel(k2n, ap_local.data() + ti * k2n * mr, bp + tj * k2n * nr, nr, tile);
             const std::int64_t rows = std::min(mr, mb - ti * mr), cols = std::min(nr, nb - tj * nr);
             store_tile(tile, rows, cols, alpha, beta, first, c + (i0 + ti * mr) * ldc + j0 + tj * nr, ldc);
           }
