@@ -59,11 +59,17 @@ bool skip_without_gpu(benchmark::State& state) {
 
 enum class pass { forward, backward_data, backward_filter };
 
-// args: Ci, Co, H (=W, input), K, stride, 1×1 stride-1 path (1 = cuBLAS, the default; 0 = cuDNN)
+constexpr cuda_precision precisions[] = {cuda_precision::fp32, cuda_precision::tf32,
+                                         cuda_precision::bf16, cuda_precision::fp16};
+
+// args: Ci, Co, H (=W, input), K, stride, 1×1 stride-1 path (1 = cuBLAS, the default; 0 = cuDNN),
+// precision (0 fp32, 1 tf32, 2 bf16, 3 fp16: core/cuda_context.hpp; bf16/fp16 time includes
+// rounding the inputs to 16 bits and widening the result)
 template <pass P>
 void bm_cuda_conv(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
-  cuda_context ctx({.pointwise = state.range(5) ? conv1x1_path::cublas : conv1x1_path::cudnn});
+  cuda_context ctx({.precision = precisions[state.range(6)],
+                    .pointwise = state.range(5) ? conv1x1_path::cublas : conv1x1_path::cudnn});
   cuda_context_scope scope(ctx);
   const std::int64_t n = 8, ci = state.range(0), co = state.range(1), h = state.range(2),
                      kk = state.range(3);
@@ -88,20 +94,24 @@ void bm_cuda_conv(benchmark::State& state) {
 }
 
 void conv_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"ci", "co", "hw", "k", "s", "gemm1x1"});
-  b->Args({32, 32, 128, 3, 1, 1});
-  b->Args({32, 32, 128, 3, 2, 1});
-  b->Args({64, 64, 32, 3, 1, 1});
-  b->Args({128, 128, 16, 3, 1, 1});
-  b->Args({96, 64, 32, 3, 1, 1});
-  b->Args({256, 128, 16, 3, 1, 1});
-  b->Args({64, 32, 128, 3, 1, 1});
+  b->ArgNames({"ci", "co", "hw", "k", "s", "gemm1x1", "prec"});
+  for (const std::int64_t prec : {0, 1, 2}) {
+    b->Args({32, 32, 128, 3, 1, 1, prec});
+    b->Args({32, 32, 128, 3, 2, 1, prec});
+    b->Args({64, 64, 32, 3, 1, 1, prec});
+    b->Args({128, 128, 16, 3, 1, 1, prec});
+    b->Args({96, 64, 32, 3, 1, 1, prec});
+    b->Args({256, 128, 16, 3, 1, 1, prec});
+    b->Args({64, 32, 128, 3, 1, 1, prec});
+  }
   // The 1×1 shapes of the reference UNet (skip projection at 128², attention qkv at 16²),
   // each through cuBLAS and through cuDNN: the measurement behind conv1x1_path's default.
   for (const std::int64_t gemm : {1, 0}) {
-    b->Args({64, 32, 128, 1, 1, gemm});
-    b->Args({128, 384, 16, 1, 1, gemm});
+    b->Args({64, 32, 128, 1, 1, gemm, 0});
+    b->Args({128, 384, 16, 1, 1, gemm, 0});
   }
+  b->Args({64, 32, 128, 1, 1, 1, 2});
+  b->Args({128, 384, 16, 1, 1, 1, 2});
   b->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 BENCHMARK_TEMPLATE(bm_cuda_conv, pass::forward)->Apply(conv_shapes);

@@ -1,5 +1,7 @@
-// The whole network on the GPU at the paper's shapes (reference config, 128×128, float,
-// strict FP32: no TF32): UNet forward (inference), one training step (noise drawn on the
+// The whole network on the GPU at the paper's shapes (reference config, 128×128, float
+// tensors; the second argument picks the GEMMs' and convolutions' precision: 0 fp32 (no
+// TF32), 1 tf32, 2 bf16, 3 fp16, core/cuda_context.hpp): UNet forward (inference), one
+// training step (noise drawn on the
 // host, facade, forward, x-space loss, backward, clip 1.0, AdamW) and 10-step sampling
 // (DDIM and DDPM, noise from the host rng), at batch 8 and 16. Timed with CUDA events on
 // the stream of the network's context around each iteration, so the host's share (noise
@@ -41,6 +43,19 @@ tensor<float, cuda> random_device(shape s, rng& g, bool binary = false) {
   return d;
 }
 
+constexpr cuda_precision precisions[] = {cuda_precision::fp32, cuda_precision::tf32,
+                                         cuda_precision::bf16, cuda_precision::fp16};
+
+// The case's own context with the precision of its second argument, current for the case.
+struct precision_scope {
+  explicit precision_scope(benchmark::State& state)
+      : ctx({.precision = precisions[state.range(1)]}), scope(ctx) {
+    state.SetLabel(precision_name(ctx.options().precision));
+  }
+  cuda_context ctx;
+  cuda_context_scope scope;
+};
+
 bool skip_without_gpu(benchmark::State& state) {
   if (cuda_available()) return false;
   state.SkipWithError("no CUDA device");
@@ -74,6 +89,7 @@ using gpu_denoiser = models::unet_denoiser<cuda>;
 
 void bm_cuda_unet_forward(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
+  const precision_scope on(state);
   const std::int64_t n = state.range(0);
   nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
   rng g(2);
@@ -91,6 +107,7 @@ void bm_cuda_unet_forward(benchmark::State& state) {
 
 void bm_cuda_unet_train_step(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
+  const precision_scope on(state);
   const std::int64_t n = state.range(0);
   nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
   optim::adamw<float, cuda> opt(net.parameters());
@@ -124,6 +141,7 @@ void bm_cuda_unet_train_step(benchmark::State& state) {
 template <class Sampler>
 void bm_cuda_unet_sample10(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
+  const precision_scope on(state);
   const std::int64_t n = state.range(0);
   nn::unet<float, cuda> net(nn::unet_config::reference(), 1);
   diffusion::cuda_diffusion<diffusion_t> diff(diffusion_t(diffusion::make_reference_schedule(0.1)));
@@ -143,11 +161,14 @@ void bm_cuda_unet_sample10(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(bm_cuda_unet_forward)->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(bm_cuda_unet_train_step)->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+// {batch, precision}: fp16 does not train (no loss scaling).
+BENCHMARK(bm_cuda_unet_forward)
+    ->ArgsProduct({{8, 16}, {0, 1, 2, 3}})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_cuda_unet_train_step)
+    ->ArgsProduct({{8, 16}, {0, 1, 2}})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(bm_cuda_unet_sample10, diffusion::ddim_sampler)
-    ->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+    ->ArgsProduct({{8, 16}, {0, 2}})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(bm_cuda_unet_sample10, diffusion::ddpm_large)
-    ->Arg(8)->Arg(16)->UseManualTime()->Unit(benchmark::kMillisecond);
+    ->ArgsProduct({{8, 16}, {0, 2}})->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -52,6 +52,7 @@ struct train_command {
   bool resume = false;
   std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
   std::string cpu_conv = "winograd";  // --cpu-conv (apply_cpu_conv, commands.hpp)
+  std::string precision = "fp32";     // --precision (apply_precision, commands.hpp)
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
   std::optional<selection_options> select;  // --select-best-by: validation and DIR/best.safetensors
@@ -74,6 +75,7 @@ struct sample_command {
   std::optional<bool> use_ema;
   std::string device = "cpu";
   std::string cpu_conv = "winograd";
+  std::string precision = "fp32";
 };
 
 struct eval_command {
@@ -92,6 +94,7 @@ struct eval_command {
   std::optional<bool> use_ema;
   std::string device = "cpu";
   std::string cpu_conv = "winograd";
+  std::string precision = "fp32";
 };
 
 // The loaded data as .npy arrays, for other tools (the PyTorch peer of benchmarks/peer/):
@@ -123,6 +126,7 @@ struct distill_command {
   bool resume = false;
   std::string device = "cpu";
   std::string cpu_conv = "winograd";
+  std::string precision = "fp32";
 };
 
 struct help_command {
@@ -144,7 +148,7 @@ inline std::string cli_usage() {
          "                [--uniform-t] [--ema DECAY] [--encoding grey|imagenet] [--seed S]\n"
          "                [--checkpoint-every N] [--snapshots N1,N2,...] [--split DIR]\n"
          "                [--synthetic-images N] [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
-         "                [--resume] [--cpu-budget SECONDS]\n"
+         "                [--precision fp32|tf32|bf16] [--resume] [--cpu-budget SECONDS]\n"
          "                [--model KIND [--model-config FILE|JSON]]  (default: diffusion, configured by\n"
          "                --config and the policy options above)\n"
          "                [--select-best-by val_ged --val-cases K [--val-every N] [--val-samples n]]\n"
@@ -156,14 +160,16 @@ inline std::string cli_usage() {
          "                dpmpp_3m|sde_dpmpp_2m|unipc|unipc3] [--spacing uniform_t|uniform_lambda] [--clip-x0]\n"
          "                [--init-noise FILE.npy] [--save-x0 FILE.npy] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
+         "                [--precision fp32|tf32|bf16|fp16]\n"
          "  ambiseg eval --ckpt FILE --data SPEC [-n 4,16] [--pp 0.5|R1,R2,...|none] [--protocol paper] [--images K]\n"
          "                [--steps S] [--sampler ...] [--spacing ...] [--baselines] [--out DIR] [--seed S] [--ema|--no-ema]\n"
          "                [--device cpu|cuda] [--cpu-conv winograd|winograd2|direct]\n"
+         "                [--precision fp32|tf32|bf16|fp16]\n"
          "  ambiseg export --data SPEC --out DIR [--crop S] [--crop-mode random|central] [--seed S]\n"
          "  ambiseg distill --ckpt TEACHER --data SPEC --out DIR --to 4|2|1 [--from 8] [--steps N]\n"
          "                [--spacing uniform_t|uniform_lambda] [--batch B] [--lr LR] [--ema DECAY] [--seed S]\n"
          "                [--checkpoint-every N] [--cpu-budget SECONDS] [--resume] [--device cpu|cuda]\n"
-         "                [--cpu-conv winograd|winograd2|direct]\n"
+         "                [--cpu-conv winograd|winograd2|direct] [--precision fp32|tf32|bf16]\n"
          "                (progressive distillation: each round halves the DDIM steps, --steps training\n"
          "                steps (or --cpu-budget CPU seconds) a round, into DIR/steps-<N>/; see docs/distillation.md)\n"
          "\n"
@@ -173,6 +179,9 @@ inline std::string cli_usage() {
          "--cpu-budget stops training once its steps have used that much process CPU time.\n"
          "--cpu-conv: the CPU's 3x3 convolutions by Winograd F(4x4,3x3) (default, fastest), F(2x2,3x3)\n"
          "(as accurate as direct) or the direct method (see docs/ops.md).\n"
+         "--precision (with --device cuda): the GEMMs and convolutions in fp32 (default), on TF32\n"
+         "tensor cores, or on bf16/fp16 tensor cores with float accumulation and float tensors\n"
+         "(fp16 for sample and eval only: its gradients would need loss scaling); see docs/cuda.md.\n"
          "ambiseg help models lists the model kinds.\n"
          "See docs/training.md.\n";
 }
@@ -219,6 +228,19 @@ inline nlohmann::json model_config_option(arg_reader& r) {
 inline std::int64_t synthetic_training_cases(const data_request& d) {
   if (!d.folds) return d.synthetic_train;
   return d.synthetic_train - (d.synthetic_train - *d.fold + *d.folds - 1) / *d.folds;
+}
+
+// --precision: TF32 and 16-bit tensor cores are a GPU's. On the CPU ambiseg computes in
+// fp32: its AVX512-BF16 GEMM, measured, made the training step slower than the fp32
+// Winograd convolutions (docs/benchmarks.md). fp16 gradients underflow without loss
+// scaling, which ambiseg does not do, so training takes bf16 instead.
+inline void check_precision(const std::string& device, const std::string& precision, bool trains) {
+  throw_if<value_error>(device != "cuda" && precision != "fp32", "--precision ", precision,
+                        " needs --device cuda: on the CPU ambiseg computes in fp32 (a bf16 CPU path "
+                        "measured slower than its fp32 Winograd convolutions; see docs/benchmarks.md)");
+  throw_if<value_error>(trains && precision == "fp16",
+                        "--precision fp16 is for sample and eval: fp16 gradients underflow without "
+                        "loss scaling; train with bf16 (the same tensor cores, float's range)");
 }
 
 // --cpu-budget SECONDS: a positive, finite number (a year at most: more is a typing mistake).
@@ -286,6 +308,7 @@ inline train_command parse_train(std::span<const std::string> args) {
     else if (r.is("--checkpoint-every")) c.checkpoint_every = r.integer(1, largest_count);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
     else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
+    else if (r.is("--precision")) c.precision = r.choice({"fp32", "tf32", "bf16", "fp16"});
     else if (r.is("--snapshots")) c.snapshots = r.integer_list(1, largest_count, true, "500,1000,2000");
     else if (r.is("--select-best-by")) select.by = r.choice({"val_ged"}), has_select = true;
     else if (r.is("--val-every")) select.every = validation_only(r).integer(1, largest_count);
@@ -333,6 +356,7 @@ inline train_command parse_train(std::span<const std::string> args) {
   c.config.adamw.lr = c.config.lr.base_lr;
   c.data.synthetic_size = c.config.crop_size;
   c.config.validate();
+  cli_detail::check_precision(c.device, c.precision, true);
   return c;
 }
 
@@ -359,6 +383,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
     else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
+    else if (r.is("--precision")) c.precision = r.choice({"fp32", "tf32", "bf16", "fp16"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
@@ -370,6 +395,7 @@ inline sample_command parse_sample(std::span<const std::string> args) {
     throw_if<value_error>(ext != ".npy" && ext != ".png" && ext != ".jpg" && ext != ".jpeg", "--image '",
                           c.image->string(), "' must be .npy, .png or .jpg");
   }
+  cli_detail::check_precision(c.device, c.precision, false);
   return c;
 }
 
@@ -399,6 +425,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     else if (r.is("--ema") || r.is("--no-ema")) ema_option(r, c.use_ema);
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
     else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
+    else if (r.is("--precision")) c.precision = r.choice({"fp32", "tf32", "bf16", "fp16"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt FILE is required");
@@ -410,6 +437,7 @@ inline eval_command parse_eval(std::span<const std::string> args) {
     c.n = {metrics::paper_protocol_samples};
     c.pp = {*metrics::paper_protocol().pp_ratio};
   }
+  cli_detail::check_precision(c.device, c.precision, false);
   return c;
 }
 
@@ -457,6 +485,7 @@ inline distill_command parse_distill(std::span<const std::string> args) {
     else if (r.is("--resume")) r.flag(), c.resume = true;
     else if (r.is("--device")) c.device = r.choice({"cpu", "cuda"});
     else if (r.is("--cpu-conv")) c.cpu_conv = r.choice({"winograd", "winograd2", "direct"});
+    else if (r.is("--precision")) c.precision = r.choice({"fp32", "tf32", "bf16", "fp16"});
     else r.unknown();
   }
   throw_if<value_error>(!has_ckpt, "--ckpt TEACHER is required (the diffusion model to distill)");
@@ -467,6 +496,7 @@ inline distill_command parse_distill(std::span<const std::string> args) {
   if (c.from)
     throw_if<value_error>(*c.from <= c.to || *c.from % c.to != 0 || !power_of_two(*c.from / c.to), "--from ", *c.from,
                           " --to ", c.to, ": each round halves the steps, so --from must be --to times a power of two");
+  cli_detail::check_precision(c.device, c.precision, true);
   return c;
 }
 

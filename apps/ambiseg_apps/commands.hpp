@@ -245,12 +245,46 @@ inline void apply_cpu_conv(const std::string& name) {
                                                        : ck::winograd_tile::f4;
 }
 
+// --precision: the numerics of the GEMMs and convolutions of the CUDA contexts this run
+// builds (core/cuda_context.hpp's defaults), for the run only: the process's defaults
+// return when it ends, so contexts built later (by a caller of run_cli) do not inherit
+// it. The parser has refused any choice but fp32 on the CPU.
+class precision_for_run {
+ public:
+  explicit precision_for_run([[maybe_unused]] const std::string& name) {
+#if defined(AMBISEG_WITH_CUDA)
+    saved_ = cuda_context_defaults().precision;
+    cuda_context_defaults().precision = name == "tf32"   ? cuda_precision::tf32
+                                        : name == "bf16" ? cuda_precision::bf16
+                                        : name == "fp16" ? cuda_precision::fp16
+                                                         : cuda_precision::fp32;
+#endif
+  }
+  precision_for_run(const precision_for_run&) = delete;
+  precision_for_run& operator=(const precision_for_run&) = delete;
+  ~precision_for_run() {
+#if defined(AMBISEG_WITH_CUDA)
+    cuda_context_defaults().precision = saved_;
+#endif
+  }
+
+ private:
+#if defined(AMBISEG_WITH_CUDA)
+  cuda_precision saved_ = cuda_precision::fp32;
+#endif
+};
+
 inline int run_command(const command& c, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
   std::visit(
       [](const auto& cmd) {
         if constexpr (requires { cmd.cpu_conv; }) apply_cpu_conv(cmd.cpu_conv);
       },
       c);
+  const precision_for_run precision(
+      std::visit([](const auto& cmd) -> std::string {
+        if constexpr (requires { cmd.precision; }) return cmd.precision;
+        else return "fp32";
+      }, c));
   if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);

@@ -139,6 +139,7 @@ inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostre
     tc.out = dir;
     tc.device = cmd.device;
     tc.cpu_conv = cmd.cpu_conv;
+    tc.precision = cmd.precision;
     tc.checkpoint_every = cmd.checkpoint_every;
     tc.cpu_budget = cmd.cpu_budget;
     tc.resume = cmd.resume && fs::exists(ckpt);

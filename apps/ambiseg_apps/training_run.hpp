@@ -72,6 +72,7 @@ class train_reporter final : public training_observer {
          << (validation_ ? " (" + std::to_string(split_.validation.size()) + " more held out for validation)"
                          : std::string())
          << " on " << cmd_.device << (cmd_.device == "cpu" && cmd_.cpu_conv != "winograd" ? " (" + cmd_.cpu_conv + " 3x3 convolutions)" : std::string())
+         << (cmd_.precision != "fp32" ? " (" + cmd_.precision + " tensor cores)" : std::string())
          << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";

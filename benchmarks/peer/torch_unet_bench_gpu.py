@@ -10,13 +10,15 @@ cases of benchmarks/bm_cuda_unet.cu (reference config, 128x128, float32):
   ddpm10_<B>        10-step DDPM sampling, "large" variance (the reference's), z on the GPU
 
     /usr/bin/python3 benchmarks/peer/torch_unet_bench_gpu.py [--repeats 20] [--tf32]
-        [--no-cudnn-benchmark] [--cases forward_8,train_8,...]
+        [--amp bf16|fp16] [--no-cudnn-benchmark] [--cases forward_8,train_8,...]
 
 Numerics: by default TF32 is OFF for both cuBLAS matmuls and cuDNN convolutions
 (torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False), which is
-what ambiseg's default cuda_context (fp32_math::strict) does: true FP32 on both sides.
+what ambiseg's default cuda_context (cuda_precision::fp32) does: true FP32 on both sides.
 PyTorch's own default allows TF32 in cuDNN convolutions; --tf32 times that for reference
-(compare it with an ambiseg context built with fp32_math::tf32). cudnn.benchmark is on by
+(compare it with ambiseg's --precision tf32). --amp bf16|fp16 runs the model under
+torch.autocast (compare with ambiseg's --precision bf16|fp16); fp16 training uses a
+GradScaler, as PyTorch's recipe says (ambiseg refuses fp16 training). cudnn.benchmark is on by
 default (PyTorch autotunes each conv shape at the first call, which the warm-up absorbs);
 ambiseg takes cuDNN's heuristic order and rejects nondeterministic engines, which PyTorch
 does not unless torch.use_deterministic_algorithms is set (--deterministic).
@@ -27,6 +29,7 @@ Randomness in the timed loop is drawn on the GPU (torch's generator), where ambi
 on the host and copies: that difference is part of what is measured.
 """
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -88,12 +91,21 @@ def make_inputs(batch):
     return image, x0, t, x_t
 
 
+AMP_DTYPE = None  # torch.bfloat16 / torch.float16 under --amp
+
+
+def autocast():
+    if AMP_DTYPE is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=AMP_DTYPE)
+
+
 def bench_forward(batch, repeats):
     model = make_model().eval()
     image, _, t, x_t = make_inputs(batch)
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             model(x_t, image, t)
     return time_it(run, repeats)
 
@@ -103,6 +115,7 @@ def bench_train(batch, repeats):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.01)
     image, x0, _, _ = make_inputs(batch)
+    scaler = torch.amp.GradScaler("cuda") if AMP_DTYPE == torch.float16 else None
 
     def run():
         t = torch.rand(batch, device="cuda", dtype=torch.float64)
@@ -112,11 +125,19 @@ def bench_train(batch, repeats):
         eps = torch.randn_like(x0)
         x_t = a * x0 + s * eps
         opt.zero_grad(set_to_none=True)
-        f = model(x_t, image, t.float())
-        loss = torch.mean(w * (f - x0) ** 2)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        with autocast():
+            f = model(x_t, image, t.float())
+        loss = torch.mean(w * (f.float() - x0) ** 2)
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
     return time_it(run, repeats)
 
 
@@ -136,11 +157,11 @@ def bench_sample(kind, batch, repeats, steps=10):
     coeffs = [sampler_coefficients(kind, i / steps, (i - 1) / steps) for i in range(steps, 1, -1)]
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             x = torch.randn(batch, 1, SIZE, SIZE, device="cuda")
             for i in range(steps, 0, -1):
                 t = torch.full((batch,), i / steps, device="cuda")
-                x0_hat = model(x, image, t)  # x-prediction: x̂0 = f
+                x0_hat = model(x, image, t).float()  # x-prediction: x̂0 = f
                 if i == 1:
                     x = x0_hat
                     break
@@ -158,6 +179,7 @@ def main():
     ap.add_argument("--cases", default="forward_8,forward_16,train_8,train_16,"
                                        "ddim10_8,ddim10_16,ddpm10_8,ddpm10_16")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 (PyTorch's conv default)")
+    ap.add_argument("--amp", choices=["bf16", "fp16"], help="torch.autocast to this type")
     ap.add_argument("--no-cudnn-benchmark", action="store_true")
     ap.add_argument("--deterministic", action="store_true",
                     help="torch.use_deterministic_algorithms(True) (needs CUBLAS_WORKSPACE_CONFIG)")
@@ -168,10 +190,12 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+    global AMP_DTYPE
+    AMP_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[args.amp]
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    print(f"# torch {torch.__version__}, {torch.cuda.get_device_name()}, tf32={args.tf32}, "
+    print(f"# torch {torch.__version__}, {torch.cuda.get_device_name()}, tf32={args.tf32}, amp={args.amp}, "
           f"cudnn.benchmark={torch.backends.cudnn.benchmark}, deterministic={args.deterministic}")
     for case in args.cases.split(","):
         kind, batch = case.split("_")

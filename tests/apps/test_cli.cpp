@@ -244,6 +244,41 @@ TEST_CASE("plot: the loss curve and a tile grid are PNGs of the expected size", 
   CHECK_THROWS_AS(loss_curve({1}, {}), value_error);
 }
 
+TEST_CASE("cli: --precision is a GPU's choice; fp16 does not train", "[apps][cli]") {
+  auto parse = [](std::vector<std::string> v) { return parse_command(v); };
+  const std::vector<std::string> train{"train", "--data", "synthetic", "--out", "d"};
+  auto with = [](std::vector<std::string> v, std::initializer_list<std::string> extra) {
+    v.insert(v.end(), extra);
+    return v;
+  };
+  CHECK(std::get<train_command>(parse(train)).precision == "fp32");
+  CHECK(std::get<train_command>(parse(with(train, {"--precision", "fp32"}))).precision == "fp32");
+  // Not on the CPU, whatever the command:
+  CHECK_THROWS_WITH(parse(with(train, {"--precision", "bf16"})),
+                    Catch::Contains("--precision bf16 needs --device cuda") && Catch::Contains("fp32"));
+  CHECK_THROWS_WITH(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--precision", "tf32"}),
+                    Catch::Contains("needs --device cuda"));
+  CHECK_THROWS_WITH(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--precision", "fp16"}),
+                    Catch::Contains("needs --device cuda"));
+  CHECK_THROWS_WITH(parse({"distill", "--ckpt", "c", "--data", "synthetic", "--out", "o", "--to", "2", "--precision",
+                           "bf16"}),
+                    Catch::Contains("needs --device cuda"));
+  CHECK_THROWS_WITH(parse(with(train, {"--precision", "fp8"})), Catch::Contains("--precision") && Catch::Contains("bf16"));
+  // On a GPU: fp16 samples and evaluates, but does not train (no loss scaling).
+  CHECK(std::get<train_command>(parse(with(train, {"--device", "cuda", "--precision", "bf16"}))).precision == "bf16");
+  CHECK(std::get<sample_command>(parse({"sample", "--ckpt", "c", "--image", "x.png", "--out", "o", "--device", "cuda",
+                                        "--precision", "fp16"}))
+            .precision == "fp16");
+  CHECK(std::get<eval_command>(parse({"eval", "--ckpt", "c", "--data", "synthetic", "--device", "cuda", "--precision",
+                                      "tf32"}))
+            .precision == "tf32");
+  CHECK_THROWS_WITH(parse(with(train, {"--device", "cuda", "--precision", "fp16"})),
+                    Catch::Contains("fp16 is for sample and eval") && Catch::Contains("loss scaling"));
+  CHECK_THROWS_WITH(parse({"distill", "--ckpt", "c", "--data", "synthetic", "--out", "o", "--to", "2", "--device",
+                           "cuda", "--precision", "fp16"}),
+                    Catch::Contains("fp16 is for sample and eval"));
+}
+
 TEST_CASE("cli: --cpu-conv picks the CPU's 3x3 convolution path for each run", "[apps][cli]") {
   namespace ck = ambiseg::ops::cpu_kernels;
   const ck::conv_tuning saved = ck::conv_settings();

@@ -124,3 +124,47 @@ TEST_CASE("ambiseg train/sample/eval --device cuda follow the CPU commands", "[c
 
   CHECK(cli({"train", "--data", "synthetic", "--out", (dir / "bad").string(), "--device", "tpu"}) != 0);
 }
+
+// --precision bf16 end to end: the run trains on 16-bit tensor-core operands (float
+// tensors), its losses stay near the fp32 run's, the checkpoint it writes is an ordinary
+// float checkpoint, and fp16 samples from it near the fp32 samples.
+TEST_CASE("ambiseg train/sample --device cuda --precision bf16|fp16", "[cuda][cli][mixed]") {
+  AMBISEG_REQUIRE_GPU();
+  const auto dir = cli_dir("precision");
+  auto args = train_args(dir / "bf16", "3", "cuda");
+  args.insert(args.end(), {"--precision", "bf16"});
+  REQUIRE(cli(args) == 0);
+  REQUIRE(cli(train_args(dir / "fp32", "3", "cuda")) == 0);
+  const auto lb = logged_losses(dir / "bf16" / "log.csv"), lf = logged_losses(dir / "fp32" / "log.csv");
+  REQUIRE(lb.size() == 3);
+  REQUIRE(lf.size() == 3);
+  bool differs = false;
+  for (std::size_t k = 0; k < 3; ++k) {
+    INFO("step " << k + 1 << ": loss bf16 " << lb[k] << " fp32 " << lf[k]);
+    CHECK(std::abs(lb[k] - lf[k]) <= 2e-2 * std::abs(lf[k]));
+    differs = differs || lb[k] != lf[k];
+  }
+  CHECK(differs);  // the 16-bit path ran
+  // The setting is for the run only: the process's defaults are back.
+  CHECK(cuda_context_defaults().precision == cuda_precision::fp32);
+
+  std::vector<std::vector<float>> x0;
+  for (const char* precision : {"fp32", "fp16"}) {
+    const auto npy = dir / (std::string("x0-") + precision + ".npy");
+    REQUIRE(cli({"sample", "--ckpt", (dir / "bf16" / "checkpoint.safetensors").string(), "--data", "synthetic",
+                 "--synthetic-images", "8", "--images", "2", "-n", "2", "--steps", "2", "--seed", "3", "--out",
+                 (dir / (std::string("sample-") + precision)).string(), "--save-x0", npy.string(), "--device",
+                 "cuda", "--precision", precision}) == 0);
+    x0.push_back(io::read_npy<float>(npy).data);
+  }
+  REQUIRE(x0[0].size() == x0[1].size());
+  double gap = 0, peak = 0;
+  for (std::size_t i = 0; i < x0[0].size(); ++i) {
+    gap = std::max(gap, std::abs(double(x0[1][i]) - double(x0[0][i])));
+    peak = std::max(peak, std::abs(double(x0[0][i])));
+  }
+  INFO("x0 fp16 against fp32: max gap " << gap << " of peak " << peak);
+  CHECK(gap > 0.0);
+  CHECK(gap <= 2e-2 * peak);
+  CHECK(cuda_context_defaults().precision == cuda_precision::fp32);
+}

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ambiseg/core/low_precision.hpp"
 #include "cuda_emulator/cudnn_model.hpp"
 
 namespace ambiseg_emu {
@@ -58,9 +59,24 @@ void store(float& out, float acc, double alpha, double beta) {
   out = b == 0.0f ? a * acc : a * acc + b * out;
 }
 
+// The elements a tensor spans (its last element's offset + 1).
+std::size_t span(const tensor_info& t) {
+  std::int64_t last = 0;
+  for (std::size_t k = 0; k < t.dims.size(); ++k) last += (t.dims[k] - 1) * t.strides[k];
+  return static_cast<std::size_t>(last + 1);
+}
+
+std::vector<float> widened(const void* p, const tensor_info& t) {
+  std::vector<float> out(span(t));
+  const auto* h = static_cast<const std::uint16_t*>(p);
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = t.type == CUDNN_DATA_BFLOAT16 ? ambiseg::bf16_float(h[i]) : ambiseg::half_float(h[i]);
+  return out;
+}
+
 }  // namespace
 
-void run_convolution(const op_info& op, std::int64_t engine, void* xp, void* wp, void* yp) {
+static void run_float_convolution(const op_info& op, std::int64_t engine, void* xp, void* wp, void* yp) {
   const view4 x(xp, op.x), w(wp, op.w), y(yp, op.y);
   const conv_info& c = op.conv;
   const geometry g{{c.stride[0], c.stride[1]},
@@ -148,6 +164,25 @@ void run_convolution(const op_info& op, std::int64_t engine, void* xp, void* wp,
             }
       break;
     }
+  }
+}
+
+// 16-bit tensors: the engines read them as float (exact), sum in float as for float
+// tensors, and round the output to the tensor's type (to nearest even).
+void run_convolution(const op_info& op, std::int64_t engine, void* xp, void* wp, void* yp) {
+  if (op.x.type == CUDNN_DATA_FLOAT) return run_float_convolution(op, engine, xp, wp, yp);
+  std::vector<float> x = widened(xp, op.x), w = widened(wp, op.w), y = widened(yp, op.y);
+  run_float_convolution(op, engine, x.data(), w.data(), y.data());
+  const bool bf16 = op.x.type == CUDNN_DATA_BFLOAT16;
+  auto write_back = [bf16](const std::vector<float>& from, void* to) {
+    auto* h = static_cast<std::uint16_t*>(to);
+    for (std::size_t i = 0; i < from.size(); ++i)
+      h[i] = bf16 ? ambiseg::bf16_bits(from[i]) : ambiseg::half_bits(from[i]);
+  };
+  switch (op.kind) {
+    case conv_kind::forward: write_back(y, yp); break;
+    case conv_kind::backward_data: write_back(x, xp); break;
+    case conv_kind::backward_filter: write_back(w, wp); break;
   }
 }
 

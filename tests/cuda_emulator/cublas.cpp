@@ -6,6 +6,8 @@
 // products accumulate in the compute type (float for CUBLAS_COMPUTE_32F, double for 64F);
 // CUBLAS_COMPUTE_32F_FAST_TF32 rounds both operands to TF32 (10-bit mantissa) first, as a
 // tensor core does. β = 0 means C is not read (it may hold NaN), as in cuBLAS.
+// Mixed precision as cuBLAS offers it: A and B bfloat16 (CUDA_R_16BF) or half (CUDA_R_16F),
+// C float, compute 32F — the 16-bit operands are exact in float, the sums are float sums.
 // Arguments are validated as cuBLAS does (CUBLAS_STATUS_INVALID_VALUE for a negative extent
 // or a leading dimension below the rows it must span); operands outside live device memory
 // are refused (CUBLAS_STATUS_EXECUTION_FAILED, with the range in the status string).
@@ -14,6 +16,7 @@
 #include <set>
 #include <vector>
 
+#include "ambiseg/core/low_precision.hpp"
 #include "cuda_emulator/emulator.hpp"
 
 struct cublasContext {
@@ -84,6 +87,15 @@ std::size_t span_bytes(int rows, int cols, int ld, long long stride, int batch, 
   const long long last = static_cast<long long>(cols - 1) * ld + (rows - 1) +
                          static_cast<long long>(batch - 1) * (stride > 0 ? stride : 0);
   return static_cast<std::size_t>(last + 1) * elem;
+}
+
+// The float values of `bytes / 2` 16-bit elements of `type`.
+std::vector<float> widened(const void* p, std::size_t bytes, cudaDataType type) {
+  std::vector<float> out(bytes / 2);
+  const auto* h = static_cast<const std::uint16_t*>(p);
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = type == CUDA_R_16BF ? ambiseg::bf16_float(h[i]) : ambiseg::half_float(h[i]);
+  return out;
 }
 
 }  // namespace
@@ -180,13 +192,16 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                         computeType == CUBLAS_COMPUTE_32F_PEDANTIC;
   const bool is_double = computeType == CUBLAS_COMPUTE_64F || computeType == CUBLAS_COMPUTE_64F_PEDANTIC;
   const cudaDataType want = is_float ? CUDA_R_32F : CUDA_R_64F;
-  if ((!is_float && !is_double) || Atype != want || Btype != want || Ctype != want)
+  const bool sixteen = computeType == CUBLAS_COMPUTE_32F && Atype == Btype &&
+                       (Atype == CUDA_R_16BF || Atype == CUDA_R_16F) && Ctype == CUDA_R_32F;
+  if ((!is_float && !is_double) || (!sixteen && (Atype != want || Btype != want || Ctype != want)))
     return fail(CUBLAS_STATUS_NOT_SUPPORTED,
                 std::string(api) + ": the emulator supports float and double real GEMMs with "
-                                   "matching compute types only");
+                                   "matching compute types, and bf16/half A and B with float C "
+                                   "and compute 32F, only");
   if (!alpha || !beta) return fail(CUBLAS_STATUS_INVALID_VALUE, std::string(api) + ": null alpha/beta");
   if (m == 0 || n == 0 || batchCount == 0) return CUBLAS_STATUS_SUCCESS;
-  const std::size_t elem = is_float ? 4 : 8;
+  const std::size_t elem = is_float ? 4 : 8, operand_elem = sixteen ? 2 : elem;
   struct operand {
     const char* name;
     const void* p;
@@ -194,8 +209,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
   };
   const bool reads_c_only = k == 0;
   const operand operands[3] = {
-      {"A", A, reads_c_only ? 0 : span_bytes(rows_a, cols_a, lda, strideA, batchCount, elem)},
-      {"B", B, reads_c_only ? 0 : span_bytes(rows_b, cols_b, ldb, strideB, batchCount, elem)},
+      {"A", A, reads_c_only ? 0 : span_bytes(rows_a, cols_a, lda, strideA, batchCount, operand_elem)},
+      {"B", B, reads_c_only ? 0 : span_bytes(rows_b, cols_b, ldb, strideB, batchCount, operand_elem)},
       {"C", C, span_bytes(m, n, ldc, strideC, batchCount, elem)}};
   for (const operand& o : operands)
     if (o.bytes)
@@ -203,7 +218,12 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
         return fail(CUBLAS_STATUS_EXECUTION_FAILED,
                     std::string(api) + ": operand " + o.name + " " + *problem);
   const bool tf32 = computeType == CUBLAS_COMPUTE_32F_FAST_TF32;
-  if (is_float)
+  if (sixteen) {
+    const std::vector<float> a = widened(A, operands[0].bytes, Atype), b = widened(B, operands[1].bytes, Btype);
+    gemm<float, float>(transa, transb, m, n, k, *static_cast<const float*>(alpha), a.data(), lda,
+                       strideA, b.data(), ldb, strideB, *static_cast<const float*>(beta),
+                       static_cast<float*>(C), ldc, strideC, batchCount, false);
+  } else if (is_float)
     gemm<float, float>(transa, transb, m, n, k, *static_cast<const float*>(alpha),
                        static_cast<const float*>(A), lda, strideA, static_cast<const float*>(B), ldb,
                        strideB, *static_cast<const float*>(beta), static_cast<float*>(C), ldc,

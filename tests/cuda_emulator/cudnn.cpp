@@ -201,7 +201,8 @@ cudnnStatus_t execute(cudnnHandle_t handle, descriptor& plan_desc, descriptor& p
                       "-byte alignment, its pointer is not");
     std::int64_t last = 0;
     for (std::size_t k = 0; k < t.dims.size(); ++k) last += (t.dims[k] - 1) * t.strides[k];
-    if (auto problem = device_range_problem(p, static_cast<std::size_t>(last + 1) * sizeof(float)))
+    const std::size_t element = t.type == CUDNN_DATA_FLOAT ? sizeof(float) : sizeof(std::uint16_t);
+    if (auto problem = device_range_problem(p, static_cast<std::size_t>(last + 1) * element))
       return fail(CUDNN_STATUS_EXECUTION_FAILED,
                   "execute: tensor uid " + std::to_string(t.uid) + " " + dims_text(t.dims) + ": " + *problem);
     pointers[i] = p;

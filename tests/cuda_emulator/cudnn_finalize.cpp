@@ -132,9 +132,11 @@ op_info finalize_operation(const descriptor& d) {
     refuse(CUDNN_STATUS_BAD_PARAM_DUPLICATED_ENTRIES, "operation: tensor unique ids must differ");
   if (op.conv.stride.size() != 2 || op.x.dims.size() != 4 || op.w.dims.size() != 4 || op.y.dims.size() != 4)
     refuse(CUDNN_STATUS_NOT_SUPPORTED_SHAPE, "the emulator runs 2-D convolutions of rank-4 tensors only");
-  for (const tensor_info* t : {&op.x, &op.w, &op.y})
-    if (t->type != CUDNN_DATA_FLOAT)
-      refuse(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE, "the emulator's engines run float tensors only");
+  const cudnnDataType_t io = op.x.type;
+  if (io != CUDNN_DATA_FLOAT && io != CUDNN_DATA_BFLOAT16 && io != CUDNN_DATA_HALF)
+    refuse(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE, "the emulator's engines run float, bfloat16 and half tensors only");
+  if (op.w.type != io || op.y.type != io)
+    refuse(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE, "the emulator's engines need x, w and y of one data type");
   if (op.conv.compute != CUDNN_DATA_FLOAT)
     refuse(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE, "the emulator's engines compute in float only");
   const auto &x = op.x.dims, &w = op.w.dims, &y = op.y.dims;

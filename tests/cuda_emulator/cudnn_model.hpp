@@ -103,7 +103,8 @@ std::string dims_text(const std::vector<std::int64_t>& v);
 
 // Runs the operation on device pointers (x/dx, w/dw, y/dy by role) with engine `engine`'s
 // numerics (0: TF32 operands, 1: channels summed in reverse order, 2: exact FP32); all
-// accumulate in float. The pointers were validated by the caller.
+// accumulate in float. bfloat16/half tensors are read exactly and the output rounded to its
+// type. The pointers were validated by the caller.
 void run_convolution(const op_info& op, std::int64_t engine, void* x, void* w, void* y);
 
 }  // namespace ambiseg_emu

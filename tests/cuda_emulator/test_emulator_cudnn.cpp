@@ -308,7 +308,7 @@ TEST_CASE("emulated cuDNN lets ambiseg's numerics policy choose: strict exact, t
   copy_to_device<float>(w.cview(), wd.view());
   double worst[2] = {0, 0};
   for (int policy = 0; policy < 2; ++policy) {
-    cuda_context ctx(cuda_context_options{0, policy ? fp32_math::tf32 : fp32_math::strict, true});
+    cuda_context ctx(cuda_context_options{0, policy ? cuda_precision::tf32 : cuda_precision::fp32, true});
     cuda_context_scope scope(ctx);
     workspace<cuda> ws;
     tensor<float, cuda> yd(shape{2, 8, 12, 12});

@@ -12,15 +12,22 @@
 // not thread-safe), and everything enqueued through one context is ordered on its stream,
 // which is what lets its scratch blocks be reused on that stream without waiting.
 //
-// The context also owns the cache of cuDNN execution plans (one per op kind and shape,
-// built once on first use) and the numerics policy:
-//   fp32_math::strict  no TF32 anywhere (cuBLAS compute type 32F, cuDNN engines with a
-//                      tensor-core or down-convert numerical note rejected) — the default,
-//                      and what the CPU parity tests assume.
-//   fp32_math::tf32    TF32 tensor cores allowed for GEMMs and convolutions (PyTorch's
-//                      default for cuDNN convolutions), ~10-bit mantissa products.
-//   deterministic      reject cuDNN engines noted nondeterministic (atomics in the weight
-//                      gradient), so that a training run is reproducible bit for bit.
+// The context also owns the cache of cuDNN execution plans (one per op kind, shape and
+// data type, built once on first use) and the numerics policy of the float GEMMs and
+// convolutions (every other op computes in float whatever the policy):
+//   cuda_precision::fp32  no TF32 anywhere (cuBLAS compute type 32F, cuDNN engines with a
+//                         tensor-core or down-convert numerical note rejected) — the
+//                         default, and what the CPU parity tests assume.
+//   cuda_precision::tf32  TF32 tensor cores allowed (PyTorch's default for cuDNN
+//                         convolutions): 10-bit mantissa products, float in and out.
+//   cuda_precision::bf16  mixed precision: the operands are rounded to bfloat16 (8-bit
+//   cuda_precision::fp16  mantissa) or IEEE half (11-bit, range ±65504) for tensor cores,
+//                         products accumulate in float, results and every stored tensor
+//                         (activations, master weights, gradients) stay float; GroupNorm,
+//                         softmax and the losses run in float. fp16 gradients underflow
+//                         without loss scaling: the trainer refuses fp16 (ops/cuda/mixed.cuh).
+//   deterministic         reject cuDNN engines noted nondeterministic (atomics in the weight
+//                         gradient), so that a training run is reproducible bit for bit.
 #pragma once
 
 #include <cublas_v2.h>
@@ -53,7 +60,21 @@ inline void cudnn_check(cudnnStatus_t status, const char* what) {
   }
 }
 
-enum class fp32_math { strict, tf32 };
+enum class cuda_precision { fp32, tf32, bf16, fp16 };
+
+inline const char* precision_name(cuda_precision p) {
+  switch (p) {
+    case cuda_precision::fp32: return "fp32";
+    case cuda_precision::tf32: return "tf32";
+    case cuda_precision::bf16: return "bf16";
+    case cuda_precision::fp16: return "fp16";
+  }
+  return "?";
+}
+// Whether the float GEMMs and convolutions round their operands to 16 bits.
+inline bool sixteen_bit(cuda_precision p) {
+  return p == cuda_precision::bf16 || p == cuda_precision::fp16;
+}
 
 // How a 1×1, stride-1, unpadded convolution runs: as cuBLAS GEMMs (it is a matrix product
 // per image: y[n] = W·x[n]) or as a cuDNN plan like every other convolution.
@@ -61,10 +82,19 @@ enum class conv1x1_path { cublas, cudnn };
 
 struct cuda_context_options {
   int device = 0;
-  fp32_math math = fp32_math::strict;
+  cuda_precision precision = cuda_precision::fp32;
   bool deterministic = true;
   conv1x1_path pointwise = conv1x1_path::cublas;
 };
+
+// The options of a context built without explicit ones (a model's device_context, a
+// trainer's). The CLI's --precision sets them before it builds a model; a context keeps
+// the options it was built with. A thread's fallback context (below) never takes them:
+// code outside any model's scope computes in fp32 whatever ran before.
+inline cuda_context_options& cuda_context_defaults() {
+  static cuda_context_options defaults;
+  return defaults;
+}
 
 // An entry of the plan cache; the CUDA backend derives from it (cuDNN descriptors).
 struct cuda_cached_plan {
@@ -90,7 +120,7 @@ struct cuda_plan_cache_stats {
 
 class cuda_context {
  public:
-  explicit cuda_context(cuda_context_options options = {}) : options_(options) {
+  explicit cuda_context(cuda_context_options options = cuda_context_defaults()) : options_(options) {
     cuda_check(cudaSetDevice(options_.device), "cudaSetDevice");
     // A blocking stream: it stays ordered with the legacy default stream, on which the
     // copies and memsets of core/cuda_memory.hpp run, so tensor::zero() before an op and
@@ -99,7 +129,7 @@ class cuda_context {
     try {
       cublas_check(cublasCreate(&cublas_), "cublasCreate");
       cublas_check(cublasSetStream(cublas_, stream_), "cublasSetStream");
-      cublas_check(cublasSetMathMode(cublas_, options_.math == fp32_math::tf32
+      cublas_check(cublasSetMathMode(cublas_, options_.precision == cuda_precision::tf32
                                                   ? CUBLAS_TF32_TENSOR_OP_MATH
                                                   : CUBLAS_DEFAULT_MATH),
                    "cublasSetMathMode");
@@ -207,11 +237,11 @@ inline cuda_context*& current_cuda_context_slot() {
 }  // namespace detail
 
 // The context CUDA ops run on: the innermost cuda_context_scope of this thread, else this
-// thread's default context (created on first use, device 0, default options).
+// thread's fallback context (created on first use, device 0, cuda_context_options{}).
 inline cuda_context& current_cuda_context() {
   if (cuda_context* c = detail::current_cuda_context_slot()) return *c;
   thread_local std::unique_ptr<cuda_context> fallback;
-  if (!fallback) fallback = std::make_unique<cuda_context>();
+  if (!fallback) fallback = std::make_unique<cuda_context>(cuda_context_options{});
   return *fallback;
 }
 

@@ -39,7 +39,7 @@ class device_context {
 template <>
 class device_context<cuda> {
  public:
-  explicit device_context(cuda_context_options options = {}) : ctx_(options) {}
+  explicit device_context(cuda_context_options options = cuda_context_defaults()) : ctx_(options) {}
   cuda_context& get() { return ctx_; }
   class scope {
    public:

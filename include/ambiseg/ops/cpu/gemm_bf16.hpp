@@ -22,9 +22,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <vector>
+
+#include "ambiseg/core/low_precision.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -44,14 +45,12 @@ inline bool cpu_has_avx512_bf16() {
 #endif
 }
 
-// The bfloat16 bits of f, rounded to nearest even; NaN stays a (quiet) NaN.
-inline std::uint32_t bf16_bits(float f) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+// Rounding to bfloat16 is core/low_precision.hpp's, shared with the CUDA kernels.
+using ::ambiseg::bf16_bits;
+inline float bf16_round(float f) { return bf16_float(bf16_bits(f)); }
+inline std::uint32_t bf16_pair(float lo, float hi) {
+  return std::uint32_t(bf16_bits(lo)) | (std::uint32_t(bf16_bits(hi)) << 16);
 }
-inline float bf16_round(float f) { return std::bit_cast<float>(bf16_bits(f) << 16); }
-inline std::uint32_t bf16_pair(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
 
 namespace bf16_detail {
 

@@ -13,8 +13,10 @@
 //     P = softmax_rows(s²·QᵀK) [T,T];  Y = V·Pᵀ [ch,T]
 //     dV = dY·P;  dP = dYᵀ·V;  dS = P ⊙ (dP − rowsum(dP ⊙ P));  dQ = s²·K·dSᵀ;  dK = s²·Q·dS
 //
-// Compute types: float uses CUBLAS_COMPUTE_32F (strict) or CUBLAS_COMPUTE_32F_FAST_TF32
-// (context option fp32_math::tf32); double uses CUBLAS_COMPUTE_64F.
+// Compute types: float uses CUBLAS_COMPUTE_32F (cuda_precision::fp32) or
+// CUBLAS_COMPUTE_32F_FAST_TF32 (tf32); on a bf16/fp16 context A and B are rounded to 16
+// bits in scratch (ops/cuda/mixed.cuh) and multiplied on tensor cores with CUBLAS_COMPUTE_32F,
+// C stays float. double uses CUBLAS_COMPUTE_64F on every context.
 #pragma once
 
 #include <cublas_v2.h>
@@ -25,6 +27,7 @@
 #include "ambiseg/ops/cuda/api.hpp"
 #include "ambiseg/ops/cuda/common.cuh"
 #include "ambiseg/ops/cuda/elementwise.cuh"
+#include "ambiseg/ops/cuda/mixed.cuh"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -36,6 +39,14 @@ inline int blas_int(const char* what, std::int64_t v) {
   return static_cast<int>(v);
 }
 
+// The elements a row-major operand spans: `rows` rows of `cols` (leading dimension ld),
+// `batch` of them `stride` apart (stride 0: one matrix shared by the batch).
+inline std::int64_t operand_span(std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                                 std::int64_t stride, std::int64_t batch) {
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  return (rows - 1) * ld + cols + (batch - 1) * stride;
+}
+
 // Row-major C[M,N] (ldc, stride sc) = alpha·op(A)·op(B) + beta·C for `batch` matrices.
 template <class T>
 void gemm_rm(cuda_context& ctx, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
@@ -44,16 +55,35 @@ void gemm_rm(cuda_context& ctx, bool trans_a, bool trans_b, std::int64_t m, std:
              std::int64_t stride_c, std::int64_t batch = 1) {
   if (m == 0 || n == 0 || batch == 0) return;
   constexpr cudaDataType_t type = std::same_as<T, float> ? CUDA_R_32F : CUDA_R_64F;
+  const cuda_precision precision = ctx.options().precision;
+  const bool narrowed = std::same_as<T, float> && sixteen_bit(precision) && k > 0;
   const cublasComputeType_t compute =
       std::same_as<T, double> ? CUBLAS_COMPUTE_64F
-      : ctx.options().math == fp32_math::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                              : CUBLAS_COMPUTE_32F;
+      : precision == cuda_precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
+  const void* a_operand = a;
+  const void* b_operand = b;
+  cudaDataType_t operand_type = type;
+  cuda_buffer a16, b16;  // returned to the stream's cache after the GEMM is enqueued
+  if (narrowed) {
+    const half_format f = format_of(precision);
+    operand_type = f == half_format::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    const std::int64_t span_a = operand_span(trans_a ? k : m, trans_a ? m : k, lda, stride_a, batch);
+    const std::int64_t span_b = operand_span(trans_b ? n : k, trans_b ? k : n, ldb, stride_b, batch);
+    a16 = ctx.scratch(sizeof(std::uint16_t) * static_cast<std::size_t>(span_a));
+    b16 = ctx.scratch(sizeof(std::uint16_t) * static_cast<std::size_t>(span_b));
+    narrow(ctx.stream(), f, reinterpret_cast<const float*>(a), static_cast<std::uint16_t*>(a16.data()), span_a);
+    narrow(ctx.stream(), f, reinterpret_cast<const float*>(b), static_cast<std::uint16_t*>(b16.data()), span_b);
+    a_operand = a16.data();
+    b_operand = b16.data();
+  }
   // k == 0 is a valid product (C = beta·C); cuBLAS needs lda/ldb ≥ 1 regardless.
   cublas_check(cublasGemmStridedBatchedEx(
                    ctx.cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                    trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, blas_int("n", n), blas_int("m", m),
-                   blas_int("k", k), &alpha, b, type, blas_int("ldb", std::max<std::int64_t>(ldb, 1)),
-                   stride_b, a, type, blas_int("lda", std::max<std::int64_t>(lda, 1)), stride_a,
+                   blas_int("k", k), &alpha, b_operand, operand_type,
+                   blas_int("ldb", std::max<std::int64_t>(ldb, 1)), stride_b, a_operand,
+                   operand_type, blas_int("lda", std::max<std::int64_t>(lda, 1)), stride_a,
                    &beta, c, type, blas_int("ldc", ldc), stride_c, blas_int("batch", batch),
                    compute, CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx");

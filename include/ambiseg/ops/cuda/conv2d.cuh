@@ -1,13 +1,15 @@
 // ambiseg/ops/cuda/conv2d.cuh — 2-D convolution through the cuDNN 9 graph (backend) API.
 //
 //   x [N,Ci,H,W]  w [Co,Ci,K,K]  b [Co]  y [N,Co,Ho,Wo], NCHW packed, float
+//   (on a bf16/fp16 context the cuDNN graphs run on 16-bit copies of their inputs with float
+//   compute, and their 16-bit result is widened into the float output: ops/cuda/mixed.cuh)
 //
 // Why the backend API: cuDNN 9 deprecates the legacy cudnnConvolutionForward/
 // BackwardData/BackwardFilter family; the graph API is the supported path. Each of the
 // three convolutions is a one-node operation graph. Per (kind, shape, pointer alignment)
 // and per context, the plan is built once — heuristics (mode A, then FALLBACK), the first
 // engine config that passes the context's numerics policy (no TF32/down-conversion under
-// fp32_math::strict, no nondeterministic engine when deterministic) and finalises — and
+// cuda_precision::fp32, no nondeterministic engine when deterministic) and finalises — and
 // cached in the cuda_context. If no engine passes the policy the first one that finalises
 // is used and the plan records that (relaxed). A call then only builds a variant pack
 // (the three device pointers and the workspace) and executes.
@@ -41,6 +43,7 @@
 #include "ambiseg/ops/cuda/api.hpp"
 #include "ambiseg/ops/cuda/common.cuh"
 #include "ambiseg/ops/cuda/elementwise.cuh"
+#include "ambiseg/ops/cuda/mixed.cuh"
 
 namespace ambiseg::ops::cuda_kernels {
 
@@ -95,9 +98,9 @@ struct conv_plan final : cuda_cached_plan {
 };
 
 inline backend_desc make_tensor(std::int64_t uid, std::int64_t d0, std::int64_t d1,
-                                std::int64_t d2, std::int64_t d3, std::int64_t alignment) {
+                                std::int64_t d2, std::int64_t d3, std::int64_t alignment,
+                                cudnnDataType_t type) {
   backend_desc t(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  const cudnnDataType_t type = CUDNN_DATA_FLOAT;
   const std::int64_t dims[4] = {d0, d1, d2, d3};
   const std::int64_t strides[4] = {d1 * d2 * d3, d2 * d3, d3, 1};
   t.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type, "tensor data type");
@@ -124,7 +127,7 @@ inline bool engine_acceptable(const backend_desc& config, const cuda_context_opt
     return false;
   for (std::int64_t i = 0; i < count; ++i) {
     const cudnnBackendNumericalNote_t note = notes[i];
-    if (options.math == fp32_math::strict &&
+    if (options.precision == cuda_precision::fp32 &&
         (note == CUDNN_NUMERICAL_NOTE_TENSOR_CORE || note == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
          note == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION))
       return false;
@@ -133,14 +136,22 @@ inline bool engine_acceptable(const backend_desc& config, const cuda_context_opt
   return true;
 }
 
+// The data type of the cuDNN graphs' tensors on a context: float, or the 16-bit copies.
+inline cudnnDataType_t io_type(cuda_precision p) {
+  return p == cuda_precision::bf16 ? CUDNN_DATA_BFLOAT16
+         : p == cuda_precision::fp16 ? CUDNN_DATA_HALF
+                                     : CUDNN_DATA_FLOAT;
+}
+
 inline std::unique_ptr<conv_plan> build_conv_plan(cuda_context& ctx, conv_kind kind,
                                                   const conv_geometry& g, std::int64_t align_x,
                                                   std::int64_t align_w, std::int64_t align_y) {
   auto result = std::make_unique<conv_plan>();
   auto& keep = result->keep;
-  keep.push_back(make_tensor(1, g.n, g.ci, g.h, g.w, align_x));
-  keep.push_back(make_tensor(2, g.co, g.ci, g.k, g.k, align_w));
-  keep.push_back(make_tensor(3, g.n, g.co, g.ho, g.wo, align_y));
+  const cudnnDataType_t type = io_type(ctx.options().precision);
+  keep.push_back(make_tensor(1, g.n, g.ci, g.h, g.w, align_x, type));
+  keep.push_back(make_tensor(2, g.co, g.ci, g.k, g.k, align_w, type));
+  keep.push_back(make_tensor(3, g.n, g.co, g.ho, g.wo, align_y, type));
   const backend_desc& tx = keep[0];
   const backend_desc& tw = keep[1];
   const backend_desc& ty = keep[2];
@@ -274,7 +285,8 @@ inline std::int64_t pointer_alignment(const void* p) {
 inline conv_plan& conv_plan_for(cuda_context& ctx, conv_kind kind, const conv_geometry& g,
                                 std::int64_t align_x, std::int64_t align_w, std::int64_t align_y) {
   const cuda_plan_key key{/*op: conv2d*/ 1, static_cast<std::int64_t>(kind), g.n, g.ci, g.h, g.w,
-                          g.co, g.k, g.stride, g.pad, align_x, align_w, align_y, 0, 0, 0};
+                          g.co, g.k, g.stride, g.pad, align_x, align_w, align_y,
+                          static_cast<std::int64_t>(io_type(ctx.options().precision)), 0, 0};
   if (cuda_cached_plan* p = ctx.find_plan(key)) return static_cast<conv_plan&>(*p);
   return static_cast<conv_plan&>(*ctx.store_plan(key, build_conv_plan(ctx, kind, g, align_x,
                                                                       align_w, align_y)));
@@ -293,6 +305,68 @@ inline void execute_conv(cuda_context& ctx, const conv_plan& plan, const void* x
            "variant pack workspace");
   pack.finalize("variant pack");
   cudnn_check(cudnnBackendExecute(ctx.cudnn(), plan.plan.get(), pack.get()), "cudnnBackendExecute");
+}
+
+// The cuDNN convolutions on a bf16/fp16 context: 16-bit copies of the inputs in the
+// workspace (64-byte aligned blocks, so alignment 16), the 16-bit result widened into
+// float. The weight gradient is added into dw like the float path's staging block.
+inline void conv_forward_16(cuda_context& ctx, const conv_geometry& g, const float* x,
+                            const float* w, float* y, workspace<cuda>& ws) {
+  const half_format f = format_of(ctx.options().precision);
+  const conv_plan& plan = conv_plan_for(ctx, conv_kind::forward, g, 16, 16, 16);
+  const std::int64_t nx = g.n * g.ci * g.h * g.w, nw = g.co * g.ci * g.k * g.k,
+                     ny = g.n * g.co * g.ho * g.wo;
+  const std::size_t counts[4] = {static_cast<std::size_t>(plan.workspace_bytes),
+                                 sizeof(std::uint16_t) * static_cast<std::size_t>(nx),
+                                 sizeof(std::uint16_t) * static_cast<std::size_t>(nw),
+                                 sizeof(std::uint16_t) * static_cast<std::size_t>(ny)};
+  char* blocks[4] = {};
+  ws.get_many<char, 4>(counts, blocks);
+  auto* x16 = reinterpret_cast<std::uint16_t*>(blocks[1]);
+  auto* w16 = reinterpret_cast<std::uint16_t*>(blocks[2]);
+  auto* y16 = reinterpret_cast<std::uint16_t*>(blocks[3]);
+  narrow(ctx.stream(), f, x, x16, nx);
+  narrow(ctx.stream(), f, w, w16, nw);
+  execute_conv(ctx, plan, x16, w16, y16, plan.workspace_bytes ? blocks[0] : nullptr);
+  widen<false>(ctx.stream(), f, y16, y, ny);
+}
+
+inline void conv_backward_16(cuda_context& ctx, const conv_geometry& g, const float* x,
+                             const float* w, const float* dy, float* dx, float* dw,
+                             workspace<cuda>& ws) {
+  const half_format f = format_of(ctx.options().precision);
+  const conv_plan* data_plan = dx ? &conv_plan_for(ctx, conv_kind::backward_data, g, 16, 16, 16) : nullptr;
+  const conv_plan* filter_plan = dw ? &conv_plan_for(ctx, conv_kind::backward_filter, g, 16, 16, 16) : nullptr;
+  const std::int64_t nx = g.n * g.ci * g.h * g.w, nw = g.co * g.ci * g.k * g.k,
+                     ny = g.n * g.co * g.ho * g.wo;
+  const auto halves = [](std::int64_t count) {
+    return sizeof(std::uint16_t) * static_cast<std::size_t>(count);
+  };
+  const std::size_t engine_bytes = static_cast<std::size_t>(std::max(
+      data_plan ? data_plan->workspace_bytes : 0, filter_plan ? filter_plan->workspace_bytes : 0));
+  // engine scratch, dy16, then w16 and dx16 for dx, x16 and dw16 for dw
+  const std::size_t counts[6] = {engine_bytes,           halves(ny),
+                                 dx ? halves(nw) : 0,    dx ? halves(nx) : 0,
+                                 dw ? halves(nx) : 0,    dw ? halves(nw) : 0};
+  char* blocks[6] = {};
+  ws.get_many<char, 6>(counts, blocks);
+  void* engine_ws = engine_bytes ? blocks[0] : nullptr;
+  auto* dy16 = reinterpret_cast<std::uint16_t*>(blocks[1]);
+  narrow(ctx.stream(), f, dy, dy16, ny);
+  if (data_plan) {
+    auto* w16 = reinterpret_cast<std::uint16_t*>(blocks[2]);
+    auto* dx16 = reinterpret_cast<std::uint16_t*>(blocks[3]);
+    narrow(ctx.stream(), f, w, w16, nw);
+    execute_conv(ctx, *data_plan, dx16, w16, dy16, engine_ws);
+    widen<false>(ctx.stream(), f, dx16, dx, nx);
+  }
+  if (filter_plan) {
+    auto* x16 = reinterpret_cast<std::uint16_t*>(blocks[4]);
+    auto* dw16 = reinterpret_cast<std::uint16_t*>(blocks[5]);
+    narrow(ctx.stream(), f, x, x16, nx);
+    execute_conv(ctx, *filter_plan, x16, dw16, dy16, engine_ws);
+    widen<true>(ctx.stream(), f, dw16, dw, nw);
+  }
 }
 
 // db[c] += Σ_{n, s} dy[n, c, s]: one block per channel, n in order.
@@ -371,6 +445,8 @@ void conv2d_forward(tensor_view<const float, cuda> x, tensor_view<const float, c
     cuda_check(cudaMemsetAsync(y.data(), 0, sizeof(float) * y.numel(), ctx.stream()), op);
   } else if (detail::pointwise_gemm(ctx, g)) {
     detail::pointwise_forward(ctx, g, x.data(), w.data(), y.data());
+  } else if (sixteen_bit(ctx.options().precision)) {
+    detail::conv_forward_16(ctx, g, x.data(), w.data(), y.data(), ws);
   } else {
     const auto& plan = detail::conv_plan_for(ctx, detail::conv_kind::forward, g,
                                              detail::pointer_alignment(x.data()),
@@ -405,6 +481,9 @@ void conv2d_backward(tensor_view<const float, cuda> x, tensor_view<const float, 
   } else if (detail::pointwise_gemm(ctx, g)) {
     if (has_dx) detail::pointwise_backward_data(ctx, g, w.data(), dy.data(), dx.data());
     if (has_dw) detail::pointwise_backward_filter(ctx, g, x.data(), dy.data(), dw.data());
+  } else if (sixteen_bit(ctx.options().precision)) {
+    detail::conv_backward_16(ctx, g, x.data(), w.data(), dy.data(), has_dx ? dx.data() : nullptr,
+                             has_dw ? dw.data() : nullptr, ws);
   } else {
     const detail::conv_plan* data_plan = nullptr;
     const detail::conv_plan* filter_plan = nullptr;
