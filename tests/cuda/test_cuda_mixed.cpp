@@ -77,6 +77,13 @@ void require_sixteen_bit(cuda_precision p, const tensor<float>& got, const tenso
   CHECK(far == 0);
 }
 
+// A context of the given precision, current for the test case.
+struct context_at {
+  explicit context_at(cuda_precision p) : ctx({.precision = p}), scope(ctx) {}
+  cuda_context ctx;
+  cuda_context_scope scope;
+};
+
 }  // namespace
 
 TEST_CASE("bf16/fp16 contexts: linear and attention multiply 16-bit operands, sum and return float",
@@ -84,8 +91,7 @@ TEST_CASE("bf16/fp16 contexts: linear and attention multiply 16-bit operands, su
   AMBISEG_REQUIRE_GPU();
   const auto precision = GENERATE(cuda_precision::bf16, cuda_precision::fp16);
   INFO(precision_name(precision));
-  cuda_context ctx({.precision = precision});
-  cuda_context_scope scope(ctx);
+  const context_at on(precision);
 
   const std::int64_t n = 6, in = 40, out = 21;
   const auto x = random_tensor<float>({n, in}, 1), w = random_tensor<float>({out, in}, 2);
@@ -142,8 +148,7 @@ TEST_CASE("bf16/fp16 contexts: convolutions run on 16-bit tensors with float acc
   AMBISEG_REQUIRE_GPU();
   const auto precision = GENERATE(cuda_precision::bf16, cuda_precision::fp16);
   INFO(precision_name(precision));
-  cuda_context ctx({.precision = precision});
-  cuda_context_scope scope(ctx);
+  const context_at on(precision);
   struct conv_case {
     shape x, w;
     int stride, padding;
@@ -225,8 +230,7 @@ TEST_CASE("unet<float, cuda> on bf16/fp16 contexts: forward and gradients near t
   AMBISEG_REQUIRE_GPU();
   const auto precision = GENERATE(cuda_precision::bf16, cuda_precision::fp16);
   INFO(precision_name(precision));
-  cuda_context ctx({.precision = precision});
-  cuda_context_scope scope(ctx);
+  const context_at on(precision);
   const auto cfg = nn::unet_config::tiny();
   const std::int64_t n = 2, hw = 16;
   nn::unet<float> cpu_net(cfg, 5);
