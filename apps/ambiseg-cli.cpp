@@ -10,9 +10,22 @@
 
 #include "ambiseg_apps/run_cli.hpp"
 
+#if defined(AMBISEG_WITH_MPI)
+#include <optional>
+
+#include "ambiseg/train/mpi_communicator.hpp"
+#endif
+
 int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
   ambiseg::apps::run_options options;
-  options.interactive = isatty(fileno(stderr)) != 0;
+#if defined(AMBISEG_WITH_MPI)
+  // Started by mpirun: one rank of a data-parallel run (docs/distributed.md).
+  const ambiseg::train::mpi_session mpi(&argc, &argv);
+  std::optional<ambiseg::train::mpi_communicator> group;
+  if (mpi.active()) group.emplace();
+  options.group = group ? &*group : nullptr;
+#endif
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  options.interactive = isatty(fileno(stderr)) != 0 && (!options.group || options.group->rank() == 0);
   return ambiseg::apps::run_cli(args, std::cout, std::cerr, options);
 }

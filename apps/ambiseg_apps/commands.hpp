@@ -58,8 +58,11 @@
 
 namespace ambiseg::apps {
 
+// Under mpirun every rank runs this: rank 0 prepares the folder, reports and writes every
+// file; the others read the same data and checkpoint and train their rows of each batch.
 inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
   namespace fs = std::filesystem;
+  const bool leader = !ro.group || ro.group->rank() == 0;
   const fs::path ckpt = cmd.out / "checkpoint.safetensors";
   trainer_config config = cmd.config;
   std::optional<selection_options> select = cmd.select;
@@ -77,7 +80,7 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
                           ckpt.string(), "' trained on the folds ", stored_folds.value_or(""),
                           " (fold/folds), the command line gives ", folds_text(cmd.data),
                           ": resuming would change its training data");
-  } else {
+  } else if (leader) {
     prepare_output_folder(cmd.out, "--out folder");
     remove_earlier_selection(cmd.out, err);
   }
@@ -89,13 +92,14 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
                      .validate_every = select ? select->every : 0,
                      .best = cmd.out / "best.safetensors",
                      .metadata = {},
-                     .cpu_budget = cmd.cpu_budget};
-  if (!cmd.snapshots.empty()) create_folder(plan.snapshot_dir, "snapshot folder");
+                     .cpu_budget = cmd.cpu_budget,
+                     .group = ro.group};
+  if (leader && !cmd.snapshots.empty()) create_folder(plan.snapshot_dir, "snapshot folder");
   if (select) plan.metadata[selection_key] = nlohmann::json(*select).dump();
   plan.metadata[folds_key] = folds_text(cmd.data);
   // summary.json says a run has ended: an earlier one's must not describe this run.
   std::error_code no_summary;
-  std::filesystem::remove(cmd.out / "summary.json", no_summary);
+  if (leader) std::filesystem::remove(cmd.out / "summary.json", no_summary);
   data_request dr = cmd.data;
   dr.synthetic_size = config.crop_size;
   const loaded_data data = load_data(dr);
@@ -108,6 +112,7 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
     if (scorer) validate = [&](sampling_model<D>& m) { return (*scorer)(m); };
     return run_training<D>(config, split.train, plan, reporter, validate);
   });
+  if (!leader) return 0;
   if (ro.interactive) err << "\n";
   io::write_file_atomically(cmd.out / "summary.json",
                             command_detail::training_summary(cmd, config, outcome, reporter.parameters(),

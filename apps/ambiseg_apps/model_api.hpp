@@ -143,6 +143,9 @@ struct training_plan {
   std::filesystem::path best;       // the checkpoint of the best validation so far
   std::map<std::string, std::string> metadata;  // added to every file written (checkpoints, best, snapshots)
   std::optional<double> cpu_budget;  // stop once the steps have used this many CPU seconds
+  // Data parallel: the ranks of the run (train/communicator.hpp). Rank 0 reports, validates
+  // and writes every file; stop decisions are rank 0's, agreed on by all.
+  train::communicator* group = nullptr;
 };
 
 // Every file a run writes records the CPU seconds its training steps have used so far, so
@@ -153,7 +156,14 @@ inline constexpr const char* train_cpu_key = "train_cpu_seconds";
 struct training_outcome {
   std::int64_t first_step = 0, steps_done = 0, planned_steps = 0;
   double train_cpu_seconds = 0;  // of all steps, earlier runs of a resumed one included
+  double train_wall_seconds = 0;  // of this run's steps
   bool budget_reached = false;
+  // Data parallel (rank 0's view): the ranks, the gradient bytes each rank summed, the
+  // seconds it waited for sums after its backward pass, and what one blocking sum of the
+  // whole gradient took before training (the communication there was to hide).
+  int ranks = 1;
+  std::uint64_t bytes_summed = 0;
+  double sum_wait_seconds = 0, blocking_sum_seconds = 0;
 };
 
 // A checkpoint's metadata value, if it has the key.
@@ -263,7 +273,9 @@ training_outcome run_training(const trainer_config& config, const training_cases
                               training_observer& observer, const validation_function<Device>& validate = {},
                               const std::function<void(models::any_model<Device>&)>& initialise = {}) {
   throw_if<value_error>(plan.validate_every > 0 && !validate, "run_training: validation planned without a function");
-  train::trainer<training_cases, Device> t(config, cases);
+  train::trainer<training_cases, Device> t(config, cases, plan.group);
+  const bool leader = !plan.group || plan.group->rank() == 0;
+  auto agreed = [&](bool rank0_says) { return plan.group ? plan.group->agree_stop(rank0_says) : rank0_says; };
   training_outcome outcome;
   if (plan.resume) {
     checkpoint_step(plan.checkpoint);
@@ -272,12 +284,26 @@ training_outcome run_training(const trainer_config& config, const training_cases
   } else if (initialise) {
     t.initialise(initialise);
   }
-  observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
+  if (leader) observer.started({t.steps_done(), t.model().parameters().count(), describe_model(t.model())});
+  if (plan.group && plan.group->size() > 1) {
+    outcome.ranks = plan.group->size();
+    std::vector<float> zeros(static_cast<std::size_t>(t.model().parameters().flat_grads().numel()));
+    outcome.blocking_sum_seconds = 1e300;
+    for (int i = 0; i < 3; ++i) {  // the fastest of 3
+      const auto start = std::chrono::steady_clock::now();
+      plan.group->start_sum(zeros);
+      plan.group->finish();
+      outcome.blocking_sum_seconds = std::min(
+          outcome.blocking_sum_seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  }
+  const std::uint64_t bytes_before = plan.group ? plan.group->bytes_reduced() : 0;
   auto metadata_now = [&](std::map<std::string, std::string> metadata) {
     metadata[train_cpu_key] = args_detail::number_text(outcome.train_cpu_seconds);
     return metadata;
   };
   auto save = [&] {
+    if (!leader) return;
     observer.checkpointing();
     t.save(plan.checkpoint, metadata_now(plan.metadata));
   };
@@ -286,19 +312,22 @@ training_outcome run_training(const trainer_config& config, const training_cases
   const std::int64_t first = t.steps_done(), total = config.lr.total_steps;
   outcome.first_step = first;
   outcome.planned_steps = total;
-  outcome.budget_reached = first < total && over_budget();
+  outcome.budget_reached = agreed(first < total && over_budget());
   std::int64_t last_saved = first;
   while (t.steps_done() < total && !outcome.budget_reached) {
     const std::clock_t before = std::clock();
+    const auto wall_before = std::chrono::steady_clock::now();
     const step_report r = diverging_step_named(t, last_saved, plan);
     outcome.train_cpu_seconds += static_cast<double>(std::clock() - before) / CLOCKS_PER_SEC;
-    outcome.budget_reached = r.step < total && over_budget();
+    outcome.train_wall_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
+    outcome.budget_reached = agreed(r.step < total && over_budget());
     const bool last = r.step == total || outcome.budget_reached;
-    if (std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
+    if (last) t.check_ranks_agree();
+    if (leader && std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
       t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"), metadata_now(plan.metadata));
     const bool checkpoint = r.step % plan.checkpoint_every == 0 || last;
-    observer.stepped(r, checkpoint);
-    if (plan.validate_every > 0 && (r.step % plan.validate_every == 0 || last)) {
+    if (leader) observer.stepped(r, checkpoint);
+    if (leader && plan.validate_every > 0 && (r.step % plan.validate_every == 0 || last)) {
       double value = 0;
       {
         const typename device_context<Device>::scope on_stream(t.context());
@@ -312,6 +341,10 @@ training_outcome run_training(const trainer_config& config, const training_cases
   }
   if (t.steps_done() == first) save();
   outcome.steps_done = t.steps_done();
+  if (plan.group) {
+    outcome.bytes_summed = plan.group->bytes_reduced() - bytes_before;
+    outcome.sum_wait_seconds = t.communication_wait_seconds();
+  }
   return outcome;
 }
 

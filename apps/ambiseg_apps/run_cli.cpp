@@ -5,6 +5,8 @@
 
 #include <exception>
 #include <new>
+#include <sstream>
+#include <variant>
 
 #include "ambiseg_apps/commands.hpp"
 
@@ -29,14 +31,32 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
     err << prefix << ": error: " << e.what() << "\n\n" << cli_usage();
     return 2;
   }
+  const int ranks = ro.group ? ro.group->size() : 1, rank = ro.group ? ro.group->rank() : 0;
+  // Under mpirun: train runs on every rank (rank 0 speaks); any other command on rank 0.
+  const bool trains = std::holds_alternative<train_command>(c);
+  if (ranks > 1 && !trains) {
+    if (rank != 0) return 0;
+    err << prefix << ": note: only train runs data parallel; this command runs on rank 0 of " << ranks << "\n";
+  }
+  std::ostringstream silent;  // ranks other than 0 train without a word
+  std::ostream& run_out = rank == 0 ? out : silent;
+  std::ostream& run_err = rank == 0 ? err : silent;
+  // An error on any rank of a data-parallel run ends every rank, with this rank's message
+  // (the others would wait for it in their next sum forever).
+  auto fail = [&](const std::string& message) {
+    if (ranks > 1 && trains)
+      ro.group->abort("\n" + prefix + ": error (rank " + std::to_string(rank) + " of " + std::to_string(ranks) +
+                          "): " + message,
+                      1);
+    err << "\n" << prefix << ": error: " << message << "\n";
+    return 1;
+  };
   try {
-    return run_command(c, out, err, ro);
+    return run_command(c, run_out, run_err, ro);
   } catch (const std::bad_alloc&) {
-    err << "\n" << prefix << ": error: out of memory (use a smaller --batch, --crop, -n or --images)\n";
-    return 1;
+    return fail("out of memory (use a smaller --batch, --crop, -n or --images)");
   } catch (const std::exception& e) {
-    err << "\n" << prefix << ": error: " << e.what() << "\n";
-    return 1;
+    return fail(e.what());
   }
 }
 

@@ -7,10 +7,15 @@
 #include <span>
 #include <string>
 
+#include "ambiseg/train/communicator.hpp"
+
 namespace ambiseg::apps {
 
 struct run_options {
   bool interactive = false;  // redraw one progress line with '\r' (a terminal)
+  // The ranks of an `mpirun` launch (train/mpi_communicator.hpp), or none: `train` runs
+  // data parallel over them; the other commands run on rank 0 alone.
+  train::communicator* group = nullptr;
 };
 
 // Parse, run, report errors as one line (exit 2 for usage, 1 otherwise). Runs on the CUDA

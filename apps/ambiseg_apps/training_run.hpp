@@ -73,6 +73,7 @@ class train_reporter final : public training_observer {
                          : std::string())
          << " on " << cmd_.device << (cmd_.device == "cpu" && cmd_.cpu_conv != "winograd" ? " (" + cmd_.cpu_conv + " 3x3 convolutions)" : std::string())
          << (cmd_.precision != "fp32" ? " (" + cmd_.precision + " tensor cores)" : std::string())
+         << (ro_.group && ro_.group->size() > 1 ? ", data parallel over " + ro_.group->describe() : std::string())
          << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
@@ -156,7 +157,18 @@ inline nlohmann::ordered_json training_summary(const train_command& cmd, const t
                            {"train_cpu_seconds", o.train_cpu_seconds},
                            {"cpu_budget", cmd.cpu_budget ? nlohmann::ordered_json(*cmd.cpu_budget) : nullptr},
                            {"stopped_by", o.budget_reached ? "cpu_budget" : "steps"},
-                           {"wall_seconds", wall_seconds}};
+                           {"wall_seconds", wall_seconds},
+                           {"train_wall_seconds", o.train_wall_seconds}};
+  const std::int64_t steps = o.steps_done - o.first_step;
+  if (o.ranks > 1 && steps > 0) {
+    const double wait = o.sum_wait_seconds / static_cast<double>(steps);
+    j["data_parallel"] = {
+        {"ranks", o.ranks},
+        {"bytes_summed_per_step", static_cast<double>(o.bytes_summed) / static_cast<double>(steps)},
+        {"sum_wait_seconds_per_step", wait},
+        {"blocking_sum_seconds", o.blocking_sum_seconds},
+        {"hidden_share", o.blocking_sum_seconds > 0 ? std::clamp(1.0 - wait / o.blocking_sum_seconds, 0.0, 1.0) : 0.0}};
+  }
   return j;
 }
 

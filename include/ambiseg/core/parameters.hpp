@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -100,6 +101,16 @@ class parameter_store {
 
   void zero_grad() { grads_.zero(); }
 
+  // Data-parallel training listens for the gradients a backward pass has finished, to sum
+  // them over the ranks while the rest of the pass runs: a network calls
+  // gradients_final_from(o) once no later part of its backward writes [o, end) of the
+  // flat gradients. Without a listener it does nothing; a network that never calls it
+  // leaves the whole sum to the end of its backward.
+  void set_gradient_listener(std::function<void(std::int64_t)> listener) { listener_ = std::move(listener); }
+  void gradients_final_from(std::int64_t offset) {
+    if (listener_) listener_(offset);
+  }
+
  private:
   template <class Buf>
   auto view_into(Buf& buf, std::size_t i) const {
@@ -115,6 +126,7 @@ class parameter_store {
   bool allocated_ = false;
   tensor<T, D> values_;
   tensor<T, D> grads_;
+  std::function<void(std::int64_t)> listener_;
 };
 
 }  // namespace ambiseg

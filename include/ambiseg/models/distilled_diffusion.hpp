@@ -134,6 +134,7 @@ class distilled_diffusion {
   std::int64_t network_passes(const sampling_request&) const { return config_.steps; }
 
   void loss_and_gradient(training_inputs<D> batch, rng& g, tensor_view<double, D> report) {
+    require_whole_batch(batch.rows, kind);
     job_.draw(batch.masks.shape(), g);
     job_.loss_async(*diffusion_, std::ref(teacher_denoiser_), std::ref(train_denoiser_), batch.masks, batch.images,
                     report);

@@ -34,12 +34,31 @@ struct model_spec {
   friend bool operator==(const model_spec&, const model_spec&) = default;
 };
 
+// Which rows of the step's global batch a rank's inputs are, in data-parallel training
+// (train/data_parallel.hpp). A model that supports it draws its noise for the whole global
+// batch, exactly as one process would, and keeps its rows: the run's noise, like its data,
+// does not depend on the number of ranks. global = 0: the inputs are the whole batch.
+struct batch_rows {
+  std::int64_t first = 0;
+  std::int64_t global = 0;
+  bool whole() const { return global == 0; }
+};
+
 // One training batch on the model's device.
 template <class D>
 struct training_inputs {
   tensor_view<const float, D> images;  // [B, C, s, s]
   tensor_view<const float, D> masks;   // [B, 1, s, s]
+  batch_rows rows{};
 };
+
+// For models that draw their training noise in ways not yet split by rows (and those whose
+// batch statistics — BatchNorm — would differ per slice): a clear refusal.
+inline void require_whole_batch(const batch_rows& rows, std::string_view kind) {
+  throw_if<value_error>(!rows.whole(), "model '", kind,
+                        "': data-parallel training (several ranks) is not supported for this model yet; "
+                        "train it in one process");
+}
 
 // How to draw masks. Models read what applies to them (steps and sampler are a diffusion
 // model's) and ignore the rest.

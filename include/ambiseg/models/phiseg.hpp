@@ -301,6 +301,7 @@ class phiseg {
   phiseg_networks<float, D>& networks() { return nets_; }
 
   void loss_and_gradient(training_inputs<D> batch, rng& g, tensor_view<double, D> report) {
+    require_whole_batch(batch.rows, kind);
     const auto eps = draw_levels(0, batch.images, g);
     const auto gen_eps = config_.bn_update_generation_pass ? draw_levels(1, batch.images, g) : level_tensors<float, D>{};
     step_.loss_and_gradient(nets_, config_, batch.images, batch.masks, eps, gen_eps, report);

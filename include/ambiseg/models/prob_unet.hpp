@@ -207,6 +207,7 @@ class prob_unet_model {
   prob_unet_networks<float, D>& networks() { return nets_; }
 
   void loss_and_gradient(training_inputs<D> batch, rng& g, tensor_view<double, D> report) {
+    require_whole_batch(batch.rows, kind);
     const std::int64_t b = batch.images.size(0), k = config_.net.n_components, z = config_.net.latent_dim;
     prob_unet_noise<float, D> noise;
     if (k == 1) {

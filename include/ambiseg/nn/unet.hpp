@@ -45,6 +45,7 @@ class unet {
     config_.validate();
     build();
     params_.allocate();
+    plan_final_gradients();
     initialise(seed);
   }
 
@@ -162,6 +163,8 @@ class unet {
     ops::group_norm_silu_backward(head_in_, p.value(head_norm_.weight), p.value(head_norm_.bias),
                                   head_mean_, head_rstd_, d_act, head_norm_.groups, d_head_in,
                                   p.grad(head_norm_.weight), p.grad(head_norm_.bias));
+    std::size_t stage = 0;  // final_from_'s index: one per block, in backward order
+    params_.gradients_final_from(final_from_[stage++]);
 
     // decoder, last block first; `cur` holds ∂L/∂(block output)
     for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) {
@@ -186,6 +189,7 @@ class unet {
       ops::concat_channels_backward(d_cat, carve(cur, shape{b.cat.size(0), c_prev, b.cat.size(2),
                                                             b.cat.size(3)}),
                                     d_skip_[b.skip_index]);                  // [N,C,H_l,W_l]
+      params_.gradients_final_from(final_from_[stage++]);
     }
 
     // middle, last layer first
@@ -197,6 +201,7 @@ class unet {
       if (m.res) m.res->backward(p, x, emb_act_, dy, dx, d_emb_act_, scratch_, ws_);
       else m.attn->backward(p, x, dy, dx, scratch_, ws_);
       std::swap(cur, other);
+      params_.gradients_final_from(final_from_[stage++]);
     }
 
     // encoder, last block first; each output's gradient also receives its skip's
@@ -207,6 +212,7 @@ class unet {
       if (i == 0) {  // the stem: the input needs no gradient
         ops::conv2d_backward(input_, p.conv_weight(b.conv), dy, tensor_view<T, D>{},
                              p.conv_weight_grad(b.conv), p.grad(b.conv.bias), {}, ws_);
+        params_.gradients_final_from(final_from_[stage++]);
         break;
       }
       tensor_view<const T, D> x = encoder_[i - 1].out;
@@ -225,8 +231,10 @@ class unet {
                              p.grad(b.conv.bias), {b.conv.stride, -1}, ws_);
       }
       std::swap(cur, other);
+      params_.gradients_final_from(final_from_[stage++]);
     }
     time_->backward(p, d_emb_act_);
+    params_.gradients_final_from(0);
   }
 
   // Heap allocations made by the activation plan and the op workspace so far (a steady
@@ -331,6 +339,37 @@ class unet {
     }
     head_norm_ = norm_layer::make(r, "out.1", ch);
     head_conv_ = conv_layer::make(r, "out.3", ch, c.out_channels, 3, 1, true);
+  }
+
+  // Where the flat gradients are final after each block of the backward pass (head,
+  // decoder blocks last first, middle layers last first, encoder blocks last first): the
+  // end of the last parameter that a later block still writes. The time embedding collects
+  // every ResBlock's contribution and is final only at the end.
+  void plan_final_gradients() {
+    std::vector<std::string> done;  // the prefixes finished so far
+    auto final_from = [&] {
+      std::int64_t from = 0;
+      for (const auto& e : params_.entries()) {
+        bool finished = false;
+        for (const auto& prefix : done) finished = finished || e.name.rfind(prefix, 0) == 0;
+        if (!finished) from = std::max(from, e.offset + e.shape.numel());
+      }
+      return from;
+    };
+    done.push_back("out.");
+    final_from_.push_back(final_from());
+    for (std::size_t i = decoder_.size(); i-- > 0;) {
+      done.push_back("output_blocks." + std::to_string(i) + ".");
+      final_from_.push_back(final_from());
+    }
+    for (std::size_t i = middle_.size(); i-- > 0;) {
+      done.push_back("middle_block." + std::to_string(i) + ".");
+      final_from_.push_back(final_from());
+    }
+    for (std::size_t i = encoder_.size(); i-- > 0;) {
+      done.push_back("input_blocks." + std::to_string(i) + ".");
+      final_from_.push_back(final_from());
+    }
   }
 
   // Both arena passes run this; the order of take() calls is the memory layout.
@@ -445,6 +484,7 @@ class unet {
 
   unet_config config_;
   parameter_store<T, D> params_;
+  std::vector<std::int64_t> final_from_;  // plan_final_gradients()
   std::vector<param_init> inits_;
   std::optional<time_embed<T, D>> time_;
   std::vector<encoder_block> encoder_;

@@ -20,8 +20,18 @@
 // rng; the batch sampler is replayed to the checkpoint's step on resume (cropping only,
 // cheap) and its rng state, stored too, is compared after the replay, so a resumed run
 // continues bit for bit. Checkpoints are the same files on every device.
+//
+// Data parallel (a communicator of several ranks; the CPU for now): every rank draws the
+// same global batch and the same noise, runs the model on its rows [r·B/N, (r+1)·B/N) of
+// it, scales its gradient by its share of the batch and sums it over the ranks in buckets
+// (train/communicator.hpp); the per-case losses and the loss are summed the same way. The
+// ranks then clip and update identical gradients: every rank holds the same weights, AdamW
+// moments and EMA (compared by a hash every hash_every steps), a run follows the one-process
+// run of the same global batch up to the order of float sums, and its checkpoints are the
+// one-process run's, resumable on any number of ranks.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -46,6 +56,7 @@
 #include "ambiseg/optim/ema.hpp"
 #include "ambiseg/optim/lr_schedule.hpp"
 #include "ambiseg/train/checkpoint.hpp"
+#include "ambiseg/train/communicator.hpp"
 #include "ambiseg/train/config.hpp"
 
 namespace ambiseg::train {
@@ -77,9 +88,15 @@ class trainer {
   using device_type = Device;
   using model_type = models::any_model<Device>;
 
-  // `train_data` must outlive the trainer.
-  trainer(const trainer_config& config, const Data& train_data)
+  // Gradient buckets of this many bytes are summed over the ranks as they are handed over.
+  static constexpr std::int64_t bucket_bytes = 4 << 20;
+  // How often the ranks compare a hash of their weights.
+  static constexpr std::int64_t hash_every = 50;
+
+  // `train_data` and `group` (when given) must outlive the trainer.
+  trainer(const trainer_config& config, const Data& train_data, communicator* group = nullptr)
       : config_(config),
+        group_(group && group->size() > 1 ? group : nullptr),
         model_(build_model<Device>(config_)),
         opt_(model_->parameters().flat_values().numel(), config_.adamw),
         data_(train_data),
@@ -88,6 +105,12 @@ class trainer {
     const int div = model_->inputs().size_divisor;
     throw_if<value_error>(config_.crop_size < div || config_.crop_size % div != 0, "trainer_config: crop size ",
                           config_.crop_size, " must be a positive multiple of ", div, " for this model");
+    if (group_) {
+      throw_if<value_error>(!std::same_as<Device, cpu>, "trainer: data-parallel training (", group_->describe(),
+                            ") runs on the CPU; several GPUs need NCCL, which is not built yet");
+      throw_if<value_error>(config_.batch_size < group_->size(), "trainer: the batch of ", config_.batch_size,
+                            " cases cannot be split over ", group_->size(), " ranks (give --batch ≥ ranks)");
+    }
     if (config_.ema_decay) ema_.emplace(model_->parameters(), *config_.ema_decay);
     for (std::size_t i = 0; i < data_.size(); ++i)
       throw_if<value_error>(data_[i].height() < config_.crop_size || data_[i].width() < config_.crop_size,
@@ -132,7 +155,8 @@ class trainer {
     double* const report = report_.data();
     auto& params = model_->parameters();
     params.zero_grad();
-    model_->loss_and_gradient(inputs(), noise_rng_, tensor_view<double, Device>(report, shape{b + 1}));
+    if (group_) loss_and_gradient_over_ranks(b, report);
+    else model_->loss_and_gradient(inputs(), noise_rng_, tensor_view<double, Device>(report, shape{b + 1}));
     optim::clip_grad_norm_async(params, config_.clip_norm, tensor_view<double, Device>(report + b + 1, shape{1}));
     const tensor_view<const double, Device> guard(report + b, shape{2});  // loss, norm
     const double lr = config_.lr.lr(step_);
@@ -163,7 +187,37 @@ class trainer {
     rollback.keep = true;
     per_case_loss_.assign(host.begin(), host.begin() + b);
     ++step_;
+    if (group_ && step_ % hash_every == 0) check_ranks_agree();
     return {step_, loss, lr, norm};
+  }
+
+  // Data parallel: the seconds this rank has waited, after its backward pass, for the sums
+  // to finish (what communication the backward pass did not hide).
+  double communication_wait_seconds() const { return communication_wait_; }
+
+  // FNV-1a over the bytes of the weights, the optimiser state and the EMA (on the host).
+  std::uint64_t state_hash() const {
+    const typename device_context<Device>::scope on_stream(context_);
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](tensor_view<const float, Device> flat) {
+      std::vector<float> host(static_cast<std::size_t>(flat.numel()));
+      read_back<Device>(host.data(), flat.data(), sizeof(float) * host.size());
+      const auto* bytes = reinterpret_cast<const unsigned char*>(host.data());
+      for (std::size_t i = 0; i < sizeof(float) * host.size(); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    };
+    mix(model_->parameters().flat_values());
+    for (const auto& s : sections())
+      for (const auto& state : s.tensors) mix(state.flat);
+    return h;
+  }
+
+  // Throws unless every rank holds the same state (a rank that drifted would train another
+  // model silently).
+  void check_ranks_agree() {
+    if (!group_) return;
+    throw_if<value_error>(!group_->same_everywhere(state_hash()), "trainer: after step ", step_,
+                          " the ranks hold different weights or optimiser states (",
+                          group_->describe(), "); the run cannot continue");
   }
 
   // The configuration as stored: the model's own config JSON as the built model reports it.
@@ -234,6 +288,54 @@ class trainer {
     return s;
   }
 
+  // This rank's rows of the global batch: the model's loss and gradient on them, the
+  // gradient scaled by the rows' share and summed over the ranks, and the report [B + 1]
+  // (per-case losses at their rows, the batch's loss) summed likewise.
+  void loss_and_gradient_over_ranks(std::int64_t b, double* report) {
+    if constexpr (std::same_as<Device, cpu>) {
+      const std::int64_t ranks = group_->size(), r = group_->rank();
+      const std::int64_t first = b * r / ranks, count = b * (r + 1) / ranks - first;
+      auto rows = [&](const tensor<float>& all) {
+        const shape& s = all.shape();
+        const std::int64_t per = s.numel() / b;
+        return tensor_view<const float>(all.data() + first * per, shape{count, s[1], s[2], s[3]});
+      };
+      local_report_.resize(shape{count + 1});
+      // Buckets from the end of the flat gradients (a network's backward finishes its last
+      // parameters first), each scaled by this rank's share of the batch and handed to the
+      // sums as soon as the network says it is final.
+      auto& params = model_->parameters();
+      auto grads = params.flat_grads();
+      const float share = static_cast<float>(static_cast<double>(count) / static_cast<double>(b));
+      const std::int64_t bucket = bucket_bytes / static_cast<std::int64_t>(sizeof(float));
+      std::int64_t unsent = grads.numel();  // [0, unsent) not handed over yet
+      auto hand_over = [&](std::int64_t final_from) {
+        while (unsent > 0) {
+          const std::int64_t begin = std::max<std::int64_t>(0, unsent - bucket);
+          if (begin < final_from) break;
+          for (std::int64_t i = begin; i < unsent; ++i) grads[i] *= share;
+          group_->start_sum(std::span<float>(grads.data() + begin, static_cast<std::size_t>(unsent - begin)));
+          unsent = begin;
+        }
+        group_->progress();
+      };
+      params.set_gradient_listener(hand_over);
+      struct listener_off {
+        parameter_store<float, Device>& p;
+        ~listener_off() { p.set_gradient_listener({}); }
+      } off{params};
+      model_->loss_and_gradient({rows(batch_.images), rows(batch_.x0), {first, b}}, noise_rng_, local_report_.view());
+      hand_over(0);
+      std::fill(report, report + b + 1, 0.0);
+      std::copy_n(local_report_.data(), count, report + first);
+      report[b] = local_report_[count] * static_cast<double>(count) / static_cast<double>(b);
+      const auto waiting = std::chrono::steady_clock::now();
+      group_->finish();
+      group_->allreduce_sum(std::span<double>(report, static_cast<std::size_t>(b + 1)));
+      communication_wait_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - waiting).count();
+    }
+  }
+
   data::batch_config batch_config() const {
     return {config_.batch_size, config_.crop_size, config_.crop, config_.encoding};
   }
@@ -255,6 +357,7 @@ class trainer {
   }
 
   trainer_config config_;
+  communicator* group_ = nullptr;  // several ranks, or none
   // Declared early: it outlives everything that runs on it. Mutable: a save() (const)
   // makes it current for its downloads.
   mutable device_context<Device> context_;
@@ -269,6 +372,8 @@ class trainer {
   tensor<double, Device> report_;         // [B + 2] per-case losses, loss, norm
   std::vector<double> report_host_;       // its host copy, read once per step
   std::vector<double> per_case_loss_;
+  tensor<double> local_report_;  // data parallel: this rank's rows' losses and their mean
+  double communication_wait_ = 0.0;
   std::int64_t step_ = 0;
 };
 

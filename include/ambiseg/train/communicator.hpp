@@ -1,0 +1,65 @@
+// ambiseg/train/communicator.hpp — what data-parallel training needs of a group of
+// processes (ranks), whatever carries it: MPI (train/mpi_communicator.hpp), or one
+// process alone (solo_communicator, the default).
+//
+// Every call is collective: each rank of the group makes the same calls in the same order
+// with the same counts. The trainer keeps that promise: each rank runs the same global
+// batch loop, and each stop decision is agreed on (agree_stop) before it is acted upon.
+//
+//   allreduce_sum   data[i] ← Σ_ranks data[i], in place, on host memory
+//   start_sum       the same, started in the background: finish() waits for every sum
+//                   started since the last finish (gradient buckets, reduced while the next
+//                   buckets are being prepared); progress() lets MPI advance them
+//                   while the caller computes
+//   agree_stop      rank 0's decision, on every rank
+//   same_everywhere whether every rank holds this value (a hash of the weights)
+//   abort           ends every rank of the group, with this rank's message printed first
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <span>
+#include <string>
+
+namespace ambiseg::train {
+
+class communicator {
+ public:
+  virtual ~communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // A name for messages ("MPI, 4 ranks").
+  virtual std::string describe() const = 0;
+
+  virtual void allreduce_sum(std::span<double> data) = 0;
+  virtual void start_sum(std::span<float> data) = 0;
+  virtual void progress() = 0;
+  virtual void finish() = 0;
+  virtual bool agree_stop(bool rank0_says_stop) = 0;
+  virtual bool same_everywhere(std::uint64_t value) = 0;
+  // The bytes of user data this rank has sent to the sums so far (for the measures).
+  virtual std::uint64_t bytes_reduced() const = 0;
+  [[noreturn]] virtual void abort(const std::string& message, int exit_code) = 0;
+};
+
+// One process: every sum is the identity.
+class solo_communicator final : public communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string describe() const override { return "one process"; }
+  void allreduce_sum(std::span<double>) override {}
+  void start_sum(std::span<float>) override {}
+  void progress() override {}
+  void finish() override {}
+  bool agree_stop(bool rank0_says_stop) override { return rank0_says_stop; }
+  bool same_everywhere(std::uint64_t) override { return true; }
+  std::uint64_t bytes_reduced() const override { return 0; }
+  [[noreturn]] void abort(const std::string& message, int exit_code) override {
+    std::fputs((message + "\n").c_str(), stderr);
+    std::exit(exit_code);
+  }
+};
+
+}  // namespace ambiseg::train
