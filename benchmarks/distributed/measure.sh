@@ -23,9 +23,9 @@ per_step() {  # summary.json → wall seconds per training step
   python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print('%.3f' % (s['train_wall_seconds']/(s['steps_done']-s['first_step'])))" "$1"
 }
 for round in $(seq 1 "$rounds"); do
-  OMP_NUM_THREADS=1 "$tool" "${args[@]}" --out "$work/r$round-1x1" > /dev/null
-  OMP_NUM_THREADS=2 "$tool" "${args[@]}" --out "$work/r$round-1x2" > /dev/null
-  OMP_NUM_THREADS=1 mpirun --oversubscribe -n 2 "$tool" "${args[@]}" --out "$work/r$round-2x1" > /dev/null
+  OMP_NUM_THREADS=1 "$tool" "${args[@]}" --out "$work/r$round-1x1" > /dev/null 2>&1
+  OMP_NUM_THREADS=2 "$tool" "${args[@]}" --out "$work/r$round-1x2" > /dev/null 2>&1
+  OMP_NUM_THREADS=1 mpirun --oversubscribe -n 2 "$tool" "${args[@]}" --out "$work/r$round-2x1" > /dev/null 2>&1
   echo "round $round: s/step  1x1 $(per_step "$work/r$round-1x1/summary.json")" \
        " 1x2 $(per_step "$work/r$round-1x2/summary.json")  2x1 $(per_step "$work/r$round-2x1/summary.json")"
   python3 -c "import json,sys; print('  2 ranks:', json.dumps(json.load(open(sys.argv[1]))['data_parallel']))" \
