@@ -292,7 +292,7 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
       }, c));
   if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
   if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
-  if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err);
+  if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err, ro.group);
   if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
   if (const auto* d = std::get_if<distill_command>(&c)) return run_distill(*d, out, err, ro);
   // `ambiseg help models`: the registered kinds, one a line (for scripts that pick models).

@@ -79,8 +79,11 @@ inline metrics::evaluation_result score_samples(const sample_result& r, int n, c
   return metrics::evaluate({masks.data(), a.images, n, a.height, a.width}, a.view(), options);
 }
 
+// Under mpirun (group of several ranks) the sampling is spread over the ranks
+// (draw_masks_over_ranks) and rank 0 scores and writes; the others return after sampling.
 template <class Device>
-int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err) {
+int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err, train::communicator* group) {
+  const bool spread = group && group->size() > 1;
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
   const typename device_context<Device>::scope on_context(context);
   sampling_model<Device> m = load_for_sampling<Device>(asked.ckpt, asked.use_ema);
@@ -100,11 +103,16 @@ int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err)
   const int n_max = *std::max_element(cmd.n.begin(), cmd.n.end());
 
   rng g(cmd.seed);
-  const sampling_cost cost =
-      timed([&] { return draw_masks(m, in.images.cview(), {n_max, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing}, g); });
+  const draw_options drawing{n_max, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing};
+  const sampling_cost cost = timed([&] {
+    return spread ? draw_masks_over_ranks(m, in.images.cview(), drawing, cmd.seed, *group)
+                  : draw_masks(m, in.images.cview(), drawing, g);
+  });
+  if (spread && group->rank() != 0) return 0;
   const sample_result& r = cost.result;
   const double seconds = cost.seconds;
-  err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s\n";
+  err << "ambiseg eval: sampled " << b << " images x " << n_max << " in " << seconds << " s"
+      << (spread ? " over " + group->describe() + " (rank 0's CPU time below)" : std::string()) << "\n";
 
   std::vector<eval_row> rows;
   auto score = [&](const std::string& method, int n, const std::vector<std::uint8_t>& masks) {
@@ -167,7 +175,8 @@ int run_eval_on(const eval_command& asked, std::ostream& out, std::ostream& err)
                                     {"parameters", m.model->parameters().count()},
                                     {"network_passes_per_mask", passes_per_mask(m, cmd.steps, cmd.sampler)},
                                     {"sampling_seconds", seconds},
-                                    {"sampling_cpu_seconds", cost.cpu_seconds}};
+                                    {"sampling_cpu_seconds", cost.cpu_seconds},
+                                    {"ranks", spread ? group->size() : 1}};
   const written_results results = format_results(rows, info);
   out << results.json << "\n" << results.markdown;
   if (cmd.out) {
@@ -188,11 +197,12 @@ inline void warn_about_folds(const eval_command& cmd, std::ostream& err) {
       << " (fold/folds): its test cases may include cases the model trained on\n";
 }
 
-inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err) {
+inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& err,
+                    train::communicator* group = nullptr) {
   check_input_file(cmd.ckpt, "--ckpt");
   warn_about_folds(cmd, err);
-  if (cmd.out) prepare_output_folder(*cmd.out, "--out folder");
-  return on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err); });
+  if (cmd.out && (!group || group->rank() == 0)) prepare_output_folder(*cmd.out, "--out folder");
+  return on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err, group); });
 }
 
 }  // namespace ambiseg::apps

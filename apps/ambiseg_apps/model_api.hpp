@@ -389,6 +389,38 @@ sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> ima
   return train::sample_masks(*m.model, images, so, g, init_noise);
 }
 
+// draw_masks spread over the ranks of an mpirun (eval): rank r samples images
+// [r·B/N, (r+1)·B/N), each image from its own stream rng::derive(seed, image), so the masks
+// do not depend on the number of ranks (they differ from one process's single stream by
+// sampling noise only). Rank 0 receives every rank's masks and returns them with their mean
+// and variance; x̂0 is not gathered. The other ranks return an empty result.
+template <class Device>
+sample_result draw_masks_over_ranks(sampling_model<Device>& m, tensor_view<const float> images, const draw_options& o,
+                                    std::uint64_t seed, train::communicator& group) {
+  const std::int64_t b = images.size(0), ranks = group.size(), r = group.rank();
+  const std::int64_t first = b * r / ranks, last = b * (r + 1) / ranks;
+  const std::int64_t per_image = images.numel() / std::max<std::int64_t>(b, 1);
+  const std::int64_t plane = images.size(2) * images.size(3);
+  std::vector<std::uint8_t> mine;
+  mine.reserve(static_cast<std::size_t>((last - first) * o.n * plane));
+  for (std::int64_t k = first; k < last; ++k) {
+    rng g = rng::derive(seed, static_cast<std::uint64_t>(k));
+    const tensor_view<const float> one(images.data() + k * per_image,
+                                       shape{1, images.size(1), images.size(2), images.size(3)});
+    const sample_result part = draw_masks(m, one, o, g);
+    mine.insert(mine.end(), part.masks.data(), part.masks.data() + part.masks.numel());
+  }
+  std::vector<std::uint8_t> all = group.gather_bytes(mine);
+  sample_result result;
+  if (r != 0) return result;
+  result.masks.resize(shape{b, o.n, images.size(2), images.size(3)});
+  throw_if<value_error>(static_cast<std::int64_t>(all.size()) != result.masks.numel(), "draw_masks_over_ranks: gathered ",
+                        all.size(), " mask bytes, expected ", result.masks.numel());
+  std::copy(all.begin(), all.end(), result.masks.data());
+  train::mask_statistics(result.masks.cview(), result.mean, result.variance);
+  return result;
+}
+
 // A model that samples one way (a distilled student, models::model_with_fixed_sampling)
 // runs that whatever the command asks: the command's steps, sampler and spacing become the
 // model's, so that what is recorded is what ran, with a note when they differ.

@@ -32,11 +32,13 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
     return 2;
   }
   const int ranks = ro.group ? ro.group->size() : 1, rank = ro.group ? ro.group->rank() : 0;
-  // Under mpirun: train runs on every rank (rank 0 speaks); any other command on rank 0.
-  const bool trains = std::holds_alternative<train_command>(c);
-  if (ranks > 1 && !trains) {
+  // Under mpirun: train and eval run on every rank (rank 0 speaks); any other command on
+  // rank 0 alone.
+  const bool spread = std::holds_alternative<train_command>(c) || std::holds_alternative<eval_command>(c);
+  if (ranks > 1 && !spread) {
     if (rank != 0) return 0;
-    err << prefix << ": note: only train runs data parallel; this command runs on rank 0 of " << ranks << "\n";
+    err << prefix << ": note: only train and eval spread over ranks; this command runs on rank 0 of " << ranks
+        << "\n";
   }
   std::ostringstream silent;  // ranks other than 0 train without a word
   std::ostream& run_out = rank == 0 ? out : silent;
@@ -44,7 +46,7 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
   // An error on any rank of a data-parallel run ends every rank, with this rank's message
   // (the others would wait for it in their next sum forever).
   auto fail = [&](const std::string& message) {
-    if (ranks > 1 && trains)
+    if (ranks > 1 && spread)
       ro.group->abort("\n" + prefix + ": error (rank " + std::to_string(rank) + " of " + std::to_string(ranks) +
                           "): " + message,
                       1);

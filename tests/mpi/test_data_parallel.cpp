@@ -6,11 +6,14 @@
 //     uninterrupted run does
 //   - a rank that fails (here: the only one given a corrupt data file) ends the whole job
 //     at once with its message
+//   - eval spreads its images over the ranks: the scores do not depend on their number
 // The ranks' weights and optimiser states are compared by hash inside the trainer every
 // 50 steps and at the last one (a mismatch fails the run).
 #include <catch2/catch.hpp>
 
 #include <ambiseg/train/all.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -185,4 +188,21 @@ TEST_CASE("data-parallel runs refuse what they cannot split", "[mpi]") {
   std::stringstream tb;
   tb << b.rdbuf();
   CHECK(tb.str().find("data-parallel training (several ranks) is not supported for this model") != std::string::npos);
+}
+
+TEST_CASE("mpirun ambiseg eval spreads the images over the ranks; the scores do not depend on their number",
+          "[mpi]") {
+  const auto dir = scratch("eval");
+  REQUIRE(run(one_rank(train_args(dir / "run", 3)), dir / "train.log") == 0);
+  const std::string eval = "eval --ckpt " + quoted((dir / "run" / "checkpoint.safetensors").string()) +
+                           " --data synthetic --synthetic-images 16 --images 5 -n 2,3 --steps 2 --pp none --out ";
+  REQUIRE(run(ranks(2, eval + quoted((dir / "two").string())), dir / "two.log") == 0);
+  REQUIRE(run(ranks(3, eval + quoted((dir / "three").string())), dir / "three.log") == 0);
+  const auto two = nlohmann::json::parse(std::ifstream(dir / "two" / "eval.json"));
+  const auto three = nlohmann::json::parse(std::ifstream(dir / "three" / "eval.json"));
+  CHECK(two["info"]["ranks"] == 2);
+  CHECK(three["info"]["ranks"] == 3);
+  REQUIRE(two["results"].size() == 2);
+  CHECK(two["results"] == three["results"]);
+  CHECK(two["results"][0]["raw"]["ged"].get<double>() > 0.0);
 }

@@ -13,6 +13,8 @@
 //                   while the caller computes
 //   agree_stop      rank 0's decision, on every rank
 //   same_everywhere whether every rank holds this value (a hash of the weights)
+//   gather_bytes    every rank's bytes, concatenated in rank order, on rank 0 (empty on
+//                   the others): sampled masks spread over ranks, collected for scoring
 //   abort           ends every rank of the group, with this rank's message printed first
 #pragma once
 
@@ -21,6 +23,7 @@
 #include <cstdlib>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace ambiseg::train {
 
@@ -38,6 +41,7 @@ class communicator {
   virtual void finish() = 0;
   virtual bool agree_stop(bool rank0_says_stop) = 0;
   virtual bool same_everywhere(std::uint64_t value) = 0;
+  virtual std::vector<std::uint8_t> gather_bytes(std::span<const std::uint8_t> mine) = 0;
   // The bytes of user data this rank has sent to the sums so far (for the measures).
   virtual std::uint64_t bytes_reduced() const = 0;
   [[noreturn]] virtual void abort(const std::string& message, int exit_code) = 0;
@@ -55,6 +59,9 @@ class solo_communicator final : public communicator {
   void finish() override {}
   bool agree_stop(bool rank0_says_stop) override { return rank0_says_stop; }
   bool same_everywhere(std::uint64_t) override { return true; }
+  std::vector<std::uint8_t> gather_bytes(std::span<const std::uint8_t> mine) override {
+    return {mine.begin(), mine.end()};
+  }
   std::uint64_t bytes_reduced() const override { return 0; }
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
     std::fputs((message + "\n").c_str(), stderr);

@@ -16,6 +16,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -116,6 +117,28 @@ class mpi_communicator final : public communicator {
     mpi_check(MPI_Allreduce(MPI_IN_PLACE, &low, 1, MPI_UINT64_T, MPI_MIN, comm_), "MPI_Allreduce (min)");
     mpi_check(MPI_Allreduce(MPI_IN_PLACE, &high, 1, MPI_UINT64_T, MPI_MAX, comm_), "MPI_Allreduce (max)");
     return low == high;
+  }
+  std::vector<std::uint8_t> gather_bytes(std::span<const std::uint8_t> mine) override {
+    long long own = static_cast<long long>(mine.size());
+    std::vector<long long> sizes(rank_ == 0 ? static_cast<std::size_t>(size_) : 0);
+    mpi_check(MPI_Gather(&own, 1, MPI_LONG_LONG, sizes.data(), 1, MPI_LONG_LONG, 0, comm_), "MPI_Gather (sizes)");
+    std::vector<int> counts, offsets;
+    long long total = 0;
+    for (long long n : sizes) {
+      offsets.push_back(static_cast<int>(std::min<long long>(total, INT32_MAX)));
+      counts.push_back(static_cast<int>(std::min<long long>(n, INT32_MAX)));
+      total += n;
+    }
+    // MPI counts are ints: rank 0 refuses more than 2 GiB, and says so on every rank (the
+    // others would otherwise wait in the Gatherv below).
+    int too_big = rank_ == 0 && total > INT32_MAX ? 1 : 0;
+    mpi_check(MPI_Bcast(&too_big, 1, MPI_INT, 0, comm_), "MPI_Bcast (gather size)");
+    throw_if<value_error>(too_big != 0, "MPI: the gathered results exceed 2 GiB; evaluate fewer images per run");
+    std::vector<std::uint8_t> all(static_cast<std::size_t>(total));
+    mpi_check(MPI_Gatherv(mine.data(), static_cast<int>(own), MPI_BYTE, all.data(), counts.data(), offsets.data(),
+                          MPI_BYTE, 0, comm_),
+              "MPI_Gatherv");
+    return all;
   }
   std::uint64_t bytes_reduced() const override { return bytes_; }
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
