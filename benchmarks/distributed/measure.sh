@@ -16,6 +16,7 @@ tool="$build/apps/ambiseg"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 args=(train --data synthetic --synthetic-images 64 --crop 64 --config reference --batch 8
       --steps "$steps" --checkpoint-every 100000)
 
