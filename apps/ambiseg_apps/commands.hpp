@@ -133,8 +133,11 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   return 0;
 }
 
+// Under mpirun (group of several ranks) the images are spread over the ranks
+// (draw_masks_over_ranks); rank 0 writes, the others return after sampling.
 template <class Device>
-int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& err) {
+int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& err, train::communicator* group) {
+  const bool spread = group && group->size() > 1;
   namespace fs = std::filesystem;
   device_context<Device> context;  // the model's stream on a GPU; nothing on the CPU
   const typename device_context<Device>::scope on_context(context);
@@ -152,10 +155,14 @@ int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& 
     std::copy(a.data.begin(), a.data.end(), init.data());
   }
   rng g(cmd.seed);
+  const draw_options drawing{cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing};
+  const tensor_view<const float> init_noise = cmd.init_noise ? init.cview() : tensor_view<const float>{};
   const sampling_cost cost = timed([&] {
-    return draw_masks(m, in.images.cview(), {cmd.n, cmd.steps, cmd.sampler, cmd.clip_x0, cmd.spacing}, g,
-                      cmd.init_noise ? init.cview() : tensor_view<const float>{});
+    return spread ? draw_masks_over_ranks(m, in.images.cview(), drawing, cmd.seed, *group, cmd.save_x0.has_value(),
+                                          init_noise)
+                  : draw_masks(m, in.images.cview(), drawing, g, init_noise);
   });
+  if (spread && group->rank() != 0) return 0;
   const sample_result& r = cost.result;
   const double seconds = cost.seconds;
   const std::vector<std::int64_t> mask_shape{b, cmd.n, h, w}, map_shape{b, h, w};
@@ -180,7 +187,8 @@ int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& 
                                     {"steps", cmd.steps},
                                     {"network_passes_per_mask", passes_per_mask(m, cmd.steps, cmd.sampler)},
                                     {"seconds", seconds},
-                                    {"cpu_seconds", cost.cpu_seconds}};
+                                    {"cpu_seconds", cost.cpu_seconds},
+                                    {"ranks", spread ? group->size() : 1}};
   io::write_file_atomically(cmd.out / "sample.json", info.dump(2) + "\n");
   out << "ambiseg sample: " << b << " image(s) x " << cmd.n << " samples, " << cmd.steps << " steps, " << seconds
       << " s, " << cost.cpu_seconds << " CPU s (step " << m.step << (m.ema_weights ? ", EMA weights" : "") << ")\n"
@@ -189,13 +197,15 @@ int run_sample_on(const sample_command& asked, std::ostream& out, std::ostream& 
   return 0;
 }
 
-inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& err) {
+inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream& err,
+                      train::communicator* group = nullptr) {
   check_input_file(cmd.ckpt, "--ckpt");
   if (cmd.image) check_input_file(*cmd.image, "--image");
   if (cmd.init_noise) check_input_file(*cmd.init_noise, "--init-noise");
-  if (cmd.save_x0) check_output_file(*cmd.save_x0, "--save-x0");
-  prepare_output_folder(cmd.out, "--out folder");
-  return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out, err); });
+  const bool leader = !group || group->rank() == 0;
+  if (leader && cmd.save_x0) check_output_file(*cmd.save_x0, "--save-x0");
+  if (leader) prepare_output_folder(cmd.out, "--out folder");
+  return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out, err, group); });
 }
 
 namespace command_detail {
@@ -291,7 +301,7 @@ inline int run_command(const command& c, std::ostream& out, std::ostream& err, c
         else return "fp32";
       }, c));
   if (const auto* t = std::get_if<train_command>(&c)) return run_train(*t, out, err, ro);
-  if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err);
+  if (const auto* s = std::get_if<sample_command>(&c)) return run_sample(*s, out, err, ro.group);
   if (const auto* e = std::get_if<eval_command>(&c)) return run_eval(*e, out, err, ro.group);
   if (const auto* x = std::get_if<export_command>(&c)) return run_export(*x, out);
   if (const auto* d = std::get_if<distill_command>(&c)) return run_distill(*d, out, err, ro);

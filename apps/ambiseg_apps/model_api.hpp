@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -389,34 +390,50 @@ sample_result draw_masks(sampling_model<Device>& m, tensor_view<const float> ima
   return train::sample_masks(*m.model, images, so, g, init_noise);
 }
 
-// draw_masks spread over the ranks of an mpirun (eval): rank r samples images
-// [r·B/N, (r+1)·B/N), each image from its own stream rng::derive(seed, image), so the masks
-// do not depend on the number of ranks (they differ from one process's single stream by
-// sampling noise only). Rank 0 receives every rank's masks and returns them with their mean
-// and variance; x̂0 is not gathered. The other ranks return an empty result.
+// draw_masks spread over the ranks of an mpirun (eval, sample): rank r samples images
+// [r·B/N, (r+1)·B/N), each image from its own stream rng::derive(seed, image) (and its rows
+// of init_noise), so the masks do not depend on the number of ranks; they differ from one
+// process's single stream by sampling noise only. Rank 0 receives every rank's masks (and
+// x̂0 when `with_x0`) and returns them with their mean and variance; the other ranks return
+// an empty result.
 template <class Device>
 sample_result draw_masks_over_ranks(sampling_model<Device>& m, tensor_view<const float> images, const draw_options& o,
-                                    std::uint64_t seed, train::communicator& group) {
+                                    std::uint64_t seed, train::communicator& group, bool with_x0 = false,
+                                    tensor_view<const float> init_noise = {}) {
   const std::int64_t b = images.size(0), ranks = group.size(), r = group.rank();
   const std::int64_t first = b * r / ranks, last = b * (r + 1) / ranks;
-  const std::int64_t per_image = images.numel() / std::max<std::int64_t>(b, 1);
-  const std::int64_t plane = images.size(2) * images.size(3);
-  std::vector<std::uint8_t> mine;
-  mine.reserve(static_cast<std::size_t>((last - first) * o.n * plane));
+  const std::int64_t h = images.size(2), w = images.size(3), per_image = images.numel() / std::max<std::int64_t>(b, 1);
+  const std::int64_t per_draw = o.n * h * w;  // one image's masks or x̂0
+  std::vector<std::uint8_t> masks, x0;
   for (std::int64_t k = first; k < last; ++k) {
     rng g = rng::derive(seed, static_cast<std::uint64_t>(k));
-    const tensor_view<const float> one(images.data() + k * per_image,
-                                       shape{1, images.size(1), images.size(2), images.size(3)});
-    const sample_result part = draw_masks(m, one, o, g);
-    mine.insert(mine.end(), part.masks.data(), part.masks.data() + part.masks.numel());
+    const tensor_view<const float> one(images.data() + k * per_image, shape{1, images.size(1), h, w});
+    const tensor_view<const float> noise =
+        init_noise.data() ? tensor_view<const float>(init_noise.data() + k * per_draw, shape{1, o.n, h, w})
+                          : tensor_view<const float>{};
+    const sample_result part = draw_masks(m, one, o, g, noise);
+    masks.insert(masks.end(), part.masks.data(), part.masks.data() + part.masks.numel());
+    if (with_x0) {
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(part.x0_hat.data());
+      x0.insert(x0.end(), bytes, bytes + sizeof(float) * static_cast<std::size_t>(part.x0_hat.numel()));
+    }
   }
-  std::vector<std::uint8_t> all = group.gather_bytes(mine);
+  const std::vector<std::uint8_t> all_masks = group.gather_bytes(masks);
+  const std::vector<std::uint8_t> all_x0 = with_x0 ? group.gather_bytes(x0) : std::vector<std::uint8_t>{};
   sample_result result;
   if (r != 0) return result;
-  result.masks.resize(shape{b, o.n, images.size(2), images.size(3)});
-  throw_if<value_error>(static_cast<std::int64_t>(all.size()) != result.masks.numel(), "draw_masks_over_ranks: gathered ",
-                        all.size(), " mask bytes, expected ", result.masks.numel());
-  std::copy(all.begin(), all.end(), result.masks.data());
+  result.masks.resize(shape{b, o.n, h, w});
+  throw_if<value_error>(static_cast<std::int64_t>(all_masks.size()) != result.masks.numel(),
+                        "draw_masks_over_ranks: gathered ", all_masks.size(), " mask bytes, expected ",
+                        result.masks.numel());
+  std::copy(all_masks.begin(), all_masks.end(), result.masks.data());
+  if (with_x0) {
+    result.x0_hat.resize(shape{b, o.n, h, w});
+    throw_if<value_error>(all_x0.size() != sizeof(float) * static_cast<std::size_t>(result.x0_hat.numel()),
+                          "draw_masks_over_ranks: gathered ", all_x0.size(), " bytes of x0, expected ",
+                          sizeof(float) * static_cast<std::size_t>(result.x0_hat.numel()));
+    std::memcpy(result.x0_hat.data(), all_x0.data(), all_x0.size());
+  }
   train::mask_statistics(result.masks.cview(), result.mean, result.variance);
   return result;
 }

@@ -6,11 +6,13 @@
 //     uninterrupted run does
 //   - a rank that fails (here: the only one given a corrupt data file) ends the whole job
 //     at once with its message
-//   - eval spreads its images over the ranks: the scores do not depend on their number
+//   - eval and sample spread their images over the ranks: the scores, masks and x̂0 do not
+//     depend on their number
 // The ranks' weights and optimiser states are compared by hash inside the trainer every
 // 50 steps and at the last one (a mismatch fails the run).
 #include <catch2/catch.hpp>
 
+#include <ambiseg/io/npy.hpp>
 #include <ambiseg/train/all.hpp>
 
 #include <nlohmann/json.hpp>
@@ -205,4 +207,26 @@ TEST_CASE("mpirun ambiseg eval spreads the images over the ranks; the scores do 
   REQUIRE(two["results"].size() == 2);
   CHECK(two["results"] == three["results"]);
   CHECK(two["results"][0]["raw"]["ged"].get<double>() > 0.0);
+}
+
+TEST_CASE("mpirun ambiseg sample spreads the images over the ranks; the masks do not depend on their number",
+          "[mpi]") {
+  const auto dir = scratch("sample");
+  REQUIRE(run(one_rank(train_args(dir / "run", 3)), dir / "train.log") == 0);
+  auto sample = [&](int n, const std::string& name) {
+    return run(ranks(n, "sample --ckpt " + quoted((dir / "run" / "checkpoint.safetensors").string()) +
+                            " --data synthetic --synthetic-images 16 --images 3 -n 2 --steps 2 --seed 4 --out " +
+                            quoted((dir / name).string()) + " --save-x0 " + quoted((dir / (name + ".npy")).string())),
+               dir / (name + ".log"));
+  };
+  REQUIRE(sample(2, "two") == 0);
+  REQUIRE(sample(3, "three") == 0);
+  const auto m2 = io::read_npy<std::uint8_t>(dir / "two" / "masks.npy");
+  const auto m3 = io::read_npy<std::uint8_t>(dir / "three" / "masks.npy");
+  CHECK(m2.shape == std::vector<std::int64_t>{3, 2, 16, 16});
+  CHECK(m2.data == m3.data);
+  const auto x2 = io::read_npy<float>(dir / "two.npy"), x3 = io::read_npy<float>(dir / "three.npy");
+  CHECK(x2.shape == m2.shape);
+  CHECK(x2.data == x3.data);
+  CHECK(fs::exists(dir / "two" / "samples.png"));
 }
