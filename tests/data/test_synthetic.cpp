@@ -91,6 +91,39 @@ TEST_CASE("crops: the same window for the image and every mask", "[data][crops]"
   CHECK_THROWS_AS(crop_case(c.ref(), crop_window{-1, 0, 10, 10}), shape_error);
 }
 
+TEST_CASE("batches: a slice of rows crops those rows of the same batch; the draws go on alike", "[data][batches]") {
+  case_set cases;
+  for (int i = 0; i < 7; ++i) {
+    case_data c = position_case(16, 16, 3);
+    c.id = "case" + std::to_string(i);
+    cases.add(std::move(c));
+  }
+  batch_config cfg;
+  cfg.batch_size = 6;
+  cfg.crop_size = 8;
+  batch_sampler<case_set> whole(cases, cfg, 9), sliced(cases, cfg, 9), none(cases, cfg, 9);
+  training_batch all, part, skipped;
+  for (int step = 0; step < 20; ++step) {  // several epochs: 7 cases, 6 rows a batch
+    const std::int64_t first = step % 4, count = 1 + step % 3;
+    whole.next(all);
+    sliced.next(part, first, count);
+    none.next(skipped, 0, 0);
+    REQUIRE(part.images.shape() == shape{count, 1, 8, 8});
+    REQUIRE(part.x0.shape() == shape{count, 1, 8, 8});
+    REQUIRE(skipped.images.shape() == shape{0, 1, 8, 8});
+    CHECK(part.cases == all.cases);  // every row described
+    CHECK(skipped.windows.size() == all.windows.size());
+    for (std::int64_t i = 0; i < count * 64; ++i) {
+      REQUIRE(part.images[i] == all.images[first * 64 + i]);
+      REQUIRE(part.x0[i] == all.x0[first * 64 + i]);
+    }
+  }
+  const auto next_whole = whole.generator()(), next_sliced = sliced.generator()(), next_none = none.generator()();
+  CHECK(next_whole == next_sliced);  // the same generator state after the same draws
+  CHECK(next_whole == next_none);
+  CHECK_THROWS_AS(whole.next(all, 4, 3), value_error);
+}
+
 TEST_CASE("batches: encoding, one annotation per case, seeded", "[data][batches]") {
   case_set cases;
   for (int i = 0; i < 5; ++i) {

@@ -59,12 +59,19 @@ class batch_sampler {
     reshuffle();
   }
 
-  // Fills `out` (allocating only on the first call or a larger batch).
-  void next(training_batch& out) {
+  // Fills `out` (allocating only on the first call or a larger batch) with rows
+  // [first, first + count) of the next batch (count −1: every row). The draws (order,
+  // windows, annotations) are made for every row whichever are kept, so the sampler's state
+  // does not depend on them: a data-parallel rank crops its rows only, a resume replaying
+  // to its step crops none. cases, annotation and windows describe every row.
+  void next(training_batch& out, std::int64_t first = 0, std::int64_t count = -1) {
     const std::int64_t b = config_.batch_size, s = config_.crop_size;
+    if (count < 0) count = b - first;
+    throw_if<value_error>(first < 0 || first + count > b, "batch_sampler::next: rows [", first, ", ", first + count,
+                          ") are not inside the batch of ", b);
     const std::int64_t channels = encoded_channels(config_.encoding);
-    out.images.resize(shape{b, channels, s, s});
-    out.x0.resize(shape{b, 1, s, s});
+    out.images.resize(shape{count, channels, s, s});
+    out.x0.resize(shape{count, 1, s, s});
     out.cases.resize(static_cast<std::size_t>(b));
     out.annotation.resize(static_cast<std::size_t>(b));
     out.windows.resize(static_cast<std::size_t>(b));
@@ -78,14 +85,15 @@ class batch_sampler {
                                   ? random_window(c.height(), c.width(), s, rng_)
                                   : central_window(c.height(), c.width(), s);
       const auto k = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(c.annotations())));
-      crop(c.image, win, grey_.view());
-      crop(c.masks.slice0(k, 1), win, mask_.view());
-      const std::int64_t plane = s * s;
-      encode_image(grey_.cview(), config_.encoding,
-                   tensor_view<float>(out.images.data() + row * channels * plane,
-                                      shape{channels, s, s}));
-      float* x0 = out.x0.data() + row * plane;
-      for (std::int64_t i = 0; i < plane; ++i) x0[i] = mask_[i] ? 1.0f : -1.0f;
+      if (row >= first && row < first + count) {
+        crop(c.image, win, grey_.view());
+        crop(c.masks.slice0(k, 1), win, mask_.view());
+        const std::int64_t plane = s * s, kept = row - first;
+        encode_image(grey_.cview(), config_.encoding,
+                     tensor_view<float>(out.images.data() + kept * channels * plane, shape{channels, s, s}));
+        float* x0 = out.x0.data() + kept * plane;
+        for (std::int64_t i = 0; i < plane; ++i) x0[i] = mask_[i] ? 1.0f : -1.0f;
+      }
       out.cases[static_cast<std::size_t>(row)] = index;
       out.annotation[static_cast<std::size_t>(row)] = k;
       out.windows[static_cast<std::size_t>(row)] = win;

@@ -17,13 +17,13 @@
 // Determinism: the run is a function of the seed. Two rngs drive it, the batch sampler's
 // (derived from seed, stream 1) and the noise rng (stream 2); the initial weights come
 // from stream 0. A checkpoint stores the weights, the AdamW moments, the EMA and the noise
-// rng; the batch sampler is replayed to the checkpoint's step on resume (cropping only,
+// rng; the batch sampler is replayed to the checkpoint's step on resume (its draws only,
 // cheap) and its rng state, stored too, is compared after the replay, so a resumed run
 // continues bit for bit. Checkpoints are the same files on every device.
 //
-// Data parallel (a communicator of several ranks; the CPU for now): every rank draws the
-// same global batch and the same noise, runs the model on its rows [r·B/N, (r+1)·B/N) of
-// it, scales its gradient by its share of the batch and sums it over the ranks in buckets
+// Data parallel (a communicator of several ranks; the CPU for now): every rank makes the
+// draws of the same global batch (crops its own rows [r·B/N, (r+1)·B/N) only) and of the
+// same noise, runs the model on its rows, scales its gradient by its share of the batch and sums it over the ranks in buckets
 // (train/communicator.hpp); the per-case losses and the loss are summed the same way. The
 // ranks then clip and update identical gradients: every rank holds the same weights, AdamW
 // moments and EMA (compared by a hash every hash_every steps), a run follows the one-process
@@ -149,8 +149,9 @@ class trainer {
   // for the step are spent).
   step_report step() {
     const typename device_context<Device>::scope on_stream(context_);
-    batches_->next(batch_);
-    const std::int64_t b = batch_.x0.size(0);
+    const std::int64_t b = config_.batch_size;
+    if (group_) batches_->next(batch_, rows_first(), rows_count());  // this rank's rows only
+    else batches_->next(batch_);
     if (!(report_.shape() == shape{b + 2})) report_ = tensor<double, Device>(shape{b + 2});
     double* const report = report_.data();
     auto& params = model_->parameters();
@@ -250,7 +251,7 @@ class trainer {
                           "\n  this:  ", config_json().dump());
     const training_state state = load_training_checkpoint(path, model_->parameters(), sections());
     batches_ = std::make_unique<data::batch_sampler<Data>>(data_, batch_config(), rng::derive(config_.seed, 1)());
-    for (std::int64_t s = 0; s < state.step; ++s) batches_->next(batch_);
+    for (std::int64_t s = 0; s < state.step; ++s) batches_->next(batch_, 0, 0);  // the draws, no crops
     auto it = state.extra.find("batch_rng");
     throw_if<format_error>(it == state.extra.end(), "trainer::resume: '", path.string(),
                            "' lacks the batch sampler state");
@@ -288,18 +289,18 @@ class trainer {
     return s;
   }
 
+  // This rank's rows of the global batch: [first, first + count).
+  std::int64_t rows_first() const { return config_.batch_size * group_->rank() / group_->size(); }
+  std::int64_t rows_count() const {
+    return config_.batch_size * (group_->rank() + 1) / group_->size() - rows_first();
+  }
+
   // This rank's rows of the global batch: the model's loss and gradient on them, the
   // gradient scaled by the rows' share and summed over the ranks, and the report [B + 1]
   // (per-case losses at their rows, the batch's loss) summed likewise.
   void loss_and_gradient_over_ranks(std::int64_t b, double* report) {
     if constexpr (std::same_as<Device, cpu>) {
-      const std::int64_t ranks = group_->size(), r = group_->rank();
-      const std::int64_t first = b * r / ranks, count = b * (r + 1) / ranks - first;
-      auto rows = [&](const tensor<float>& all) {
-        const shape& s = all.shape();
-        const std::int64_t per = s.numel() / b;
-        return tensor_view<const float>(all.data() + first * per, shape{count, s[1], s[2], s[3]});
-      };
+      const std::int64_t first = rows_first(), count = rows_count();
       local_report_.resize(shape{count + 1});
       // Buckets from the end of the flat gradients (a network's backward finishes its last
       // parameters first), each scaled by this rank's share of the batch and handed to the
@@ -324,7 +325,8 @@ class trainer {
         parameter_store<float, Device>& p;
         ~listener_off() { p.set_gradient_listener({}); }
       } off{params};
-      model_->loss_and_gradient({rows(batch_.images), rows(batch_.x0), {first, b}}, noise_rng_, local_report_.view());
+      model_->loss_and_gradient({batch_.images.cview(), batch_.x0.cview(), {first, b}}, noise_rng_,
+                                local_report_.view());
       hand_over(0);
       std::fill(report, report + b + 1, 0.0);
       std::copy_n(local_report_.data(), count, report + first);
