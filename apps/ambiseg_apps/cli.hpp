@@ -52,7 +52,7 @@ struct train_command {
   bool resume = false;
   std::string device = "cpu";  // cpu | cuda (a build with -DAMBISEG_CUDA=ON)
   std::string cpu_conv = "winograd";  // --cpu-conv (apply_cpu_conv, commands.hpp)
-  std::string precision = "fp32";     // --precision (apply_precision, commands.hpp)
+  std::string precision = "fp32";     // --precision (precision_for_run, commands.hpp)
   std::int64_t checkpoint_every = 200;
   std::vector<std::int64_t> snapshots;  // steps whose weights are also kept in DIR/snapshots/
   std::optional<selection_options> select;  // --select-best-by: validation and DIR/best.safetensors

@@ -23,7 +23,8 @@
 //
 // Data parallel (a communicator of several ranks; the CPU for now): every rank makes the
 // draws of the same global batch (crops its own rows [r·B/N, (r+1)·B/N) only) and of the
-// same noise, runs the model on its rows, scales its gradient by its share of the batch and sums it over the ranks in buckets
+// same noise, runs the model on its rows, scales its gradient by its share of the batch
+// and sums it over the ranks in buckets as the backward pass finishes them
 // (train/communicator.hpp); the per-case losses and the loss are summed the same way. The
 // ranks then clip and update identical gradients: every rank holds the same weights, AdamW
 // moments and EMA (compared by a hash every hash_every steps), a run follows the one-process
