@@ -33,6 +33,9 @@ target_compile_options(ambiseg_cuda_kernels PRIVATE
 add_library(ambiseg_cuda INTERFACE)
 add_library(ambiseg::cuda ALIAS ambiseg_cuda)
 set_target_properties(ambiseg_cuda PROPERTIES EXPORT_NAME cuda)
-target_link_libraries(ambiseg_cuda INTERFACE ambiseg ambiseg_cuda_kernels CUDA::cudart CUDA::cublas CUDNN::cudnn)
+# NCCL is not linked: train/nccl_communicator.hpp loads it with dlopen when several GPUs
+# train together (hence the dl library).
+target_link_libraries(ambiseg_cuda INTERFACE ambiseg ambiseg_cuda_kernels CUDA::cudart CUDA::cublas CUDNN::cudnn
+  ${CMAKE_DL_LIBS})
 target_compile_definitions(ambiseg_cuda INTERFACE AMBISEG_WITH_CUDA=1)
 install(TARGETS ambiseg_cuda ambiseg_cuda_kernels EXPORT ambisegTargets)

@@ -13,7 +13,7 @@ tar -C "$work" -xJf .gpu-bundle/bundle.tar.xz
 bin=$work/bundle/bin
 # CUDA 13's libraries: the toolkit's, then the image's Python wheels (cuDNN is only there).
 cuda_dirs=$(find -H /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets "$(python3 -c 'import site; print(site.getsitepackages()[0])')" \
-  \( -name 'libcublas.so.13*' -o -name 'libcudnn.so.9*' -o -name 'libcudart.so.13*' \) -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
+  \( -name 'libcublas.so.13*' -o -name 'libcudnn.so.9*' -o -name 'libcudart.so.13*' -o -name 'libnccl.so.2*' \) -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
 export LD_LIBRARY_PATH="$work/bundle/lib:$cuda_dirs:${LD_LIBRARY_PATH:-}"
 export OMP_NUM_THREADS=8
 summary=$OUT/summary.txt

@@ -48,6 +48,7 @@
 #include "ambiseg_apps/commands_distill.hpp"
 #include "ambiseg_apps/commands_eval.hpp"
 #include "ambiseg_apps/data_source.hpp"
+#include "ambiseg_apps/gpu_ranks.hpp"
 #include "ambiseg_apps/inputs.hpp"
 #include "ambiseg_apps/model_api.hpp"
 #include "ambiseg_apps/output.hpp"
@@ -107,10 +108,14 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
   std::optional<val_ged_scorer> scorer;
   if (select) scorer.emplace(split.validation, config, select->samples);
   command_detail::train_reporter reporter(cmd, config, data, split, select.has_value(), out, err, ro);
+  const gpu_for_rank gpu(cmd.device, ro.group);
   const training_outcome outcome = on_device(cmd.device, [&]<class D>() {
     validation_function<D> validate;
     if (scorer) validate = [&](sampling_model<D>& m) { return (*scorer)(m); };
-    return run_training<D>(config, split.train, plan, reporter, validate);
+    training_plan on_device_plan = plan;
+    const std::unique_ptr<train::communicator> gpus = device_group<D>(ro.group);  // NCCL on GPUs
+    if (gpus) on_device_plan.group = gpus.get();
+    return run_training<D>(config, split.train, on_device_plan, reporter, validate);
   });
   if (!leader) return 0;
   if (ro.interactive) err << "\n";
@@ -205,6 +210,7 @@ inline int run_sample(const sample_command& cmd, std::ostream& out, std::ostream
   const bool leader = !group || group->rank() == 0;
   if (leader && cmd.save_x0) check_output_file(*cmd.save_x0, "--save-x0");
   if (leader) prepare_output_folder(cmd.out, "--out folder");
+  const gpu_for_rank gpu(cmd.device, group);
   return on_device(cmd.device, [&]<class D>() { return run_sample_on<D>(cmd, out, err, group); });
 }
 

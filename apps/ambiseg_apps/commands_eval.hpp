@@ -28,6 +28,7 @@
 #include "ambiseg/core/device_context.hpp"
 #include "ambiseg/metrics/evaluate.hpp"
 #include "ambiseg_apps/cli.hpp"
+#include "ambiseg_apps/gpu_ranks.hpp"
 #include "ambiseg_apps/inputs.hpp"
 #include "ambiseg_apps/model_api.hpp"
 #include "ambiseg_apps/output.hpp"
@@ -202,6 +203,7 @@ inline int run_eval(const eval_command& cmd, std::ostream& out, std::ostream& er
   check_input_file(cmd.ckpt, "--ckpt");
   warn_about_folds(cmd, err);
   if (cmd.out && (!group || group->rank() == 0)) prepare_output_folder(*cmd.out, "--out folder");
+  const gpu_for_rank gpu(cmd.device, group);
   return on_device(cmd.device, [&]<class D>() { return run_eval_on<D>(cmd, out, err, group); });
 }
 

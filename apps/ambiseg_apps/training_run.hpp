@@ -73,7 +73,10 @@ class train_reporter final : public training_observer {
                          : std::string())
          << " on " << cmd_.device << (cmd_.device == "cpu" && cmd_.cpu_conv != "winograd" ? " (" + cmd_.cpu_conv + " 3x3 convolutions)" : std::string())
          << (cmd_.precision != "fp32" ? " (" + cmd_.precision + " tensor cores)" : std::string())
-         << (ro_.group && ro_.group->size() > 1 ? ", data parallel over " + ro_.group->describe() : std::string())
+         << (ro_.group && ro_.group->size() > 1
+                 ? ", data parallel over " + ro_.group->describe() +
+                       (cmd_.device == "cpu" ? std::string() : std::string(", gradients summed by NCCL"))
+                 : std::string())
          << "; model of " << s.parameters << " parameters; " << s.model << "\n"
          << "  steps " << config_.lr.total_steps << ", batch " << config_.batch_size << ", crop " << config_.crop_size
          << (cmd_.resume ? ", resumed at step " + std::to_string(s.first_step) : std::string()) << "\n";
@@ -165,9 +168,12 @@ inline nlohmann::ordered_json training_summary(const train_command& cmd, const t
     j["data_parallel"] = {
         {"ranks", o.ranks},
         {"bytes_summed_per_step", static_cast<double>(o.bytes_summed) / static_cast<double>(steps)},
+        {"communicator", o.communicator},
         {"sum_wait_seconds_per_step", wait},
         {"blocking_sum_seconds", o.blocking_sum_seconds},
         {"hidden_share", o.blocking_sum_seconds > 0 ? std::clamp(1.0 - wait / o.blocking_sum_seconds, 0.0, 1.0) : 0.0}};
+    // On GPUs the host never waits for a sum (the stream does), so no share is measured.
+    if (o.sums_on_device) j["data_parallel"]["sum_wait_seconds_per_step"] = j["data_parallel"]["hidden_share"] = nullptr;
   }
   return j;
 }

@@ -230,3 +230,27 @@ TEST_CASE("mpirun ambiseg sample spreads the images over the ranks; the masks do
   CHECK(x2.data == x3.data);
   CHECK(fs::exists(dir / "two" / "samples.png"));
 }
+
+#if defined(AMBISEG_CLI_EMULATED)
+// GPUs: the tool built on the CUDA emulator, whose NCCL sums over MPI, so each process
+// plays one GPU: the NCCL path (buckets pre-multiplied by the share, the report at its
+// rows, the host group for the rest) against one emulated GPU alone.
+TEST_CASE("mpirun -n 2 ambiseg train --device cuda (NCCL, emulated GPUs) follows one GPU", "[mpi][nccl]") {
+  const auto dir = scratch("nccl");
+  const std::string cli = quoted(AMBISEG_CLI_EMULATED);
+  const std::string args = train_args(dir / "one", 12) + " --device cuda";
+  REQUIRE(run(cli + " " + args, dir / "one.log") == 0);
+  REQUIRE(run(quoted(MPIEXEC) + " " + MPIEXEC_FLAGS + " -n 2 " + cli + " " + train_args(dir / "two", 12) +
+                  " --device cuda",
+              dir / "two.log") == 0);
+  require_same_losses(losses(dir / "two"), losses(dir / "one"), 12);
+  require_close_weights(weight_gap(dir / "two", dir / "one"), 12);
+  std::ifstream log(dir / "two.log");
+  std::stringstream text;
+  text << log.rdbuf();
+  CHECK(text.str().find("data parallel over MPI, 2 ranks") != std::string::npos);
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "two" / "summary.json"));
+  INFO(summary.dump(2));
+  CHECK(summary["data_parallel"]["ranks"] == 2);
+}
+#endif

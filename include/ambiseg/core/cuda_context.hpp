@@ -189,6 +189,19 @@ class cuda_context {
     cuda_check(status, "cuda_context::download");
   }
 
+  // device → device and zeroing, in this stream's order (the host does not wait).
+  void copy_on_stream(void* dst, const void* src, std::size_t bytes) {
+    if (bytes == 0) return;
+    const on_device here(options_.device);
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
+               "cuda_context::copy_on_stream: cudaMemcpyAsync");
+  }
+  void zero_on_stream(void* dst, std::size_t bytes) {
+    if (bytes == 0) return;
+    const on_device here(options_.device);
+    cuda_check(cudaMemsetAsync(dst, 0, bytes, stream_), "cuda_context::zero_on_stream: cudaMemsetAsync");
+  }
+
   // Waits for everything enqueued on this context.
   void synchronize() const { cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 

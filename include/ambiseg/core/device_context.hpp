@@ -12,7 +12,11 @@
 //                                       without waiting; src may be reused at once
 //   read_back<D>(dst, src, bytes)       device → host after all work enqueued so far on
 //                                       the current context: the one deliberate wait
-// On the CPU both are memcpy.
+//   enqueue_copy<D>(dst, src, bytes)    device → device in the current context's order
+//   enqueue_zero<D>(dst, bytes)         zero bytes in the current context's order
+//   current_stream<D>()                 the current context's stream as an opaque handle
+//                                       (for train::device_sums); nullptr on the CPU
+// On the CPU the copies are memcpy.
 #pragma once
 
 #include <cstddef>
@@ -79,6 +83,47 @@ void read_back(void* host_dst, const void* src, std::size_t bytes) {
     current_cuda_context().download(host_dst, src, bytes);
 #else
     static_assert(dependent_false<D>, "read_back: the CUDA backend is not built in");
+#endif
+  }
+}
+
+template <class D>
+void enqueue_copy(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  if constexpr (std::same_as<D, cpu>) {
+    std::memcpy(dst, src, bytes);
+  } else {
+#if defined(AMBISEG_WITH_CUDA)
+    current_cuda_context().copy_on_stream(dst, src, bytes);
+#else
+    static_assert(dependent_false<D>, "enqueue_copy: the CUDA backend is not built in");
+#endif
+  }
+}
+
+template <class D>
+void enqueue_zero(void* dst, std::size_t bytes) {
+  if (bytes == 0) return;
+  if constexpr (std::same_as<D, cpu>) {
+    std::memset(dst, 0, bytes);
+  } else {
+#if defined(AMBISEG_WITH_CUDA)
+    current_cuda_context().zero_on_stream(dst, bytes);
+#else
+    static_assert(dependent_false<D>, "enqueue_zero: the CUDA backend is not built in");
+#endif
+  }
+}
+
+template <class D>
+void* current_stream() {
+  if constexpr (std::same_as<D, cpu>) {
+    return nullptr;
+  } else {
+#if defined(AMBISEG_WITH_CUDA)
+    return static_cast<void*>(current_cuda_context().stream());
+#else
+    static_assert(dependent_false<D>, "current_stream: the CUDA backend is not built in");
 #endif
   }
 }

@@ -140,6 +140,14 @@ class mpi_communicator final : public communicator {
               "MPI_Gatherv");
     return all;
   }
+  std::vector<std::uint8_t> broadcast_bytes(std::span<const std::uint8_t> rank0s) override {
+    long long n = rank_ == 0 ? static_cast<long long>(rank0s.size()) : 0;
+    mpi_check(MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, comm_), "MPI_Bcast (size)");
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(n));
+    if (rank_ == 0) std::copy(rank0s.begin(), rank0s.end(), bytes.begin());
+    mpi_check(MPI_Bcast(bytes.data(), count_of(bytes.size()), MPI_BYTE, 0, comm_), "MPI_Bcast (bytes)");
+    return bytes;
+  }
   std::uint64_t bytes_reduced() const override { return bytes_; }
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
     std::fputs((message + "\n").c_str(), stderr);

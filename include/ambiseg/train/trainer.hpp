@@ -21,9 +21,9 @@
 // cheap) and its rng state, stored too, is compared after the replay, so a resumed run
 // continues bit for bit. Checkpoints are the same files on every device.
 //
-// Data parallel (a communicator of several ranks; the CPU for now): every rank makes the
-// draws of the same global batch (crops its own rows [r·B/N, (r+1)·B/N) only) and of the
-// same noise, runs the model on its rows, scales its gradient by its share of the batch
+// Data parallel (a communicator of several ranks: MPI on the CPU, NCCL on GPUs): every rank
+// makes the draws of the same global batch (crops its own rows [r·B/N, (r+1)·B/N) only) and
+// of the same noise, runs the model on its rows, scales its gradient by its share of the batch
 // and sums it over the ranks in buckets as the backward pass finishes them
 // (train/communicator.hpp); the per-case losses and the loss are summed the same way. The
 // ranks then clip and update identical gradients: every rank holds the same weights, AdamW
@@ -97,7 +97,7 @@ class trainer {
   // `train_data` and `group` (when given) must outlive the trainer.
   trainer(const trainer_config& config, const Data& train_data, communicator* group = nullptr)
       : config_(config),
-        group_(group && group->size() > 1 ? group : nullptr),
+        group_(takes_part(group) ? group : nullptr),
         model_(build_model<Device>(config_)),
         opt_(model_->parameters().flat_values().numel(), config_.adamw),
         data_(train_data),
@@ -107,8 +107,8 @@ class trainer {
     throw_if<value_error>(config_.crop_size < div || config_.crop_size % div != 0, "trainer_config: crop size ",
                           config_.crop_size, " must be a positive multiple of ", div, " for this model");
     if (group_) {
-      throw_if<value_error>(!std::same_as<Device, cpu>, "trainer: data-parallel training (", group_->describe(),
-                            ") runs on the CPU; several GPUs need NCCL, which is not built yet");
+      throw_if<value_error>(!std::same_as<Device, cpu> && !group_->on_device(), "trainer: data-parallel training on a GPU (",
+                            group_->describe(), ") needs sums of device memory (NCCL)");
       throw_if<value_error>(config_.batch_size < group_->size(), "trainer: the batch of ", config_.batch_size,
                             " cases cannot be split over ", group_->size(), " ranks (give --batch ≥ ranks)");
     }
@@ -290,6 +290,10 @@ class trainer {
     return s;
   }
 
+  // Several ranks, or one that sums on a device (a one-GPU NCCL run takes the same path as
+  // many, so that one GPU tests it).
+  static bool takes_part(communicator* group) { return group && (group->size() > 1 || group->on_device()); }
+
   // This rank's rows of the global batch: [first, first + count).
   std::int64_t rows_first() const { return config_.batch_size * group_->rank() / group_->size(); }
   std::int64_t rows_count() const {
@@ -298,40 +302,63 @@ class trainer {
 
   // This rank's rows of the global batch: the model's loss and gradient on them, the
   // gradient scaled by the rows' share and summed over the ranks, and the report [B + 1]
-  // (per-case losses at their rows, the batch's loss) summed likewise.
+  // (per-case losses at their rows, the batch's loss) summed likewise. On the CPU the sums
+  // run on host memory while the backward computes; on a GPU they run on device memory in
+  // the stream's order (device_sums, NCCL), the host waiting for none of them.
   void loss_and_gradient_over_ranks(std::int64_t b, double* report) {
-    if constexpr (std::same_as<Device, cpu>) {
-      const std::int64_t first = rows_first(), count = rows_count();
-      local_report_.resize(shape{count + 1});
-      // Buckets from the end of the flat gradients (a network's backward finishes its last
-      // parameters first), each scaled by this rank's share of the batch and handed to the
-      // sums as soon as the network says it is final.
-      auto& params = model_->parameters();
-      auto grads = params.flat_grads();
-      const float share = static_cast<float>(static_cast<double>(count) / static_cast<double>(b));
-      const std::int64_t bucket = bucket_bytes / static_cast<std::int64_t>(sizeof(float));
-      std::int64_t unsent = grads.numel();  // [0, unsent) not handed over yet
-      auto hand_over = [&](std::int64_t final_from) {
-        while (unsent > 0) {
-          const std::int64_t begin = std::max<std::int64_t>(0, unsent - bucket);
-          if (begin < final_from) break;
-          for (std::int64_t i = begin; i < unsent; ++i) grads[i] *= share;
-          group_->start_sum(std::span<float>(grads.data() + begin, static_cast<std::size_t>(unsent - begin)));
-          unsent = begin;
+    const std::int64_t first = rows_first(), count = rows_count();
+    device_sums* const on_device = group_->on_device();
+    void* const stream = current_stream<Device>();
+    if constexpr (!std::same_as<Device, cpu>)
+      throw_if<value_error>(!on_device, "trainer: data-parallel training on a GPU needs sums of device memory (NCCL); ",
+                            group_->describe(), " sums host memory only");
+    if (!(local_report_.shape() == shape{count + 1})) local_report_ = tensor<double, Device>(shape{count + 1});
+    // Buckets from the end of the flat gradients (a network's backward finishes its last
+    // parameters first), each scaled by this rank's share of the batch and handed to the
+    // sums as soon as the network says it is final.
+    auto& params = model_->parameters();
+    auto grads = params.flat_grads();
+    const double share = static_cast<double>(count) / static_cast<double>(b);
+    const std::int64_t bucket = bucket_bytes / static_cast<std::int64_t>(sizeof(float));
+    std::int64_t unsent = grads.numel();  // [0, unsent) not handed over yet
+    auto hand_over = [&](std::int64_t final_from) {
+      while (unsent > 0) {
+        const std::int64_t begin = std::max<std::int64_t>(0, unsent - bucket);
+        if (begin < final_from) break;
+        float* const data = grads.data() + begin;
+        const auto n = static_cast<std::size_t>(unsent - begin);
+        if (on_device) {
+          on_device->start_sum(data, n, static_cast<float>(share), stream);
+        } else if constexpr (std::same_as<Device, cpu>) {
+          for (std::size_t i = 0; i < n; ++i) data[i] *= static_cast<float>(share);
+          group_->start_sum(std::span<float>(data, n));
         }
-        group_->progress();
-      };
-      params.set_gradient_listener(hand_over);
-      struct listener_off {
-        parameter_store<float, Device>& p;
-        ~listener_off() { p.set_gradient_listener({}); }
-      } off{params};
-      model_->loss_and_gradient({batch_.images.cview(), batch_.x0.cview(), {first, b}}, noise_rng_,
-                                local_report_.view());
-      hand_over(0);
-      std::fill(report, report + b + 1, 0.0);
-      std::copy_n(local_report_.data(), count, report + first);
-      report[b] = local_report_[count] * static_cast<double>(count) / static_cast<double>(b);
+        unsent = begin;
+      }
+      if (!on_device) group_->progress();
+    };
+    params.set_gradient_listener(hand_over);
+    struct listener_off {
+      parameter_store<float, Device>& p;
+      ~listener_off() { p.set_gradient_listener({}); }
+    } off{params};
+    auto local = inputs();
+    // One rank: the inputs are the whole batch (a model that cannot split its batch trains).
+    if (group_->size() > 1) local.rows = {first, b};
+    model_->loss_and_gradient(local, noise_rng_, local_report_.view());
+    hand_over(0);
+    // The report: this rank's per-case losses at their rows, zeros elsewhere, and its mean
+    // loss; summed over the ranks (the mean weighted by the rows' share).
+    const double* const mine = local_report_.data();
+    enqueue_zero<Device>(report, sizeof(double) * static_cast<std::size_t>(b));
+    enqueue_copy<Device>(report + first, mine, sizeof(double) * static_cast<std::size_t>(count));
+    enqueue_copy<Device>(report + b, mine + count, sizeof(double));
+    if (on_device) {
+      on_device->start_sum(report, static_cast<std::size_t>(b), 1.0, stream);
+      on_device->start_sum(report + b, 1, share, stream);
+      on_device->finish(stream);
+    } else {
+      report[b] *= share;
       const auto waiting = std::chrono::steady_clock::now();
       group_->finish();
       group_->allreduce_sum(std::span<double>(report, static_cast<std::size_t>(b + 1)));
@@ -375,7 +402,7 @@ class trainer {
   tensor<double, Device> report_;         // [B + 2] per-case losses, loss, norm
   std::vector<double> report_host_;       // its host copy, read once per step
   std::vector<double> per_case_loss_;
-  tensor<double> local_report_;  // data parallel: this rank's rows' losses and their mean
+  tensor<double, Device> local_report_;  // data parallel: this rank's rows' losses and their mean
   double communication_wait_ = 0.0;
   std::int64_t step_ = 0;
 };
