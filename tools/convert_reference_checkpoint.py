@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Convert a checkpoint of the authors' PyTorch code to a safetensors weights file.
+"""Convert a checkpoint of the authors' PyTorch code to an ambiseg model file (safetensors).
 
 The input is a torch .pt/.pth file holding either a state_dict or a dict that contains
 one ({"model": state_dict, "optimizer": ..., "step": ...}; also "state_dict",
@@ -8,15 +8,28 @@ one ({"model": state_dict, "optimizer": ..., "step": ...}; also "state_dict",
 parameter order as guided-diffusion stores it). Prefixes added by DataParallel
 ("module.") or torch.compile ("_orig_mod.") are stripped when every key carries them;
 --strip-prefix removes others. Floating-point tensors are written as F32 (or F64);
-non-float entries (e.g. integer buffers) are skipped with a note.
+non-float entries (e.g. integer buffers) are skipped with a note; --dtype F16 halves the
+file (the weights rounded to half precision).
 
 With --keys (default: shared/reference/unet_state_dict_keys.txt when it exists) the names
 and shapes are checked against the reference list: --strict turns any difference into an
 error, otherwise it is reported. The output then loads by name with
 ambiseg::io::load_parameters (docs/checkpoints.md).
 
-    /usr/bin/python3 tools/convert_reference_checkpoint.py ckpt.pt weights.safetensors
-    /usr/bin/python3 tools/convert_reference_checkpoint.py ckpt.pt ema.safetensors --source ema
+The output is a complete ambiseg model: its `config` metadata (docs/checkpoints.md) comes
+from the authors' run configuration (--config, their YAML, e.g. configs/config_default.yaml,
+with `--set section.key=value` overrides as their command line takes them) or, without one,
+from the paper's defaults (their config_default.yaml). The configuration is checked against
+the weights (channels, levels, blocks per level, middle blocks, attention levels, image
+channels), and what ambiseg cannot reproduce is refused with the key that asks for it. So
+`ambiseg sample --ckpt converted.safetensors` and `ambiseg eval` work on it directly.
+--weights-only writes the bare weights of earlier versions instead (load by name with
+ambiseg::io::load_parameters).
+
+    /usr/bin/python3 tools/convert_reference_checkpoint.py ckpt.pt model.safetensors \
+        --config configs/config_default.yaml
+    /usr/bin/python3 tools/convert_reference_checkpoint.py crop64_ckpt.pt crop64.safetensors \
+        --config configs/config_crop64.yaml --source ema
 """
 import argparse
 import json
@@ -26,6 +39,8 @@ import sys
 import tempfile
 
 import torch
+
+from reference_config import ConfigError, ambiseg_config, authors_run_config
 
 MODEL_KEYS = ("model", "state_dict", "model_state_dict", "net")
 EMA_KEYS = ("ema", "ema_model", "model_ema", "ema_state_dict")
@@ -91,6 +106,24 @@ def as_state_dict(obj, checkpoint, where):
     sys.exit(f"error: '{where}' is neither a state_dict nor a list of tensors ({type(obj).__name__})")
 
 
+def plain_config(obj):
+    """The authors' checkpoints store their run configuration under 'config' (a mapping of
+    sections, or an object with attributes): as plain dicts, or None."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) and hasattr(obj, "__dict__"):
+        obj = vars(obj)
+    if not isinstance(obj, dict):
+        return None
+    out = {}
+    for section, entries in obj.items():
+        if not isinstance(entries, dict) and hasattr(entries, "__dict__"):
+            entries = vars(entries)
+        if isinstance(section, str) and isinstance(entries, dict):
+            out[section] = dict(entries)
+    return out or None
+
+
 def read_keys_file(path):
     expected = {}
     with open(path) as f:
@@ -115,7 +148,7 @@ def check_against(state, expected):
 
 
 def write_safetensors(path, tensors, metadata, dtype):
-    np_dtype, name = ("<f4", "F32") if dtype == "F32" else ("<f8", "F64")
+    np_dtype, name = {"F16": ("<f2", "F16"), "F32": ("<f4", "F32"), "F64": ("<f8", "F64")}[dtype]
     header = {"__metadata__": metadata} if metadata else {}
     blobs, offset = [], 0
     for key, t in tensors.items():
@@ -156,9 +189,16 @@ def main():
     ap.add_argument("--keys", default=DEFAULT_KEYS_FILE if os.path.exists(DEFAULT_KEYS_FILE) else None,
                     help="reference name<TAB>shape list to check against ('' to skip)")
     ap.add_argument("--strict", action="store_true", help="fail on any difference from --keys")
-    ap.add_argument("--dtype", choices=["F32", "F64"], default="F32")
+    ap.add_argument("--dtype", choices=["F16", "F32", "F64"], default="F32",
+                    help="the stored type (F16 halves the file and rounds every weight to half precision)")
     ap.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
                     help="extra __metadata__ entry (repeatable)")
+    ap.add_argument("--config", help="the authors' run configuration (YAML); default: the paper's "
+                                     "(their configs/config_default.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one entry of the run configuration (repeatable), e.g. unet.num_heads=1")
+    ap.add_argument("--weights-only", action="store_true",
+                    help="write the weights alone, without ambiseg's config metadata")
     args = ap.parse_args()
 
     checkpoint = torch.load(args.input, map_location="cpu")
@@ -183,6 +223,19 @@ def main():
 
     metadata = {"source": os.path.basename(args.input), "source_key": where,
                 "converted_by": "tools/convert_reference_checkpoint.py"}
+    if not args.weights_only:
+        embedded = None if args.config else plain_config(checkpoint.get("config") if isinstance(checkpoint, dict) else None)
+        if embedded is not None:
+            print("note: using the run configuration stored in the checkpoint ('config')", file=sys.stderr)
+        try:
+            run = authors_run_config(args.config, args.set, embedded)
+            config, notes = ambiseg_config(run, {k: list(v.shape) for k, v in tensors.items()})
+        except ConfigError as e:
+            sys.exit(f"error: {args.config or 'the paper defaults'}: {e}")
+        for n in notes:
+            print("note: " + n, file=sys.stderr)
+        metadata["config"] = json.dumps(config, sort_keys=True)
+        metadata["reference_config"] = json.dumps(run, sort_keys=True)
     for item in args.metadata:
         if "=" not in item:
             sys.exit(f"error: --metadata expects KEY=VALUE, got '{item}'")
