@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(build-essential cmake ccache pkg-config
   libeigen3-dev libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
   nlohmann-json3-dev catch2 libbenchmark-dev libpng-dev libjpeg-dev libstb-dev
-  libopenmpi-dev openmpi-bin python3-yaml)
+  libopenmpi-dev openmpi-bin python3-yaml python3-venv)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up, build and run the whole test suite (the README's test command; .ci/run calls it).
-#   scripts/test.sh              the normal suite, in build/ (CUDA backend when nvcc exists)
+#   scripts/test.sh              the normal suite, in build/ (CUDA backend when nvcc exists),
+#                                then the Python package's (scripts/test_python.sh)
 #   scripts/test.sh --sanitize   the same tests under AddressSanitizer + UBSan, in build-asan/
 #                                (also AMBISEG_SANITIZE=1); CUDA off, no examples/benchmarks
 set -euo pipefail
@@ -45,4 +46,6 @@ fi
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAMBISEG_BUILD_TESTS=ON \
   -DAMBISEG_BUILD_EXAMPLES=ON -DAMBISEG_BUILD_BENCHMARKS=ON "${CUDA_ARGS[@]}" ${AMBISEG_CMAKE_ARGS:-}
 cmake --build "$BUILD" -j "$JOBS"
-cd "$BUILD" && ctest --output-on-failure -j "$JOBS"
+(cd "$BUILD" && ctest --output-on-failure -j "$JOBS")
+# The Python package (pyproject.toml): built with pip, tested with pytest.
+bash scripts/test_python.sh "$BUILD"

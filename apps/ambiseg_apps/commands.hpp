@@ -130,7 +130,8 @@ inline int run_train(const train_command& cmd, std::ostream& out, std::ostream& 
       << " CPU s in training steps"
       << (outcome.budget_reached
               ? " (stopped: --cpu-budget " + args_detail::number_text(*cmd.cpu_budget) + " s reached)"
-              : std::string())
+          : outcome.interrupted ? std::string(" (stopped on request; the checkpoint is this step's, --resume continues)")
+                                : std::string())
       << "\n";
   out << "wrote " << ckpt.string() << ", " << (cmd.out / "log.csv").string() << ", "
       << (cmd.out / "loss.png").string() << ", summary.json"

@@ -159,6 +159,7 @@ struct training_outcome {
   double train_cpu_seconds = 0;  // of all steps, earlier runs of a resumed one included
   double train_wall_seconds = 0;  // of this run's steps
   bool budget_reached = false;
+  bool interrupted = false;  // stopped by training_observer::stop_requested
   // Data parallel (rank 0's view): the ranks, the gradient bytes each rank summed, the
   // seconds it waited for sums after its backward pass, and what one blocking sum of the
   // whole gradient took before training (the communication there was to hide).
@@ -206,6 +207,10 @@ class training_observer {
   virtual void stepped(const step_report& r, bool checkpoint) = 0;
   // Before each checkpoint is written (the log and the pictures catch up first).
   virtual void checkpointing() = 0;
+  // Asked after every step, before stepped() (on rank 0): true makes this step the run's
+  // last (checkpointed and validated as a planned last step) — a user's interrupt or a
+  // caller's stop.
+  virtual bool stop_requested(const step_report& /*r*/) { return false; }
   // A validation's value (lower is better); true when it is the best so far, which the
   // trainer then keeps as plan.best with `metadata` added.
   virtual bool validated(std::int64_t /*step*/, double /*value*/, std::map<std::string, std::string>& /*metadata*/) {
@@ -337,14 +342,16 @@ training_outcome run_training(const trainer_config& config, const training_cases
   outcome.planned_steps = total;
   outcome.budget_reached = agreed(first < total && over_budget());
   std::int64_t last_saved = first;
-  while (t.steps_done() < total && !outcome.budget_reached) {
+  while (t.steps_done() < total && !outcome.budget_reached && !outcome.interrupted) {
     const std::clock_t before = std::clock();
     const auto wall_before = std::chrono::steady_clock::now();
     const step_report r = diverging_step_named(t, last_saved, plan);
     outcome.train_cpu_seconds += static_cast<double>(std::clock() - before) / CLOCKS_PER_SEC;
     outcome.train_wall_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
     outcome.budget_reached = agreed(r.step < total && over_budget());
-    const bool last = r.step == total || outcome.budget_reached;
+    const bool stop_asked = leader && observer.stop_requested(r);  // every step: it reports progress too
+    if (r.step < total && !outcome.budget_reached) outcome.interrupted = agreed(stop_asked);
+    const bool last = r.step == total || outcome.budget_reached || outcome.interrupted;
     if (last) t.check_ranks_agree();
     if (leader && std::binary_search(plan.snapshots.begin(), plan.snapshots.end(), r.step))
       t.save(plan.snapshot_dir / ("step-" + std::to_string(r.step) + ".safetensors"), metadata_now(plan.metadata));

@@ -29,6 +29,7 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
     c = parse_command(args);
   } catch (const std::exception& e) {
     err << prefix << ": error: " << e.what() << "\n\n" << cli_usage();
+    if (ro.rethrow_errors) throw;
     return 2;
   }
   const int ranks = ro.group ? ro.group->size() : 1, rank = ro.group ? ro.group->rank() : 0;
@@ -53,9 +54,13 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
   try {
     return run_command(c, run_out, run_err, ro);
   } catch (const std::bad_alloc&) {
-    return fail("out of memory (use a smaller --batch, --crop, -n or --images)");
+    const int code = fail("out of memory (use a smaller --batch, --crop, -n or --images)");
+    if (ro.rethrow_errors) throw;
+    return code;
   } catch (const std::exception& e) {
-    return fail(e.what());
+    const int code = fail(e.what());
+    if (ro.rethrow_errors) throw;
+    return code;
   }
 }
 

@@ -109,6 +109,13 @@ class train_reporter final : public training_observer {
     }
   }
 
+  // The caller's progress callback (Python's ambiseg.train): false stops the run here.
+  bool stop_requested(const step_report& r) override {
+    if (!ro_.on_step) return false;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    return !ro_.on_step({r.step, config_.lr.total_steps, r.loss, r.lr, r.grad_norm, elapsed});
+  }
+
   void checkpointing() override {
     csv_out_.flush();
     throw_if<io_error>(!csv_out_, "could not append to '", csv().string(), "' (disk full?)");
@@ -159,7 +166,7 @@ inline nlohmann::ordered_json training_summary(const train_command& cmd, const t
                            {"steps_done", o.steps_done},
                            {"train_cpu_seconds", o.train_cpu_seconds},
                            {"cpu_budget", cmd.cpu_budget ? nlohmann::ordered_json(*cmd.cpu_budget) : nullptr},
-                           {"stopped_by", o.budget_reached ? "cpu_budget" : "steps"},
+                           {"stopped_by", o.budget_reached ? "cpu_budget" : o.interrupted ? "interrupted" : "steps"},
                            {"wall_seconds", wall_seconds},
                            {"train_wall_seconds", o.train_wall_seconds}};
   const std::int64_t steps = o.steps_done - o.first_step;
