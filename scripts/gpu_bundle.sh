@@ -2,7 +2,7 @@
 # Prepares a GPU session's one run (docs/cuda.md, "How a GPU session runs the tests and
 # benchmarks") on this machine. The lent GPU machines have nvcc, CMake, PyTorch and the
 # CUDA 13 libraries as Python wheels (cuBLAS, cuDNN), but none of ambiseg's C++
-# dependencies (Eigen, xtensor, OpenBLAS, Catch2, Google Benchmark). Nothing can be fetched
+# dependencies (xtensor, OpenBLAS, Catch2, Google Benchmark). Nothing can be fetched
 # there, and a call carries at most 64 MiB. So the programs are built here, portable (no
 # -march=native, no MPI, sm_90 for H100/H200), and packed with the shared libraries the
 # GPU image lacks into .gpu-bundle/bundle.tar.xz (about 25 MB). scripts/gpu_run.sh unpacks

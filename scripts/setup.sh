@@ -3,7 +3,7 @@
 # other user it prints the exact apt-get line and stops.
 set -euo pipefail
 PACKAGES=(build-essential cmake ccache pkg-config
-  libeigen3-dev libxtensor-dev libxtensor-blas-dev libopenblas-openmp-dev
+  libxtensor-dev libopenblas-openmp-dev
   nlohmann-json3-dev catch2 libbenchmark-dev libpng-dev libjpeg-dev libstb-dev
   libopenmpi-dev openmpi-bin python3-yaml python3-venv)
 missing=()

@@ -1,7 +1,7 @@
 // src/cuda/ops.cu — the op kernels (include/ambiseg/ops/cuda/*.cuh) compiled by nvcc into
 // ambiseg_cuda_kernels, every function of ops/cuda/api.hpp instantiated for float and
 // double, so host code compiled by the C++ compiler links them without seeing device code.
-// Keep Eigen, xtensor and OpenMP out of this file (nvcc compiles it).
+// Keep xtensor and OpenMP out of this file (nvcc compiles it).
 #include "ambiseg/ops/cuda/affine.cuh"
 #include "ambiseg/ops/cuda/api.hpp"
 #include "ambiseg/ops/cuda/batch_norm.cuh"
