@@ -17,7 +17,12 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import nanobind, sc
   "$VENV/bin/python" -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" "pytest>=7"
 fi
 # No build isolation: the tools above build it, and build/python keeps the objects.
-CMAKE_BUILD_PARALLEL_LEVEL=${AMBISEG_JOBS:-$(nproc)} "$VENV/bin/python" -m pip install --quiet --no-build-isolation .
+export CMAKE_BUILD_PARALLEL_LEVEL=${AMBISEG_JOBS:-$(nproc)}
+"$VENV/bin/python" -m pip install --quiet --no-build-isolation .
+# A wheel builds too (from the same build folder: no second compile).
+rm -rf build/python/wheels
+"$VENV/bin/python" -m pip wheel --quiet --no-build-isolation --no-deps -w build/python/wheels .
+ls build/python/wheels/ambiseg-*.whl
 export AMBISEG_CLI="$PWD/$BUILD/apps/ambiseg" AMBISEG_EVAL="$PWD/$BUILD/apps/ambiseg-eval"
 [[ -x "$AMBISEG_CLI" ]] || unset AMBISEG_CLI
 [[ -x "$AMBISEG_EVAL" ]] || unset AMBISEG_EVAL

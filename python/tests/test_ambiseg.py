@@ -355,3 +355,29 @@ def test_train_errors_are_python_exceptions(tmp_path):
         ambiseg.train(corrupt, tmp_path / "b", steps=2)
     with pytest.raises(OSError, match="nothing.pkl"):
         ambiseg.train(tmp_path / "nothing.pkl", tmp_path / "c", steps=2)
+
+
+def test_a_real_ctrl_c_stops_training_with_its_checkpoint(tmp_path):
+    # SIGINT to a Python process training: the step in flight finishes, its checkpoint is
+    # written, and KeyboardInterrupt reaches the script.
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, ambiseg\n"
+        "def progress(p):\n"
+        "    if p['step'] == 2:\n"
+        "        print('ready', flush=True)\n"
+        "try:\n"
+        f"    ambiseg.train('synthetic', r'{tmp_path / 'run'}', synthetic_images=16, crop=32, config='tiny',\n"
+        "                  batch=2, steps=100000, progress=progress)\n"
+        "except KeyboardInterrupt as e:\n"
+        "    print('interrupted:', e, flush=True)\n"
+        "    sys.exit(3)\n")
+    proc = subprocess.Popen([os.sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(2)  # SIGINT, what Ctrl-C sends
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out
+    assert "checkpoint" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_by"] == "interrupted"
+    assert ambiseg.load(tmp_path / "run" / "checkpoint.safetensors").step == summary["steps_done"] >= 2
