@@ -14,8 +14,15 @@ PathLike = Union[str, os.PathLike]
 
 
 def load_lidc_pickle(path: PathLike) -> List[Case]:
-    """The LIDC-IDRI pickle of the Probabilistic U-Net (and the authors' repository):
-    128×128 crops with 4 annotations each."""
+    """The LIDC-IDRI pickle of the Probabilistic U-Net and PHiSeg (and the authors'
+    repository): 128×128 crops with 4 annotations each. QUBIQ pickles in the same schema
+    load the same way (load_qubiq_pickle)."""
+    return list(_ambiseg.load_lidc_pickle(os.fspath(path)))
+
+
+def load_qubiq_pickle(path: PathLike) -> List[Case]:
+    """A QUBIQ pickle (e.g. brain growth: 7 raters, 128×128), the LIDC pickle's schema with
+    extra keys (QUBIQ's alpha) ignored."""
     return list(_ambiseg.load_lidc_pickle(os.fspath(path)))
 
 
@@ -24,8 +31,9 @@ def load_lidc_crops_png(root: PathLike) -> List[Case]:
     return list(_ambiseg.load_lidc_crops_png(os.fspath(root)))
 
 
-def load_qubiq_folder(path: PathLike) -> List[Case]:
-    """A QUBIQ / CIMD folder of cases (an image and several annotators' masks each)."""
+def load_cimd_folder(path: PathLike) -> List[Case]:
+    """The CIMD example layout: <path>/<case>/image_*.jpg and label0_.jpg … (one mask per
+    annotator), as in shared/data/lidc-cimd-samples/{training,testing}."""
     return list(_ambiseg.load_cimd_folder(os.fspath(path)))
 
 

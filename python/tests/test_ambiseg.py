@@ -101,6 +101,18 @@ def test_lidc_pickle():
     assert "Case(" in repr(cases[0])
 
 
+def test_qubiq_pickle_and_cimd_folder():
+    shared = os.path.join(ROOT, "..", "shared", "data")
+    qubiq = os.path.join(shared, "qubiq-brain-growth", "brain_growth_alpha.pkl")
+    cimd = os.path.join(shared, "lidc-cimd-samples", "training")
+    if not os.path.exists(qubiq) or not os.path.isdir(cimd):
+        pytest.skip("shared/data is not beside this checkout")
+    cases = ambiseg.data.load_qubiq_pickle(qubiq)
+    assert len(cases) == 39 and cases[0].masks.shape == (7, 128, 128)
+    folder = ambiseg.data.load_cimd_folder(cimd)
+    assert len(folder) > 0 and folder[0].masks.ndim == 3
+
+
 def test_hostile_and_corrupt_files_raise_value_error_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match="refuse_os_system.pkl"):
         ambiseg.data.load_lidc_pickle(os.path.join(FIXTURES, "pickle", "refuse_os_system.pkl"))
