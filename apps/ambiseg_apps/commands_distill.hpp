@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -25,6 +26,7 @@
 #include "ambiseg/io/atomic_file.hpp"
 #include "ambiseg_apps/cli.hpp"
 #include "ambiseg_apps/data_source.hpp"
+#include "ambiseg_apps/gpu_ranks.hpp"
 #include "ambiseg_apps/model_api.hpp"
 #include "ambiseg_apps/output.hpp"
 #include "ambiseg_apps/training_run.hpp"
@@ -106,8 +108,10 @@ void start_from_teacher(models::any_model<Device>& m, const std::filesystem::pat
 // DIR/steps-<N>/ (a training run: checkpoint, log.csv, loss.png, config.json, summary.json)
 // from the previous round's student, or the teacher in the first; DIR/distill.json sums up.
 // --resume skips the rounds that ended (summary.json) and continues the one that did not.
+// Under mpirun every rank distils its rows of each batch (as `train`); rank 0 writes.
 inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostream& err, const run_options& ro = {}) {
   namespace fs = std::filesystem;
+  const bool leader = !ro.group || ro.group->rank() == 0;
   check_input_file(cmd.ckpt, "--ckpt");
   const command_detail::distillation_teacher teacher = command_detail::read_teacher(cmd);
   const auto teacher_folds = checkpoint_metadata(cmd.ckpt, folds_key);
@@ -118,7 +122,7 @@ inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostre
     throw_if<io_error>(!fs::is_directory(cmd.out), "--resume: the folder '", cmd.out.string(),
                        "' does not exist, so there is no distillation to resume");
     check_writable_folder(cmd.out, "--out folder");
-  } else {
+  } else if (leader) {
     prepare_output_folder(cmd.out, "--out folder");
   }
   data_request dr = cmd.data;
@@ -156,7 +160,7 @@ inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostre
     c.lr.decay_steps = cmd.steps - c.lr.warmup_steps;
     c.validate();
     const fs::path summary_path = dir / "summary.json";
-    if (cmd.resume && fs::exists(summary_path)) {
+    if (cmd.resume && fs::exists(summary_path)) {  // every rank sees the same ended rounds
       const auto [cpu_seconds, steps_done] = command_detail::read_round_summary(summary_path);
       out << "ambiseg distill: " << 2 * n << " -> " << n << " steps ended earlier (" << dir.string() << ")\n";
       distill_cpu += cpu_seconds;
@@ -166,23 +170,34 @@ inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostre
       continue;
     }
     if (tc.resume) check_writable_folder(dir, "round folder");
-    else prepare_output_folder(dir, "round folder");
+    else if (leader) prepare_output_folder(dir, "round folder");
     std::error_code no_summary;
-    fs::remove(summary_path, no_summary);
+    if (leader) fs::remove(summary_path, no_summary);
     training_plan plan{.checkpoint = ckpt, .resume = tc.resume, .checkpoint_every = cmd.checkpoint_every,
                        .snapshots = {}, .snapshot_dir = {}, .validate_every = 0, .best = {}, .metadata = {},
-                       .cpu_budget = cmd.cpu_budget};
+                       .cpu_budget = cmd.cpu_budget, .group = ro.group};
     plan.metadata[folds_key] = folds_text(cmd.data);
     plan.metadata["distilled_from"] = previous.string();
     command_detail::train_reporter reporter(tc, c, data, split, false, out, err, ro,
                                             "ambiseg distill " + std::to_string(2 * n) + " -> " + std::to_string(n) +
                                                 " steps");
+    const gpu_for_rank gpu(cmd.device, ro.group);
     const training_outcome outcome = on_device(cmd.device, [&]<class D>() {
       const std::function<void(models::any_model<D>&)> initialise = [&](models::any_model<D>& m) {
         command_detail::start_from_teacher<D>(m, previous);
       };
-      return run_training<D>(c, split.train, plan, reporter, {}, initialise);
+      training_plan on_device_plan = plan;
+      const std::unique_ptr<train::communicator> gpus = device_group<D>(ro.group);  // NCCL on GPUs
+      if (gpus) on_device_plan.group = gpus.get();
+      return run_training<D>(c, split.train, on_device_plan, reporter, {}, initialise);
     });
+    // The next round starts from this round's checkpoint, which rank 0 has just written:
+    // no rank reads it before rank 0 gets here (a broadcast from rank 0).
+    if (ro.group) ro.group->agree_stop(false);
+    if (!leader) {
+      previous = ckpt;
+      continue;
+    }
     if (ro.interactive) err << "\n";
     io::write_file_atomically(summary_path, command_detail::training_summary(tc, c, outcome, reporter.parameters(),
                                                                              split.train.size(), reporter.wall_seconds())
@@ -193,6 +208,7 @@ inline int run_distill(const distill_command& cmd, std::ostream& out, std::ostre
                       {"train_cpu_seconds", outcome.train_cpu_seconds}, {"steps_done", outcome.steps_done}});
     previous = ckpt;
   }
+  if (!leader) return 0;
   const nlohmann::ordered_json summary{{"teacher", cmd.ckpt.string()},
                                        {"teacher_steps", teacher.steps},
                                        {"spacing", teacher.spacing},

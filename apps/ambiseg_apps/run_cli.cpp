@@ -33,10 +33,10 @@ int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& 
     return 2;
   }
   const int ranks = ro.group ? ro.group->size() : 1, rank = ro.group ? ro.group->rank() : 0;
-  // Under mpirun: train, sample and eval run on every rank (rank 0 speaks); export and
-  // help on rank 0 alone.
-  const bool spread = std::holds_alternative<train_command>(c) || std::holds_alternative<sample_command>(c) ||
-                      std::holds_alternative<eval_command>(c);
+  // Under mpirun: train, distill, sample and eval run on every rank (rank 0 speaks);
+  // export and help on rank 0 alone.
+  const bool spread = std::holds_alternative<train_command>(c) || std::holds_alternative<distill_command>(c) ||
+                      std::holds_alternative<sample_command>(c) || std::holds_alternative<eval_command>(c);
   if (ranks > 1 && !spread && rank != 0) return 0;
   std::ostringstream silent;  // ranks other than 0 train without a word
   std::ostream& run_out = rank == 0 ? out : silent;

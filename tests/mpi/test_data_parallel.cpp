@@ -8,6 +8,7 @@
 //     at once with its message
 //   - eval and sample spread their images over the ranks: the scores, masks and x̂0 do not
 //     depend on their number
+//   - distillation: each round of a 2-rank run follows the one-process round
 // The ranks' weights and optimiser states are compared by hash inside the trainer every
 // 50 steps and at the last one (a mismatch fails the run).
 #include <catch2/catch.hpp>
@@ -71,12 +72,15 @@ std::vector<double> losses(const fs::path& run) {
   return out;
 }
 
-void require_same_losses(const std::vector<double>& a, const std::vector<double>& b, std::size_t count) {
+// absolute: a floor for losses that are themselves float noise (a distilled student that
+// already matches its teacher: x̃0 − f cancels to ~1e-6).
+void require_same_losses(const std::vector<double>& a, const std::vector<double>& b, std::size_t count,
+                         double absolute = 0.0) {
   REQUIRE(a.size() == count);
   REQUIRE(b.size() == count);
   for (std::size_t k = 0; k < count; ++k) {
     INFO("step " << k + 1 << ": " << a[k] << " against " << b[k]);
-    CHECK(std::abs(a[k] - b[k]) <= 1e-5 * std::abs(b[k]));
+    CHECK(std::abs(a[k] - b[k]) <= 1e-5 * std::abs(b[k]) + absolute);
   }
 }
 
@@ -229,6 +233,27 @@ TEST_CASE("mpirun ambiseg sample spreads the images over the ranks; the masks do
   CHECK(x2.shape == m2.shape);
   CHECK(x2.data == x3.data);
   CHECK(fs::exists(dir / "two" / "samples.png"));
+}
+
+TEST_CASE("mpirun -n 2 ambiseg distill follows the one-process distillation, round by round", "[mpi]") {
+  const auto dir = scratch("distill");
+  REQUIRE(run(one_rank(train_args(dir / "teacher", 3)), dir / "teacher.log") == 0);
+  auto distill = [&](const fs::path& out) {
+    return "distill --ckpt " + quoted((dir / "teacher" / "checkpoint.safetensors").string()) +
+           " --data synthetic --synthetic-images 16 --from 4 --to 1 --steps 8 --batch 4 --out " + quoted(out.string());
+  };
+  REQUIRE(run(one_rank(distill(dir / "one")), dir / "one.log") == 0);
+  REQUIRE(run(ranks(2, distill(dir / "two")), dir / "two.log") == 0);
+  for (const char* round : {"steps-2", "steps-1"}) {
+    INFO("round " << round);
+    // The second round's student starts where the first ended, a step of the same teacher:
+    // its losses are 1e-11…1e-5, where float sums in another order differ by 1e-10.
+    require_same_losses(losses(dir / "two" / round), losses(dir / "one" / round), 8, 1e-9);
+    require_close_weights(weight_gap(dir / "two" / round, dir / "one" / round), 8);
+  }
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "two" / "steps-1" / "summary.json"));
+  CHECK(summary["data_parallel"]["ranks"] == 2);
+  CHECK(fs::exists(dir / "two" / "distill.json"));
 }
 
 #if defined(AMBISEG_CLI_EMULATED)

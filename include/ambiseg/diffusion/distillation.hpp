@@ -107,18 +107,26 @@ class progressive_distillation {
   // The student steps k [B] (stratified over the batch) and ε [B, ...], drawn on the host
   // from g; ε is uploaded.
   void draw(const shape& x0_shape, rng& g) {
-    throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1, "progressive_distillation: x0 shape ",
-                          x0_shape.to_string(), " has no batch axis");
-    const std::int64_t b = x0_shape[0];
-    const int n = student_steps();
-    strata_.resize(static_cast<std::size_t>(b));
-    stratified_timesteps{}.draw(std::span<double>(strata_), g);
-    steps_.resize(strata_.size());
-    for (std::size_t i = 0; i < strata_.size(); ++i) steps_[i] = std::min(n - 1, static_cast<int>(strata_[i] * n));
-    eps_host_.resize(x0_shape);
-    for (T& e : eps_host_) e = static_cast<T>(g.normal());
-    if (!(eps_.shape() == x0_shape)) eps_ = tensor<T, D>(x0_shape);
-    enqueue_upload<D>(eps_.data(), eps_host_.data(), sizeof(T) * static_cast<std::size_t>(eps_host_.numel()));
+    draw_on_host(x0_shape, g);
+    upload_eps(x0_shape);
+  }
+  // Data parallel: the draws of the whole global batch of `global` rows, as one process
+  // makes them (stratified k spans it); this rank keeps rows [first, first + B),
+  // B = x0_shape[0]. So the run's draws do not depend on the number of ranks.
+  void draw_rows(const shape& x0_shape, std::int64_t first, std::int64_t global, rng& g) {
+    throw_if<shape_error>(x0_shape.rank() < 1 || first < 0 || first + x0_shape[0] > global,
+                          "progressive_distillation: rows [", first, ", ", first + x0_shape[0],
+                          ") are not inside the global batch of ", global);
+    std::vector<std::int64_t> extents(x0_shape.begin(), x0_shape.end());
+    extents[0] = global;
+    draw_on_host(shape::from_range(extents.begin(), extents.end()), g);
+    const std::int64_t b = x0_shape[0], per_row = x0_shape.numel() / std::max<std::int64_t>(b, 1);
+    steps_ = std::vector<int>(steps_.begin() + first, steps_.begin() + first + b);
+    strata_ = std::vector<double>(strata_.begin() + first, strata_.begin() + first + b);
+    tensor<T> rows(x0_shape);
+    std::copy_n(eps_host_.data() + first * per_row, b * per_row, rows.data());
+    eps_host_ = std::move(rows);
+    upload_eps(x0_shape);
   }
   // Fixed draws (tests): steps [B] in [0, N), eps [B, ...] on the host.
   void set_draws(std::vector<int> steps, tensor_view<const T> eps) {
@@ -195,6 +203,23 @@ class progressive_distillation {
   const std::vector<int>& steps() const { return steps_; }
 
  private:
+  void draw_on_host(const shape& x0_shape, rng& g) {
+    throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1, "progressive_distillation: x0 shape ",
+                          x0_shape.to_string(), " has no batch axis");
+    const std::int64_t b = x0_shape[0];
+    const int n = student_steps();
+    strata_.resize(static_cast<std::size_t>(b));
+    stratified_timesteps{}.draw(std::span<double>(strata_), g);
+    steps_.resize(strata_.size());
+    for (std::size_t i = 0; i < strata_.size(); ++i) steps_[i] = std::min(n - 1, static_cast<int>(strata_[i] * n));
+    eps_host_.resize(x0_shape);
+    for (T& e : eps_host_) e = static_cast<T>(g.normal());
+  }
+  void upload_eps(const shape& x0_shape) {
+    if (!(eps_.shape() == x0_shape)) eps_ = tensor<T, D>(x0_shape);
+    enqueue_upload<D>(eps_.data(), eps_host_.data(), sizeof(T) * static_cast<std::size_t>(eps_host_.numel()));
+  }
+
   std::vector<double> grid_;
   std::vector<int> steps_;
   std::vector<double> strata_, t_, t_mid_;  // u ∈ [0, 1) per case, then the times of its step

@@ -134,8 +134,8 @@ class distilled_diffusion {
   std::int64_t network_passes(const sampling_request&) const { return config_.steps; }
 
   void loss_and_gradient(training_inputs<D> batch, rng& g, tensor_view<double, D> report) {
-    require_whole_batch(batch.rows, kind);
-    job_.draw(batch.masks.shape(), g);
+    if (batch.rows.whole()) job_.draw(batch.masks.shape(), g);
+    else job_.draw_rows(batch.masks.shape(), batch.rows.first, batch.rows.global, g);
     job_.loss_async(*diffusion_, std::ref(teacher_denoiser_), std::ref(train_denoiser_), batch.masks, batch.images,
                     report);
     student_.backward(job_.grad_f());
