@@ -156,7 +156,8 @@ def _cli_args(command: str, options: Dict[str, Any]) -> List[str]:
     for key, value in options.items():
         if value is None or value is False:
             continue
-        flag = "--" + key.replace("_", "-") if len(key) > 1 else "-" + key
+        name = key.rstrip("_")  # from_=4 → --from (a Python keyword)
+        flag = "--" + name.replace("_", "-") if len(name) > 1 else "-" + name
         if value is True:
             args.append(flag)
         elif isinstance(value, (list, tuple)):
@@ -200,8 +201,16 @@ def train(data: Union[str, os.PathLike], out: Union[str, os.PathLike], *,
 
 def distill(out: Union[str, os.PathLike], *, progress=None, **options) -> Dict[str, Any]:
     """Distils a trained diffusion model into a few-step student, as ``ambiseg distill``
-    (teacher=..., data=..., and its other options as keyword arguments; see train)."""
-    return _run("distill", out, progress, options)
+    (docs/distillation.md): ckpt= the teacher's checkpoint, data=, to= the student's steps,
+    from_= the teacher's (a trailing underscore is dropped: ``from`` is a Python keyword),
+    steps= per round, and its other options as keyword arguments (see train). Returns the
+    last round's summary.json; DIR/distill.json sums the rounds up."""
+    summary = _run("distill", out, progress, options)
+    path = os.path.join(os.fspath(out), "distill.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            summary = dict(json.load(f))
+    return summary
 
 
 def samplers() -> List[str]:

@@ -393,3 +393,14 @@ def test_a_real_ctrl_c_stops_training_with_its_checkpoint(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stopped_by"] == "interrupted"
     assert ambiseg.load(tmp_path / "run" / "checkpoint.safetensors").step == summary["steps_done"] >= 2
+
+
+def test_distill_from_python(trained, tmp_path):
+    seen = []
+    summary = ambiseg.distill(tmp_path / "student", ckpt=trained, data="synthetic", synthetic_images=16, from_=4,
+                              to=1, steps=2, batch=2, progress=lambda p: seen.append(p["step"]))
+    assert [r["steps"] for r in summary["rounds"]] == [2, 1]
+    assert seen == [1, 2, 1, 2]
+    with ambiseg.load(summary["student"]) as student:
+        assert student.kind == "distilled_diffusion"
+        assert student.sample(np.zeros((1, 32, 32), np.float32), n=2).masks.shape == (1, 2, 32, 32)
