@@ -107,8 +107,9 @@ class trainer {
     throw_if<value_error>(config_.crop_size < div || config_.crop_size % div != 0, "trainer_config: crop size ",
                           config_.crop_size, " must be a positive multiple of ", div, " for this model");
     if (group_) {
-      throw_if<value_error>(!std::same_as<Device, cpu> && !group_->on_device(), "trainer: data-parallel training on a GPU (",
-                            group_->describe(), ") needs sums of device memory (NCCL)");
+      throw_if<value_error>(!std::same_as<Device, cpu> && !group_->on_device(),
+                            "trainer: data-parallel training on a GPU (", group_->describe(),
+                            ") needs sums of device memory (NCCL)");
       throw_if<value_error>(config_.batch_size < group_->size(), "trainer: the batch of ", config_.batch_size,
                             " cases cannot be split over ", group_->size(), " ranks (give --batch ≥ ranks)");
     }
@@ -308,10 +309,7 @@ class trainer {
   void loss_and_gradient_over_ranks(std::int64_t b, double* report) {
     const std::int64_t first = rows_first(), count = rows_count();
     device_sums* const on_device = group_->on_device();
-    void* const stream = current_stream<Device>();
-    if constexpr (!std::same_as<Device, cpu>)
-      throw_if<value_error>(!on_device, "trainer: data-parallel training on a GPU needs sums of device memory (NCCL); ",
-                            group_->describe(), " sums host memory only");
+    void* const stream = current_stream<Device>();  // on_device is set on a GPU (the constructor checked)
     if (!(local_report_.shape() == shape{count + 1})) local_report_ = tensor<double, Device>(shape{count + 1});
     // Buckets from the end of the flat gradients (a network's backward finishes its last
     // parameters first), each scaled by this rank's share of the batch and handed to the
