@@ -182,6 +182,21 @@ TEST_CASE("training_loss noises x0, forwards the conditioning and returns the lo
   run.draw_training_noise(s, g2, b2);
   CHECK(b1.t == b2.t);
   CHECK(std::equal(b1.eps.begin(), b1.eps.end(), b2.eps.begin()));
+  // Data parallel: rows [1, 3) of a global batch of 4 are those rows of the whole draw, and
+  // the generator ends where the whole draw leaves it (the next draws agree).
+  rng g3(9);
+  training_batch<float> rows;
+  const shape two{2, s[1], s[2], s[3]};
+  run.draw_training_noise(two, g3, rows, stratified_timesteps{}, 1, 4);
+  REQUIRE(rows.t.size() == 2);
+  CHECK(rows.t[0] == b1.t[1]);
+  CHECK(rows.t[1] == b1.t[2]);
+  REQUIRE(rows.eps.shape() == two);
+  const std::int64_t per_row = two.numel() / 2;
+  CHECK(std::equal(rows.eps.begin(), rows.eps.end(), b1.eps.begin() + per_row));
+  CHECK(g3.normal() == g1.normal());
+  CHECK_THROWS_WITH(run.draw_training_noise(two, g3, rows, stratified_timesteps{}, 3, 4),
+                    Catch::Contains("not inside the global batch of 4"));
   auto wrong_cond = random_tensor<float>({3, 3, 3, 3}, g);
   CHECK_THROWS_WITH(run.training_loss(net, x0, wrong_cond, batch), Catch::Contains("cond"));
 }

@@ -189,17 +189,31 @@ class diffusion_runner {
 
   // The training noise, drawn on the host in a fixed order (all t, then
   // ε row-major, on the host), ε copied to batch.eps.
+  // Data parallel (global > 0): the draws are those of the whole global batch of `global`
+  // rows, as one process makes them (a stratified t spans it), and only rows
+  // [first, first + B) are kept and uploaded, B = x0_shape[0]: a run's noise does not depend
+  // on its number of ranks.
   template <class TS = stratified_timesteps>
   void draw_training_noise(const ambiseg::shape& x0_shape, rng& g, training_batch<T, D>& batch,
-                           const TS& ts = {}) const {
+                           const TS& ts = {}, std::int64_t first = 0, std::int64_t global = 0) const {
     static_assert(check_timestep_sampler<TS>());
     throw_if<shape_error>(x0_shape.rank() < 1 || x0_shape[0] < 1,
                           "draw_training_noise: x0 shape ", x0_shape.to_string(),
                           " has no batch axis");
-    batch.t.resize(static_cast<std::size_t>(x0_shape[0]));
+    const std::int64_t b = x0_shape[0], rows = global > 0 ? global : b, per_row = x0_shape.numel() / b;
+    throw_if<shape_error>(first < 0 || first + b > rows, "draw_training_noise: rows [", first, ", ", first + b,
+                          ") are not inside the global batch of ", rows);
+    batch.t.resize(static_cast<std::size_t>(rows));
     ts.draw(std::span<double>(batch.t), g);
-    batch.eps_host.resize(x0_shape);
+    std::vector<std::int64_t> extents(x0_shape.begin(), x0_shape.end());
+    extents[0] = rows;
+    batch.eps_host.resize(ambiseg::shape::from_range(extents.begin(), extents.end()));
     for (T& e : batch.eps_host) e = static_cast<T>(g.normal());
+    if (rows != b) {  // keep this rank's rows, at the front (resize keeps the buffer)
+      batch.t.assign(batch.t.begin() + first, batch.t.begin() + first + b);
+      std::copy_n(batch.eps_host.data() + first * per_row, b * per_row, batch.eps_host.data());
+      batch.eps_host.resize(x0_shape);
+    }
     if (!(batch.eps.shape() == x0_shape)) batch.eps = tensor<T, D>(x0_shape);
     detail::upload_to<T, D>(batch.eps_host.cview(), batch.eps.view());
   }

@@ -57,9 +57,10 @@ class diffusion_model {
                           tensor_view<const float, D> f, tensor_view<float, D> grad_f,
                           tensor_view<double, D> report) = 0;
   // batch.t (stratified or uniform, per the choice) and batch.eps ~ N(0, 1), drawn on the
-  // host in a fixed order and uploaded.
-  virtual void draw_training_noise(const shape& x0_shape, rng& g,
-                                   diffusion::training_batch<float, D>& batch) = 0;
+  // host in a fixed order and uploaded; global > 0: rows [first, first + B) of the draws of
+  // a global batch (diffusion_runner::draw_training_noise).
+  virtual void draw_training_noise(const shape& x0_shape, rng& g, diffusion::training_batch<float, D>& batch,
+                                   std::int64_t first = 0, std::int64_t global = 0) = 0;
   // The x-space weighted loss (read back to the host: it waits for the device);
   // batch.grad_f receives dL/df on the device.
   virtual double training_loss(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
@@ -123,12 +124,12 @@ class diffusion_model_impl final : public diffusion_model<D> {
                   tensor_view<double, D> report) override {
     d_.loss_async(x0, x_t, t, f, grad_f, report);
   }
-  void draw_training_noise(const shape& x0_shape, rng& g,
-                           diffusion::training_batch<float, D>& batch) override {
+  void draw_training_noise(const shape& x0_shape, rng& g, diffusion::training_batch<float, D>& batch,
+                           std::int64_t first = 0, std::int64_t global = 0) override {
     if (choice_.stratified_t)
-      d_.draw_training_noise(x0_shape, g, batch, diffusion::stratified_timesteps{});
+      d_.draw_training_noise(x0_shape, g, batch, diffusion::stratified_timesteps{}, first, global);
     else
-      d_.draw_training_noise(x0_shape, g, batch, diffusion::uniform_timesteps{});
+      d_.draw_training_noise(x0_shape, g, batch, diffusion::uniform_timesteps{}, first, global);
   }
   double training_loss(const denoiser_fn<D>& net, tensor_view<const float, D> x0,
                        tensor_view<const float, D> cond,

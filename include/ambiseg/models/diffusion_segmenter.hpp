@@ -102,8 +102,7 @@ class diffusion_segmenter {
   const diffusion::training_batch<float, D>& last_batch() const { return noise_; }
 
   void loss_and_gradient(training_inputs<D> batch, rng& g, tensor_view<double, D> report) {
-    if (batch.rows.whole()) diffusion_->draw_training_noise(batch.masks.shape(), g, noise_);
-    else draw_rows_of_global_noise(batch.masks.shape(), batch.rows, g);
+    diffusion_->draw_training_noise(batch.masks.shape(), g, noise_, batch.rows.first, batch.rows.global);
     diffusion_->training_loss_async(std::ref(train_denoiser_), batch.masks, batch.images, noise_, report);
     net_.backward(noise_.grad_f.cview());
   }
@@ -117,29 +116,12 @@ class diffusion_segmenter {
   }
 
  private:
-  // t and ε for the whole global batch (stratified t spans it), drawn as one process
-  // would; this rank keeps rows [first, first + B).
-  void draw_rows_of_global_noise(const shape& local, const batch_rows& rows, rng& g) {
-    const std::int64_t b = local[0], per_row = local.numel() / std::max<std::int64_t>(b, 1);
-    throw_if<shape_error>(rows.first < 0 || rows.first + b > rows.global, "diffusion: rows [", rows.first, ", ",
-                          rows.first + b, ") are not inside the global batch of ", rows.global);
-    std::vector<std::int64_t> global_extents(local.begin(), local.end());
-    global_extents[0] = rows.global;
-    diffusion_->draw_training_noise(shape::from_range(global_extents.begin(), global_extents.end()), g, global_noise_);
-    noise_.t.assign(global_noise_.t.begin() + rows.first, global_noise_.t.begin() + rows.first + b);
-    noise_.eps_host.resize(local);
-    std::copy_n(global_noise_.eps_host.data() + rows.first * per_row, b * per_row, noise_.eps_host.data());
-    if (!(noise_.eps.shape() == local)) noise_.eps = tensor<float, D>(local);
-    enqueue_upload<D>(noise_.eps.data(), noise_.eps_host.data(), sizeof(float) * static_cast<std::size_t>(b * per_row));
-  }
-
   diffusion_segmenter_config config_;
   int image_channels_;
   std::unique_ptr<diffusion_model<D>> diffusion_;
   nn::unet<float, D> net_;
   unet_denoiser<D> train_denoiser_, sample_denoiser_;  // kept: their time buffers are allocated once
   diffusion::training_batch<float, D> noise_;
-  diffusion::training_batch<float, D> global_noise_;  // data-parallel: the global batch's draws
 };
 
 static_assert(segmentation_model<diffusion_segmenter<cpu>>);

@@ -35,7 +35,7 @@ struct model_spec {
 };
 
 // Which rows of the step's global batch a rank's inputs are, in data-parallel training
-// (train/data_parallel.hpp). A model that supports it draws its noise for the whole global
+// (train/trainer.hpp). A model that supports it draws its noise for the whole global
 // batch, exactly as one process would, and keeps its rows: the run's noise, like its data,
 // does not depend on the number of ranks. global = 0: the inputs are the whole batch.
 struct batch_rows {
@@ -52,8 +52,8 @@ struct training_inputs {
   batch_rows rows{};
 };
 
-// For models that draw their training noise in ways not yet split by rows (and those whose
-// batch statistics — BatchNorm — would differ per slice): a clear refusal.
+// For models whose batch cannot be split by rows: BatchNorm's batch statistics would differ
+// per rank (synchronised BatchNorm is not built). A clear refusal.
 inline void require_whole_batch(const batch_rows& rows, std::string_view kind) {
   throw_if<value_error>(!rows.whole(), "model '", kind,
                         "': data-parallel training (several ranks) is not supported for this model yet; "

@@ -385,7 +385,7 @@ class trainer {
   }
 
   trainer_config config_;
-  communicator* group_ = nullptr;  // several ranks, or none
+  communicator* group_ = nullptr;  // several ranks (or one GPU's NCCL: takes_part), or none
   // Declared early: it outlives everything that runs on it. Mutable: a save() (const)
   // makes it current for its downloads.
   mutable device_context<Device> context_;
