@@ -14,8 +14,11 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "ambiseg/io/npy.hpp"
 #include "ambiseg/train/all.hpp"
@@ -114,6 +117,12 @@ TEST_CASE("ambiseg sample and eval run on a converted reference checkpoint", "[a
       {"eval", "--ckpt", ckpt, "--data", "synthetic", "--synthetic-images", "8", "--images", "2", "-n", "2",
        "--steps", "2", "--out", (dir / "eval").string()});
   INFO(eval.out << eval.err);
-  CHECK(eval.code == 0);
-  CHECK(std::filesystem::exists(dir / "eval" / "eval.json"));
+  REQUIRE(eval.code == 0);
+  const auto scores = nlohmann::json::parse(std::ifstream(dir / "eval" / "eval.json"));
+  REQUIRE(scores["results"].size() == 1);
+  CHECK(scores["results"][0]["images"] == 2);
+  CHECK(scores["results"][0]["n"] == 2);
+  const double ged = scores["results"][0]["raw"]["ged"].get<double>();
+  CHECK(ged >= 0.0);  // GED² of masks and annotations lies in [0, 2]
+  CHECK(ged <= 2.0);
 }
